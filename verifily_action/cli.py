@@ -1,0 +1,98 @@
+"""The `verifily` command line: a thin Typer app. Each command lives in `commands/<name>.py` and registers itself.
+
+Start-up must stay fast (`verifily --help` answers without importing torch or transformers): command modules import
+heavy libraries inside their functions only. Errors: a VerifilyError prints its message (no traceback) and exits
+with its code; anything else is an internal error (exit 3) whose traceback shows only with --debug.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from . import __version__
+from .commands import compare, dataset, evaluate, reproduce, train, validate
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, VerifilyError
+
+app = typer.Typer(
+    name="verifily",
+    help="Dataset-version-aware fine-tuning: train LoRA adapters on versioned datasets, evaluate per tag slice, "
+    "compare runs, verify their hash chains.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+COMMANDS = (validate, train, evaluate, compare, reproduce, dataset)
+for _module in COMMANDS:
+    _module.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"verifily {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks of internal errors."),
+) -> None:
+    if debug:
+        os.environ["VERIFILY_DEBUG"] = "1"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point; returns the exit code (and exits with it when run as a script)."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args or os.environ.get("VERIFILY_DEBUG") == "1"
+    try:
+        app(args=args, prog_name="verifily", standalone_mode=False)
+        code = 0
+    except VerifilyError as e:
+        if e.exit_code:
+            if os.environ.get("VERIFILY_ERROR_FORMAT") == "json":
+                import json
+
+                print(json.dumps(e.to_dict(), indent=2))
+            else:
+                print(e.render(), file=sys.stderr)
+        code = e.exit_code
+    except SystemExit as e:  # typer.Exit inside standalone_mode=False surfaces as its code
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except Exception as e:  # noqa: BLE001 - the boundary of the program: turn bugs into a clean exit 3
+        import click
+
+        if isinstance(e, click.exceptions.Exit):
+            code = e.exit_code
+        elif isinstance(e, click.ClickException):
+            e.show()
+            code = e.exit_code
+        elif isinstance(e, click.exceptions.Abort):
+            print("aborted", file=sys.stderr)
+            code = EXIT_INTERRUPTED
+        else:
+            if debug:
+                import traceback
+
+                traceback.print_exc()
+            print(f"internal error: {type(e).__name__}: {e}", file=sys.stderr)
+            if not debug:
+                print("hint: this is a bug in verifily; rerun with --debug for the traceback", file=sys.stderr)
+            code = EXIT_INTERNAL
+    return code
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

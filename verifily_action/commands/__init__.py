@@ -1,0 +1,1 @@
+"""One module per CLI command. Each exposes `register(app)` and keeps heavy imports inside its functions."""

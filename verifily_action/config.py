@@ -1,0 +1,225 @@
+"""Load, validate and type the train config. `schemas/train.schema.json` is the one source of truth.
+
+Validation reports every problem at once, each with its JSON path, `file:line:column` and a hint. The typed config
+(`TrainConfig`) is built only from a schema-valid document with the schema's defaults filled in; a test checks that
+its fields and the schema's properties are the same at every level, so they cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from . import yamlsource
+from .errors import Problem, VerifilyError
+from .schemas import apply_defaults, load_schema, validator
+
+SCHEMA = "train.schema.json"
+
+
+@dataclass(frozen=True)
+class FieldsConfig:
+    id: str | None
+    text: str | None
+    prompt: str | None
+    response: str | None
+    label: str | None
+    tags: str | None
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    r: int
+    alpha: float
+    dropout: float
+    target_modules: str | list[str]
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: float
+    max_steps: int | None
+    batch_size: int
+    gradient_accumulation_steps: int
+    learning_rate: float
+    scheduler: str
+    warmup_ratio: float
+    weight_decay: float
+    max_length: int
+    seed: int
+    precision: str
+    gradient_checkpointing: bool
+    checkpoint_steps: int | None
+    logging_steps: int
+    group_by_length: bool
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    slice_by: list[str]
+    metrics: list[str]
+    batch_size: int
+    max_new_tokens: int
+    hard_examples: int
+    min_slice_size: int
+    bootstrap_resamples: int
+    confidence: float
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    task: str
+    model: str
+    dataset: str
+    datasets_root: str
+    train_split: str
+    eval_dataset: str | None
+    eval_split: str
+    fields: FieldsConfig
+    lora: LoraConfig
+    quantization: str
+    training: TrainingConfig
+    eval: EvalConfig
+    output_dir: str
+    run_name: str | None
+    report_to: str
+    # Where the config came from (not part of the schema; never written to config.yaml)
+    source_path: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved config as a plain dict (defaults filled), without `source_path`."""
+        d = asdict(self)
+        d.pop("source_path")
+        return d
+
+
+# Nested sections: schema property -> dataclass. Used to build the typed config and by the drift test.
+SECTIONS: dict[str, type] = {
+    "fields": FieldsConfig,
+    "lora": LoraConfig,
+    "training": TrainingConfig,
+    "eval": EvalConfig,
+}
+
+
+def schema_fields(cls: type) -> list[str]:
+    return [f.name for f in fields(cls) if f.name != "source_path"]
+
+
+def load_config(path: str | Path) -> TrainConfig:
+    """Load and validate a config file; raise one VerifilyError listing every problem."""
+    src = yamlsource.load(path, kind="config")
+    problems = validate_source(src)
+    if problems:
+        n = len(problems)
+        raise VerifilyError(
+            f"{path}: {n} problem{'s' if n > 1 else ''} in the config",
+            problems=problems,
+            hint="the schema is schemas/train.schema.json; `verifily validate` checks a config without running it",
+        )
+    return from_dict(src.data, source_path=str(path))
+
+
+def from_dict(data: dict[str, Any], source_path: str | None = None) -> TrainConfig:
+    """Build the typed config from a schema-valid dict (defaults are filled from the schema)."""
+    full = apply_defaults(load_schema(SCHEMA), data)
+    kwargs = {k: (SECTIONS[k](**v) if k in SECTIONS else v) for k, v in full.items()}
+    return TrainConfig(**kwargs, source_path=source_path)
+
+
+def validate_source(src: yamlsource.Source) -> list[Problem]:
+    """Every schema problem of a loaded document, sorted by line."""
+    if not isinstance(src.data, dict):
+        kind = type(src.data).__name__ if src.data is not None else "null"
+        kind = {"list": "a list", "str": "a string", "int": "a number", "float": "a number"}.get(kind, kind)
+        return [
+            Problem(
+                f"the config must be a mapping of keys to values, but the top level is {kind}",
+                file=src.path,
+                line=1,
+                column=1,
+                json_path="$",
+                hint="start with `task:`, `model:` and `dataset:` at the left margin; see examples/train.yaml",
+            )
+        ]
+    schema = load_schema(SCHEMA)
+    problems = [_problem(err, src, schema) for err in validator(SCHEMA).iter_errors(src.data)]
+    problems = [p for group in problems for p in group]
+    problems.sort(key=lambda p: (p.line or 0, p.column or 0, p.json_path or ""))
+    return problems
+
+
+def _schema_at(schema: dict[str, Any], path: tuple[str | int, ...]) -> dict[str, Any]:
+    node = schema
+    for part in path:
+        props = node.get("properties", {})
+        if isinstance(part, str) and part in props:
+            node = props[part]
+        elif isinstance(part, int) and "items" in node:
+            node = node["items"]
+        else:
+            return {}
+    return node
+
+
+def _problem(err: Any, src: yamlsource.Source, schema: dict[str, Any]) -> list[Problem]:
+    path = tuple(err.absolute_path)
+    jp = yamlsource.format_json_path(path)
+    sub = _schema_at(schema, path)
+    desc = sub.get("description")
+
+    def at(p: tuple[str | int, ...], message: str, hint: str | None) -> Problem:
+        line, col = src.where(p)
+        return Problem(message, src.path, line, col, yamlsource.format_json_path(p), hint)
+
+    if err.validator == "additionalProperties":
+        allowed = sorted(sub.get("properties", {}))
+        extra = [k for k in err.instance if k not in sub.get("properties", {})]
+        out = []
+        for key in extra:
+            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            hint = f"did you mean `{close[0]}`?" if close else f"allowed keys here: {', '.join(allowed)}"
+            out.append(at((*path, key), f"unknown key `{key}`", hint))
+        return out
+    if err.validator == "required":
+        missing = err.message.split("'")[1] if "'" in err.message else err.message
+        msub = sub.get("properties", {}).get(missing, {})
+        return [at(path, f"missing required key `{missing}`", msub.get("description"))]
+    if err.validator == "enum":
+        allowed = [str(v) for v in err.validator_value]
+        close = difflib.get_close_matches(str(err.instance), allowed, n=1, cutoff=0.5)
+        hint = f"did you mean `{close[0]}`? " if close else ""
+        return [at(path, f"{err.instance!r} is not one of: {', '.join(allowed)}", hint + (desc or "").strip() or None)]
+    if err.validator == "type":
+        want = err.validator_value if isinstance(err.validator_value, list) else [err.validator_value]
+        got = _json_type(err.instance)
+        return [at(path, f"expected {' or '.join(want)}, got {got} {err.instance!r}", desc)]
+    if err.validator == "oneOf" and path and path[-1] == "target_modules":
+        return [at(path, f"{err.instance!r} is neither `auto` nor a list of module names", desc)]
+    return [at(path, err.message, desc)]
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def resolve_path(config: TrainConfig, value: str) -> Path:
+    """A path from the config, relative to the config file's folder."""
+    p = Path(value)
+    if p.is_absolute() or config.source_path is None:
+        return p
+    return Path(config.source_path).resolve().parent / p

@@ -1,0 +1,168 @@
+"""Load YAML or JSON files safely and remember where every value came from.
+
+Configs and manifests are user-written; every error we report must name the file, line and column. PyYAML's
+composer keeps `start_mark` on each node, so we build plain Python values from the node tree ourselves and record,
+for each JSON path, the (line, column) of its key and its value.
+
+Safety: files over `MAX_BYTES` are refused before parsing; anchors and aliases are refused (they are how an
+"billion laughs" file explodes, and no config needs them); only the safe YAML types are built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Problem, VerifilyError
+
+MAX_BYTES = 1024 * 1024  # a config or manifest is a few KB; 1 MiB leaves ample room
+
+JsonPath = tuple[str | int, ...]
+
+
+@dataclass
+class Source:
+    """A loaded document: the plain value plus where each JSON path sits in the file."""
+
+    path: str
+    data: Any
+    # JSON path -> (line, column), both 1-based; the key's position for mapping entries
+    positions: dict[JsonPath, tuple[int, int]] = field(default_factory=dict)
+
+    def where(self, json_path: JsonPath) -> tuple[int | None, int | None]:
+        """Position of the deepest known ancestor of `json_path` (the path itself when known)."""
+        p = tuple(json_path)
+        while True:
+            if p in self.positions:
+                return self.positions[p]
+            if not p:
+                return (None, None)
+            p = p[:-1]
+
+
+def format_json_path(path: JsonPath) -> str:
+    """`('lora', 'r')` -> `$.lora.r`; list indices as `[0]`."""
+    out = "$"
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return out
+
+
+def _fail(file: str, message: str, hint: str | None = None, line: int | None = None, column: int | None = None):
+    return VerifilyError(
+        f"cannot read {file}",
+        problems=[Problem(message, file=file, line=line, column=column, hint=hint)],
+    )
+
+
+def read_text(path: str | Path, kind: str = "file") -> str:
+    """Read a small UTF-8 text file with one clear error per way it can go wrong."""
+    p = Path(path)
+    name = str(path)
+    if not p.exists():
+        raise VerifilyError(f"{kind} not found: {name}", hint="check the path (relative paths are from the current folder)")
+    if p.is_dir():
+        raise VerifilyError(f"{kind} {name} is a directory, not a file", hint=f"pass the path of the {kind} file itself")
+    size = p.stat().st_size
+    if size > MAX_BYTES:
+        raise _fail(
+            name,
+            f"file is {size:,} bytes; a {kind} may be at most {MAX_BYTES:,} bytes",
+            hint="is this the right file? data belongs in JSONL files referenced by a dataset manifest",
+        )
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise _fail(name, f"invalid UTF-8 byte 0x{raw[e.start]:02x}", "save the file as UTF-8", line, col) from None
+    if text.startswith("\ufeff"):
+        text = text[1:]  # a BOM is harmless in YAML/JSON; editors on Windows add it
+    return text
+
+
+def load(path: str | Path, kind: str = "file") -> Source:
+    """Parse a YAML (or JSON, which is YAML) file into a `Source`."""
+    name = str(path)
+    text = read_text(path, kind)
+    if not text.strip():
+        raise _fail(name, f"the {kind} is empty", hint=f"see examples/ for a complete {kind}")
+    try:
+        _refuse_aliases(text, name)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        msg = f"YAML syntax error: {e.problem or e.context}"
+        if e.context and e.problem:
+            msg += f" ({e.context})"
+        raise _fail(
+            name,
+            msg,
+            "check indentation and quoting near this line",
+            mark.line + 1 if mark else None,
+            mark.column + 1 if mark else None,
+        ) from None
+    except yaml.YAMLError as e:
+        raise _fail(name, f"YAML error: {e}") from None
+    if node is None:
+        raise _fail(name, f"the {kind} holds no value", hint=f"see examples/ for a complete {kind}")
+    src = Source(path=name, data=None)
+    src.data = _build(node, (), src)
+    return src
+
+
+def _refuse_aliases(text: str, name: str) -> None:
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        anchor = getattr(event, "anchor", None)
+        if isinstance(event, yaml.AliasEvent) or anchor:
+            m = event.start_mark
+            raise _fail(
+                name,
+                "YAML anchors and aliases (&name / *name) are not supported",
+                "write the values out in full",
+                m.line + 1,
+                m.column + 1,
+            )
+
+
+
+
+def _build(node: yaml.Node, path: JsonPath, src: Source) -> Any:
+    src.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = _scalar(key_node, src)
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:merge":
+                raise _fail(src.path, "YAML merge keys (<<) are not supported", None, key_node.start_mark.line + 1)
+            if not isinstance(key, str | int | float | bool) and key is not None:
+                raise _fail(src.path, "mapping keys must be plain scalars", None, key_node.start_mark.line + 1)
+            if key in out:
+                raise _fail(
+                    src.path,
+                    f"duplicate key {key!r}",
+                    "remove one of the two entries",
+                    key_node.start_mark.line + 1,
+                    key_node.start_mark.column + 1,
+                )
+            child = (*path, key if isinstance(key, str | int) else str(key))
+            src.positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            out[key] = _build(value_node, child, src)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, (*path, i), src) for i, item in enumerate(node.value)]
+    return _scalar(node, src)
+
+
+def _scalar(node: yaml.Node, src: Source) -> Any:
+    if not isinstance(node, yaml.ScalarNode):
+        raise _fail(src.path, "mapping keys must be plain scalars", None, node.start_mark.line + 1)
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.constructor.ConstructorError as e:
+        raise _fail(src.path, f"unsupported YAML value: {e.problem}", None, node.start_mark.line + 1) from None

@@ -51,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args or os.environ.get("VERIFILY_DEBUG") == "1"
     try:
-        app(args=args, prog_name="verifily", standalone_mode=False)
-        code = 0
+        # standalone_mode=False: click returns typer.Exit's code instead of calling sys.exit
+        rv = app(args=args, prog_name="verifily", standalone_mode=False)
+        code = rv if isinstance(rv, int) else 0
     except VerifilyError as e:
         if e.exit_code:
             if os.environ.get("VERIFILY_ERROR_FORMAT") == "json":

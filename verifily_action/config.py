@@ -145,8 +145,7 @@ def validate_source(src: yamlsource.Source) -> list[Problem]:
             )
         ]
     schema = load_schema(SCHEMA)
-    problems = [_problem(err, src, schema) for err in validator(SCHEMA).iter_errors(src.data)]
-    problems = [p for group in problems for p in group]
+    problems = [p for err in validator(SCHEMA).iter_errors(src.data) for p in _problem(err, src, schema)]
     problems.sort(key=lambda p: (p.line or 0, p.column or 0, p.json_path or ""))
     return problems
 
@@ -166,7 +165,6 @@ def _schema_at(schema: dict[str, Any], path: tuple[str | int, ...]) -> dict[str,
 
 def _problem(err: Any, src: yamlsource.Source, schema: dict[str, Any]) -> list[Problem]:
     path = tuple(err.absolute_path)
-    jp = yamlsource.format_json_path(path)
     sub = _schema_at(schema, path)
     desc = sub.get("description")
 
@@ -180,7 +178,13 @@ def _problem(err: Any, src: yamlsource.Source, schema: dict[str, Any]) -> list[P
         out = []
         for key in extra:
             close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-            hint = f"did you mean `{close[0]}`?" if close else f"allowed keys here: {', '.join(allowed)}"
+            home = [k for k, v in schema["properties"].items() if key in v.get("properties", {})]
+            if close:
+                hint = f"did you mean `{close[0]}`?"
+            elif home:
+                hint = f"`{key}` belongs under `{home[0]}`"
+            else:
+                hint = f"allowed keys here: {', '.join(allowed)}"
             out.append(at((*path, key), f"unknown key `{key}`", hint))
         return out
     if err.validator == "required":

@@ -63,9 +63,13 @@ def read_text(path: str | Path, kind: str = "file") -> str:
     p = Path(path)
     name = str(path)
     if not p.exists():
-        raise VerifilyError(f"{kind} not found: {name}", hint="check the path (relative paths are from the current folder)")
+        raise VerifilyError(
+            f"{kind} not found: {name}", hint="check the path (relative paths are from the current folder)"
+        )
     if p.is_dir():
-        raise VerifilyError(f"{kind} {name} is a directory, not a file", hint=f"pass the path of the {kind} file itself")
+        raise VerifilyError(
+            f"{kind} {name} is a directory, not a file", hint=f"pass the path of the {kind} file itself"
+        )
     size = p.stat().st_size
     if size > MAX_BYTES:
         raise _fail(
@@ -124,15 +128,24 @@ def _refuse_aliases(text: str, name: str) -> None:
                 name,
                 "YAML anchors and aliases (&name / *name) are not supported",
                 "write the values out in full",
-                m.line + 1,
-                m.column + 1,
+                m.line + 1 if m else None,
+                m.column + 1 if m else None,
             )
 
 
+_PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
 
 
 def _build(node: yaml.Node, path: JsonPath, src: Source) -> Any:
     src.positions.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
+    if isinstance(node, yaml.MappingNode | yaml.SequenceNode) and node.tag not in _PLAIN_TAGS:
+        raise _fail(
+            src.path,
+            f"unsupported YAML value: tag {node.tag}",
+            "remove the !! tag",
+            node.start_mark.line + 1,
+            node.start_mark.column + 1,
+        )
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Create ./.venv and install verifily with its dev extras. Idempotent: a stamp of pyproject.toml skips a reinstall.
+# torch is pinned to the CPU build this machine's pip config finds (a bare `torch` could pull a multi-GB CUDA build).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
+stamp="$VENV/.verifily-setup-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+if [ ! -f "$stamp" ]; then
+  echo "setup: installing $TORCH_SPEC and verifily[dev] into $VENV (a few minutes the first time)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
+  "$VENV/bin/python" -m pip install -q "$TORCH_SPEC" 2>&1 | grep -v '^WARNING: Location' || true
+  "$VENV/bin/python" -m pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+  "$VENV/bin/python" -c "import torch, transformers, peft, verifily_action" # fail loudly if the install did not work
+  rm -f "$VENV"/.verifily-setup-*
+  touch "$stamp"
+fi
+echo "setup: $VENV ready ($("$VENV/bin/verifily" --version))"

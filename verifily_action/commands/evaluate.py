@@ -1,14 +1,57 @@
-"""`verifily eval`: Evaluate a run per tag slice with confidence intervals."""
+"""`verifily eval --run RUN`: evaluate a run per tag slice with bootstrap confidence intervals."""
 
 from __future__ import annotations
 
-import typer
+import json
+from pathlib import Path
 
-from ..errors import not_implemented
+import typer
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(name="eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def evaluate() -> None:
-        """Evaluate a run per tag slice with confidence intervals. (not implemented yet)"""
-        raise not_implemented("eval", "Evaluation")
+    @app.command(name="eval")
+    def evaluate(
+        run: Path = typer.Option(..., "--run", "-r", help="The run folder (runs/<name>) written by `verifily train`."),
+        dataset: str = typer.Option(
+            None,
+            "--dataset",
+            "-d",
+            help="Dataset to evaluate on: name@version or a manifest path. "
+            "Default: the run's eval dataset, else its training dataset. Another version writes another eval folder.",
+        ),
+        split: str = typer.Option(None, "--split", help="Split to evaluate. Default: the run config's eval_split."),
+        slice_by: list[str] = typer.Option(
+            None, "--slice-by", help="Tag key(s) to slice by, comma-separated or repeated (default: eval.slice_by)."
+        ),
+        slice_: list[str] = typer.Option(
+            None, "--slice", help='A cross-tag AND slice, e.g. "source=human,difficulty=hard"; repeatable.'
+        ),
+        datasets_root: str = typer.Option(
+            None, "--datasets-root", help="Folder holding <name>/<version>/manifest.yaml (else $VERIFILY_DATASETS)."
+        ),
+        batch_size: int = typer.Option(
+            None, "--batch-size", min=1, help="Examples per batch (default: eval.batch_size)."
+        ),
+        seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resamples."),
+        as_json: bool = typer.Option(False, "--json", help="Print eval_results.json to stdout instead of a table."),
+    ) -> None:
+        """Evaluate a run: batched inference, metrics per tag slice with 95% bootstrap CIs, hard examples."""
+        from ..evaluate.runner import EvalOptions, evaluate_run
+        from ..evaluate.slices import parse_slice, parse_slice_by
+
+        opts = EvalOptions(
+            dataset=dataset,
+            split=split,
+            slice_by=parse_slice_by(slice_by) if slice_by else None,
+            cross=[parse_slice(s) for s in slice_ or []],
+            datasets_root=datasets_root,
+            batch_size=batch_size,
+            seed=seed,
+        )
+        outcome = evaluate_run(run, opts)
+        if as_json:
+            typer.echo(json.dumps(outcome.results, indent=2, ensure_ascii=False))
+        else:
+            from ..evaluate.report import print_results
+
+            print_results(outcome.results, str(outcome.eval_dir))

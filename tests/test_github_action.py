@@ -1,0 +1,192 @@
+"""The Action's flow (`verifily_action.action.main`) against the fake GitHub, with real webhook payloads.
+
+Training, evaluation and comparison belong to other modules: here a stub pipeline makes a small run folder and a
+fixed report, so these tests exercise only the GitHub side (baseline, comment, summary, outputs, artifact).
+"""
+
+# ruff: noqa: F811  (pytest fixtures imported from tests/github_fake.py are redefined as arguments)
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from verifily_action import action
+from verifily_action.action import Outcome
+
+from .github_fake import TOKEN, fake_github  # noqa: F401
+from .github_fixtures import webhook_example
+from .test_github_artifacts import RUNTIME
+
+pytestmark = pytest.mark.unit
+
+REPO = "Codertocat/Hello-World"
+
+
+class StubPipeline(action.Pipeline):
+    def __init__(self, ws: Path) -> None:
+        self.ws = ws
+        self.baselines: list[Path | None] = []
+        self.n = 0
+
+    def validate(self, config: Path) -> None:
+        pass
+
+    def train(self, inputs):
+        self.n += 1
+        d = self.ws / "runs" / f"run{self.n}"
+        d.mkdir(parents=True)
+        (d / "run_meta.json").write_text(json.dumps({"run_key": f"key{self.n}", "status": "completed"}))
+        return d
+
+    def evaluate(self, run_dir, inputs):
+        (run_dir / "eval_results.json").write_text("{}")
+
+    def compare(self, run_dir, baseline_dir, inputs):
+        self.baselines.append(baseline_dir)
+        meta = json.loads((baseline_dir / "run_meta.json").read_text()) if baseline_dir else None
+        return Outcome(
+            markdown=f"| slice | delta |\n|---|---|\n| @octocat | vs {meta and meta['run_key']} |", regressions=0
+        )
+
+
+@pytest.fixture
+def env(fake_github, tmp_path, monkeypatch):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    monkeypatch.chdir(tmp_path)
+    values = {
+        "GITHUB_WORKSPACE": str(ws),
+        "GITHUB_API_URL": fake_github.api_url,
+        "GITHUB_REPOSITORY": REPO,
+        "GITHUB_SERVER_URL": "https://github.com",
+        "GITHUB_RUN_ID": "555",
+        "GITHUB_WORKFLOW_REF": f"{REPO}/.github/workflows/verifily.yml@refs/heads/master",
+        "GITHUB_OUTPUT": str(tmp_path / "output"),
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+        "ACTIONS_RUNTIME_TOKEN": RUNTIME,
+        "ACTIONS_RESULTS_URL": fake_github.api_url,
+        "INPUT_GITHUB-TOKEN": TOKEN,
+        "INPUT_CONFIG": "train.yaml",
+        "INPUT_ARTIFACT-NAME": "verifily-run",
+    }
+    for k, v in values.items():
+        monkeypatch.setenv(k, v)
+    stub = StubPipeline(ws)
+    monkeypatch.setattr(action, "PIPELINE", stub)
+    return {"ws": ws, "tmp": tmp_path, "stub": stub, "monkeypatch": monkeypatch}
+
+
+def _event(env, name: str, payload: dict) -> None:
+    p = env["tmp"] / f"{name}.json"
+    p.write_text(json.dumps(payload))
+    env["monkeypatch"].setenv("GITHUB_EVENT_NAME", name)
+    env["monkeypatch"].setenv("GITHUB_EVENT_PATH", str(p))
+
+
+def _outputs(env) -> dict[str, str]:
+    text = (env["tmp"] / "output").read_text()
+    # later entries win, as on the runner
+    return {m[0]: m[2] for m in re.findall(r"^(\S+)<<(ghadelimiter_\w+)\n(.*?)\n\2$", text, re.S | re.M)}
+
+
+def _push_then_publish(fake, env) -> dict:
+    """A push to master runs, uploads its artifact; the fake then lists it as that run's artifact."""
+    push = webhook_example("push", pred=lambda x: x["ref"] == "refs/heads/master")
+    _event(env, "push", push)
+    assert action.main() == 0
+    run = fake.add_run(push["after"], branch="master")
+    fake.add_artifact(run["id"], "verifily-run", fake.uploads["verifily-run"]["data"])
+    return run
+
+
+def test_push_then_pull_request_comments_once_and_updates(fake_github, env, capsys):
+    base_run = _push_then_publish(fake_github, env)
+    assert not fake_github.calls("POST", "/comments$")  # a push never comments
+    pr = webhook_example("pull_request", "synchronize")
+    fake_github.merge_bases[f"{pr['pull_request']['base']['sha']}...{pr['pull_request']['head']['sha']}"] = base_run[
+        "head_sha"
+    ]
+    _event(env, "pull_request", pr)
+    assert action.main() == 0
+    assert action.main() == 0  # a second push to the PR: same comment, updated
+    comments = fake_github.comments[pr["number"]]
+    assert len(comments) == 1
+    body = comments[0]["body"]
+    assert "<!-- verifily-action:sticky:" in body and f"run {base_run['id']}" in body and "merge-base" in body
+    assert "vs key1" in body  # compared with the push run's folder, downloaded from the artifact
+    assert len(fake_github.calls("PATCH", r"/issues/comments/\d+$")) == 1
+    out = _outputs(env)
+    assert out["comment-url"] == comments[0]["html_url"] and out["run-key"] == "key3" and out["regressions"] == "0"
+    assert Path(out["run-dir"]).name == "run3"
+    assert "## Verifily Train" in (env["tmp"] / "summary.md").read_text()
+    pr_ctx = fake_github.uploads["verifily-run"]
+    assert pr_ctx["finalize"]["hash"].startswith("sha256:")
+    captured = capsys.readouterr()
+    assert f"::add-mask::{TOKEN}" in captured.out
+    assert TOKEN not in captured.out.replace(f"::add-mask::{TOKEN}", "") and TOKEN not in captured.err
+    assert "::group::Baseline" in captured.out
+
+
+def test_no_baseline_still_succeeds_and_says_why(fake_github, env):
+    pr = webhook_example("pull_request", "opened")
+    _event(env, "pull_request", pr)
+    assert action.main() == 0
+    body = fake_github.comments[pr["number"]][0]["body"]
+    assert "No baseline: no successful run" in body and env["stub"].baselines == [None]
+
+
+def test_fork_pull_request_degrades_then_comment_job_posts(fake_github, env, capsys):
+    pr = webhook_example("pull_request", "opened")
+    pr["pull_request"]["head"]["repo"]["full_name"] = "mallory/Hello-World"
+    _event(env, "pull_request", pr)
+    assert action.main() == 0
+    assert pr["number"] not in fake_github.comments
+    assert "::notice::pull request from a fork" in capsys.readouterr().out
+    data = fake_github.uploads["verifily-run"]["data"]
+    # the workflow_run job: the fork run's artifact, checked against the PR's head commit
+    head = pr["pull_request"]["head"]["sha"]
+    fork_run = fake_github.add_run(head, branch="changes", head_repo="mallory/Hello-World", event="pull_request")
+    fake_github.add_artifact(fork_run["id"], "verifily-run", data)
+    fake_github.add_pull(pr["number"], head, head_repo="mallory/Hello-World")
+    wr = webhook_example("workflow_run", "completed", pred=lambda x: x["workflow_run"]["conclusion"] == "success")
+    wr["workflow_run"].update(id=fork_run["id"], head_sha=head, pull_requests=[], path=".github/workflows/verifily.yml")
+    wr["workflow_run"]["head_repository"]["full_name"] = "mallory/Hello-World"
+    _event(env, "workflow_run", wr)
+    env["monkeypatch"].setenv("INPUT_MODE", "comment")
+    assert action.main() == 0
+    assert len(fake_github.comments[pr["number"]]) == 1
+    # a tampered artifact (PR number of another PR) is refused
+    fake_github.add_pull(pr["number"], "f" * 40)
+    assert action.main() == 2
+    assert "refusing to comment" in capsys.readouterr().out
+
+
+def test_config_errors_become_annotations(fake_github, env, monkeypatch, capsys):
+    monkeypatch.setattr(action, "PIPELINE", action.Pipeline())
+    (env["ws"] / "train.yaml").write_text("task: classification\nmodel: m\ndataset: d@v1\nepochz: 3\n")
+    _event(env, "pull_request", webhook_example("pull_request", "opened"))
+    assert action.main() == 2
+    out = capsys.readouterr().out
+    assert re.search(r"^::error title=[^:]*,file=train.yaml,line=4,col=1::unknown key `epochz`", out, re.M), out
+
+
+def test_unwired_stages_say_so(fake_github, env, monkeypatch, capsys):
+    class NoTrain(action.Pipeline):
+        def validate(self, config):
+            pass
+
+    monkeypatch.setattr(action, "PIPELINE", NoTrain())
+    _event(env, "pull_request", webhook_example("pull_request", "opened"))
+    assert action.main() == 2
+    assert "::error::`verifily action: train` is not implemented yet" in capsys.readouterr().out
+    assert not fake_github.requests  # nothing was posted
+
+
+def test_bad_inputs(env, capsys):
+    env["monkeypatch"].setenv("INPUT_MODE", "deploy")
+    _event(env, "push", webhook_example("push"))
+    assert action.main() == 2
+    assert "input `mode` must be" in capsys.readouterr().out

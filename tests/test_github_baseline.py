@@ -1,0 +1,187 @@
+"""Baseline selection and safe artifact extraction against the fake GitHub."""
+
+# ruff: noqa: F811  (pytest fixtures imported from tests/github_fake.py are redefined as arguments)
+from __future__ import annotations
+
+import io
+import zipfile
+
+import pytest
+
+from verifily_action.github.archive import UnsafeArchive, safe_extract, zip_dir
+from verifily_action.github.baseline import (
+    download_baseline,
+    find_baseline,
+    merge_base,
+    run_baseline,
+    workflow_file,
+)
+
+from .github_fake import fake_github, gh  # noqa: F401
+
+pytestmark = pytest.mark.unit
+
+REPO = "Codertocat/Hello-World"
+NAME = "verifily-run"
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def _sha(c: str) -> str:
+    return c * 40
+
+
+def test_workflow_file_from_ref():
+    assert workflow_file("octo/repo/.github/workflows/eval.yml@refs/pull/2/merge") == "eval.yml"
+    assert workflow_file(None) is None and workflow_file("garbage") is None
+
+
+def test_merge_base_run_is_preferred_over_newer(fake_github, gh):
+    mb = fake_github.add_run(_sha("a"), created_at="2024-01-01T00:00:00Z")
+    newer = fake_github.add_run(_sha("b"), created_at="2024-02-01T00:00:00Z")
+    for r in (mb, newer):
+        fake_github.add_artifact(r["id"], NAME, _zip({"run_meta.json": b"{}"}))
+    res = find_baseline(gh, REPO, "eval.yml", "master", NAME, merge_base_sha=_sha("a"))
+    assert res.baseline is not None and res.baseline.run_id == mb["id"] and res.baseline.merge_base
+    res2 = find_baseline(gh, REPO, "eval.yml", "master", NAME, merge_base_sha=_sha("f"))
+    assert res2.baseline.run_id == newer["id"] and not res2.baseline.merge_base
+    assert "no usable run at the merge base" in res2.reason
+    assert "run " in res.baseline.describe() and "`master`" in res.baseline.describe()
+    q = fake_github.calls("GET", r"/actions/workflows/eval.yml/runs$")[0].query
+    assert q["branch"] == ["master"] and q["status"] == ["success"]
+
+
+def test_fork_runs_are_never_baselines(fake_github, gh):
+    fork = fake_github.add_run(_sha("a"), head_repo="mallory/Hello-World", created_at="2024-03-01T00:00:00Z")
+    fake_github.add_artifact(fork["id"], NAME, _zip({"x": b"1"}))
+    res = find_baseline(gh, REPO, "eval.yml", "master", NAME, merge_base_sha=_sha("a"))
+    assert res.baseline is None and "forks" in res.reason
+    own = fake_github.add_run(_sha("c"), created_at="2024-01-01T00:00:00Z")
+    fake_github.add_artifact(own["id"], NAME, _zip({"x": b"1"}))
+    res = find_baseline(gh, REPO, "eval.yml", "master", NAME, merge_base_sha=_sha("a"))
+    assert res.baseline.run_id == own["id"]
+
+
+def test_expired_and_missing_artifacts_are_skipped(fake_github, gh):
+    newest = fake_github.add_run(_sha("a"), created_at="2024-03-01T00:00:00Z")
+    fake_github.add_artifact(newest["id"], NAME, b"zip", expired=True)
+    middle = fake_github.add_run(_sha("b"), created_at="2024-02-01T00:00:00Z")
+    fake_github.add_artifact(middle["id"], "other-name", b"zip")
+    oldest = fake_github.add_run(_sha("c"), created_at="2024-01-01T00:00:00Z")
+    fake_github.add_artifact(oldest["id"], NAME, b"zip")
+    res = find_baseline(gh, REPO, "eval.yml", "master", NAME)
+    assert res.baseline.run_id == oldest["id"]
+
+
+def test_no_baseline_gives_a_reason(fake_github, gh):
+    res = find_baseline(gh, REPO, "eval.yml", "master", NAME)
+    assert res.baseline is None and "no successful run" in res.reason and "master" in res.reason
+    r = fake_github.add_run(_sha("a"))
+    fake_github.add_artifact(r["id"], NAME, b"zip", expired=True)
+    res = find_baseline(gh, REPO, "eval.yml", "master", NAME)
+    assert res.baseline is None and "artifact expired" in res.reason
+    failed = fake_github.add_run(_sha("b"), conclusion="failure")
+    fake_github.add_artifact(failed["id"], NAME, b"zip")
+    assert find_baseline(gh, REPO, "eval.yml", "master", NAME).baseline is None
+
+
+def test_baseline_by_run_id(fake_github, gh):
+    r = fake_github.add_run(_sha("a"))
+    fake_github.add_artifact(r["id"], NAME, b"zip")
+    assert run_baseline(gh, REPO, r["id"], NAME).baseline.run_id == r["id"]
+    missing = run_baseline(gh, REPO, 999999, NAME)
+    assert missing.baseline is None and "does not exist" in missing.reason
+    fork = fake_github.add_run(_sha("b"), head_repo="mallory/x")
+    assert "fork" in run_baseline(gh, REPO, fork["id"], NAME).reason
+
+
+def test_merge_base_via_compare_api(fake_github, gh):
+    fake_github.merge_bases[f"{_sha('1')}...{_sha('2')}"] = _sha("3")
+    assert merge_base(gh, REPO, _sha("1"), _sha("2")) == _sha("3")
+    assert merge_base(gh, REPO, _sha("1"), _sha("9")) is None  # 404: unknown
+
+
+def test_download_and_extract_baseline(fake_github, gh, tmp_path):
+    r = fake_github.add_run(_sha("a"))
+    fake_github.add_artifact(r["id"], NAME, _zip({"run_meta.json": b'{"id": "x"}', "eval/a/eval_results.json": b"{}"}))
+    res = find_baseline(gh, REPO, "eval.yml", "master", NAME)
+    out = download_baseline(gh, REPO, res.baseline, tmp_path / "baseline")
+    assert (out / "run_meta.json").read_bytes() == b'{"id": "x"}'
+    assert (out / "eval/a/eval_results.json").is_file() and res.baseline.dir == out
+    assert "authorization" not in fake_github.calls("GET", "/artifact-blobs/", host="blob")[0].headers
+
+
+def test_a_zip_slip_artifact_is_refused_on_download(fake_github, gh, tmp_path):
+    r = fake_github.add_run(_sha("a"))
+    fake_github.add_artifact(r["id"], NAME, _zip({"../../escaped.txt": b"gotcha"}))
+    res = find_baseline(gh, REPO, "eval.yml", "master", NAME)
+    with pytest.raises(UnsafeArchive, match="climbs out"):
+        download_baseline(gh, REPO, res.baseline, tmp_path / "deep" / "baseline")
+    assert not (tmp_path / "escaped.txt").exists() and not (tmp_path / "deep" / "escaped.txt").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("../evil.txt", "climbs out"),
+        ("a/../../evil.txt", "climbs out"),
+        ("/etc/evil", "absolute"),
+        ("C:/evil", "absolute"),
+        ("a\\..\\evil", "absolute"),
+    ],
+)
+def test_unsafe_member_names_are_refused(tmp_path, name, why):
+    z = tmp_path / "a.zip"
+    z.write_bytes(_zip({"ok.txt": b"fine", name: b"x"}))
+    with pytest.raises(UnsafeArchive, match=why):
+        safe_extract(z, tmp_path / "out")
+    assert not (tmp_path / "out" / "ok.txt").exists()  # checked before anything is written
+
+
+def test_symlink_members_are_refused(tmp_path):
+    z = tmp_path / "a.zip"
+    with zipfile.ZipFile(z, "w") as zf:
+        info = zipfile.ZipInfo("link")
+        info.external_attr = 0o120777 << 16
+        zf.writestr(info, "/etc/passwd")
+    with pytest.raises(UnsafeArchive, match="symbolic link"):
+        safe_extract(z, tmp_path / "out")
+
+
+def test_zip_bombs_are_refused(tmp_path):
+    z = tmp_path / "bomb.zip"
+    z.write_bytes(_zip({"zeros": b"\0" * (4 * 1024 * 1024)}))
+    with pytest.raises(UnsafeArchive, match="ratio"):
+        safe_extract(z, tmp_path / "out")
+    z2 = tmp_path / "big.zip"
+    z2.write_bytes(_zip({f"f{i}": bytes(range(256)) * 40 for i in range(5)}))
+    with pytest.raises(UnsafeArchive, match="expands to more"):
+        safe_extract(z2, tmp_path / "out2", max_total=30_000)
+    with pytest.raises(UnsafeArchive, match="members"):
+        safe_extract(z2, tmp_path / "out3", max_files=3)
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(UnsafeArchive, match="not a readable zip"):
+        safe_extract(bad, tmp_path / "out4")
+
+
+def test_zip_dir_round_trip_skips_symlinks(tmp_path):
+    src = tmp_path / "run"
+    (src / "eval").mkdir(parents=True)
+    (src / "run_meta.json").write_text("{}")
+    (src / "eval" / "r.json").write_text("[]")
+    (src / "link").symlink_to("/etc/passwd")
+    info = zip_dir(src, tmp_path / "run.zip", extra={"verifily-pr.json": b'{"number": 2}'})
+    assert info.files == 3 and len(info.sha256) == 64
+    files = safe_extract(info.path, tmp_path / "back")
+    assert sorted(p.relative_to(tmp_path / "back").as_posix() for p in files) == [
+        "eval/r.json",
+        "run_meta.json",
+        "verifily-pr.json",
+    ]

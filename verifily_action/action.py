@@ -1,0 +1,381 @@
+"""The GitHub Action's flow; `entrypoint.py` (the docker action's command) calls `main()`.
+
+Two modes (input `mode`):
+- `train-eval` (pull_request / push): validate the config, train, evaluate, find and fetch the base branch's run,
+  compare, then write the job summary, post the sticky comment (same-repository pull requests only), upload the
+  run folder as an artifact and set the outputs; the `fail-on` gate decides the exit code last.
+- `comment` (a `workflow_run` job with a write token): download the finished run's artifact as data, check that
+  its pull request really has that head commit, compare with the baseline and post the comment. This is how fork
+  pull requests, whose own jobs get a read-only token, still get a comment.
+
+The stages that belong to other parts of the package go through `PIPELINE` (train, evaluate, compare); each
+raises `not_implemented` until wired, so the Action never posts made-up numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import EXIT_INTERNAL, EXIT_OK, VerifilyError, not_implemented
+from .github import workflow as wf
+from .github.baseline import Baseline, BaselineResult, download_baseline, find_baseline, merge_base, run_baseline
+from .github.baseline import workflow_file as _workflow_file
+from .github.comments import marker, sanitize, upsert_sticky
+from .github.events import Event, load_event
+
+PR_CONTEXT = "verifily-pr.json"
+WORKSPACE = "/github/workspace"
+
+
+@dataclass
+class Inputs:
+    """The action.yml inputs, as the runner passes them: env `INPUT_<NAME>` with hyphens kept."""
+
+    config: str = "train.yaml"
+    dataset: str | None = None
+    slice_by: list[str] = field(default_factory=list)
+    token: str = ""
+    baseline: str = "auto"
+    artifact_name: str = "verifily-run"
+    comment: bool = True
+    fail_on: str | None = None
+    mode: str = "train-eval"
+    working_directory: str = "."
+
+
+def read_inputs(env: Mapping[str, str]) -> Inputs:
+    def get(name: str, default: str = "") -> str:
+        return env.get(f"INPUT_{name.upper()}", default).strip() or default
+
+    problems = []
+    mode = get("mode", "train-eval")
+    if mode not in ("train-eval", "comment"):
+        problems.append(f"input `mode` must be `train-eval` or `comment`, not {mode!r}")
+    comment = get("comment", "true").lower()
+    if comment not in ("true", "false"):
+        problems.append(f"input `comment` must be `true` or `false`, not {comment!r}")
+    if problems:
+        raise VerifilyError("invalid action inputs: " + "; ".join(problems), hint="see action.yml for each input")
+    return Inputs(
+        config=get("config", "train.yaml"),
+        dataset=get("dataset") or None,
+        slice_by=[s.strip() for s in get("slice-by").replace("\n", ",").split(",") if s.strip()],
+        token=env.get("INPUT_GITHUB-TOKEN", "").strip(),
+        baseline=get("baseline", "auto"),
+        artifact_name=get("artifact-name", "verifily-run"),
+        comment=comment == "true",
+        fail_on=get("fail-on") or None,
+        mode=mode,
+        working_directory=get("working-directory", "."),
+    )
+
+
+@dataclass
+class Outcome:
+    """What the compare stage hands back: the rendered report and the gate's verdict."""
+
+    markdown: str
+    comparison_json: Path | None = None
+    metrics_json: Path | None = None
+    regressions: int = 0
+    gate_failed: bool = False
+    gate_message: str = ""
+
+
+class Pipeline:
+    """The stages the lead wires to the package's train / evaluate / compare APIs (tests substitute their own)."""
+
+    def validate(self, config: Path) -> None:
+        from .config import load_config
+
+        load_config(config)
+
+    def train(self, inputs: Inputs) -> Path:
+        """Train (or reuse the cached run with the same run key); return the run folder."""
+        raise not_implemented("action: train", "train")
+
+    def evaluate(self, run_dir: Path, inputs: Inputs) -> None:
+        raise not_implemented("action: evaluate", "evaluation")
+
+    def compare(self, run_dir: Path, baseline_dir: Path | None, inputs: Inputs) -> Outcome:
+        """Compare with the baseline run folder (None: no baseline) and render the markdown report."""
+        raise not_implemented("action: compare", "compare")
+
+
+PIPELINE = Pipeline()
+
+
+@dataclass
+class Context:
+    env: Mapping[str, str]
+    event: Event
+    repo: str
+    workspace: Path
+    workflow: str  # workflow file name, the runs API's workflow id
+
+    @property
+    def run_url(self) -> str:
+        server = self.env.get("GITHUB_SERVER_URL", "https://github.com")
+        return f"{server}/{self.repo}/actions/runs/{self.env.get('GITHUB_RUN_ID', '')}"
+
+
+def _client(inputs: Inputs, ctx: Context):
+    from .github.client import GitHubClient
+
+    return GitHubClient(inputs.token or None, ctx.env.get("GITHUB_API_URL"))
+
+
+def _baseline(
+    client, ctx: Context, inputs: Inputs, base_ref: str, base_sha: str, head_sha: str, dest: Path
+) -> BaselineResult:
+    """Resolve the `baseline` input (auto | none | a run id | a path) to a run folder on disk, or a reason."""
+    value = inputs.baseline
+    if value == "none":
+        return BaselineResult(None, "baseline comparison is turned off (`baseline: none`)")
+    if value.isdigit():
+        res = run_baseline(client, ctx.repo, int(value), inputs.artifact_name)
+    elif value != "auto":
+        path = (ctx.workspace / value).resolve()
+        if not path.is_dir():
+            raise VerifilyError(f"baseline folder {value} does not exist", hint="use auto, none, a run id or a path")
+        b = Baseline(0, "", "", None, 0, "", merge_base=False, dir=path)
+        return BaselineResult(b, f"the run folder `{sanitize(value)}`")
+    else:
+        mb = merge_base(client, ctx.repo, base_sha, head_sha) if base_sha and head_sha else None
+        res = find_baseline(
+            client,
+            ctx.repo,
+            ctx.workflow,
+            base_ref,
+            inputs.artifact_name,
+            merge_base_sha=mb,
+            exclude_run_id=int(ctx.env.get("GITHUB_RUN_ID") or 0) or None,
+        )
+    if res.baseline is not None:
+        download_baseline(client, ctx.repo, res.baseline, dest)
+    return res
+
+
+def compose_report(outcome: Outcome, baseline: BaselineResult, ctx: Context, inputs: Inputs) -> str:
+    b = baseline.baseline
+    if b is not None and b.run_id:
+        head = b.describe() + f": {sanitize(baseline.reason)}."
+    elif b is not None:
+        head = f"Baseline: {baseline.reason}."
+    else:
+        head = f"No baseline: {sanitize(baseline.reason, max_len=500)}."
+    links = f"[Workflow run]({ctx.run_url}) · artifact `{sanitize(inputs.artifact_name)}`"
+    return f"## Verifily Train\n\n{head}\n\n{outcome.markdown.strip()}\n\n---\n{links}\n"
+
+
+def _write_outputs(values: dict[str, str]) -> None:
+    for k, v in values.items():
+        wf.set_output(k, v)
+
+
+def _run_key(run_dir: Path) -> str:
+    try:
+        return str(json.loads((run_dir / "run_meta.json").read_text(encoding="utf-8")).get("run_key") or "")
+    except (OSError, ValueError):
+        return ""
+
+
+def _post(client, ctx: Context, config: str, number: int, report: str) -> str:
+    """Post or update the sticky comment (one per workflow + config); a read-only token is a warning, never a
+    failure."""
+    from .github.client import GitHubError
+
+    try:
+        res = upsert_sticky(client, ctx.repo, number, report, marker(ctx.workflow, config))
+    except GitHubError as e:
+        if e.status in (403, 404):
+            wf.warning(f"could not post the pull request comment ({e.status}); the report is in the job summary")
+            return ""
+        raise
+    print(f"{'created' if res.created else 'updated'} comment {res.url}")
+    return res.url
+
+
+def train_eval(inputs: Inputs, ctx: Context) -> int:
+    ev = ctx.event
+    with wf.group("Validate config"):
+        PIPELINE.validate(Path(inputs.config))
+    with wf.group("Train"):
+        run_dir = PIPELINE.train(inputs)
+    with wf.group("Evaluate"):
+        PIPELINE.evaluate(run_dir, inputs)
+    outputs = {"run-dir": str(run_dir), "run-key": _run_key(run_dir)}
+    _write_outputs(outputs)  # early, so a failing later step still hands the run to actions/upload-artifact
+    client = _client(inputs, ctx)
+    pr = ev.pull_request
+    with tempfile.TemporaryDirectory(prefix="verifily-baseline-") as tmp:
+        with wf.group("Baseline"):
+            if pr is None:
+                base = BaselineResult(None, f"a {ev.name} run is itself the baseline for later pull requests")
+            else:
+                base = _baseline(client, ctx, inputs, pr.base_ref, pr.base_sha, pr.head_sha, Path(tmp) / "run")
+            print(base.reason)
+        with wf.group("Compare"):
+            outcome = PIPELINE.compare(run_dir, base.baseline.dir if base.baseline else None, inputs)
+    report = compose_report(outcome, base, ctx, inputs)
+    wf.append_summary(report)
+    comment_url = ""
+    if pr is not None and inputs.comment:
+        if pr.is_fork:
+            wf.notice("pull request from a fork: the comment is posted by the workflow_run job (mode: comment)")
+        else:
+            comment_url = _post(client, ctx, inputs.config, pr.number, report)
+    with wf.group("Upload artifact"):
+        _upload(run_dir, inputs, ctx)
+    outputs.update(
+        {
+            "metrics-json": str(outcome.metrics_json or ""),
+            "comparison-json": str(outcome.comparison_json or ""),
+            "comment-url": comment_url,
+            "regressions": str(outcome.regressions),
+        }
+    )
+    _write_outputs({k: v for k, v in outputs.items() if k not in ("run-dir", "run-key")})
+    if outcome.gate_failed:
+        wf.error(outcome.gate_message or "a fail-on rule matched a regression")
+        return 1
+    return EXIT_OK
+
+
+def _upload(run_dir: Path, inputs: Inputs, ctx: Context) -> None:
+    from .github.artifacts import upload_artifact
+
+    extra = {}
+    pr = ctx.event.pull_request
+    if pr is not None:
+        extra[PR_CONTEXT] = json.dumps(
+            {
+                "schema_version": 1,
+                "repository": ctx.repo,
+                "pr_number": pr.number,
+                "head_sha": pr.head_sha,
+                "base_ref": pr.base_ref,
+                "base_sha": pr.base_sha,
+                "workflow": ctx.workflow,
+                "config": inputs.config,
+            },
+            indent=2,
+        ).encode()
+    try:
+        res = upload_artifact(inputs.artifact_name, run_dir, extra=extra)
+        print(f"uploaded artifact {res.name} ({res.size:,} bytes, {res.digest})")
+    except VerifilyError as e:
+        wf.warning(
+            f"artifact upload failed: {e.message}; add an actions/upload-artifact step with "
+            f"path: ${{{{ steps.<id>.outputs.run-dir }}}} to keep the run"
+        )
+
+
+def comment_mode(inputs: Inputs, ctx: Context) -> int:
+    from .github.archive import safe_extract
+    from .github.baseline import usable_artifact
+    from .schemas import validator
+
+    wr = ctx.event.workflow_run
+    if wr is None:
+        raise VerifilyError(
+            "mode: comment runs from a workflow_run event", hint="see .github/workflows/verifily-comment.yml"
+        )
+    if wr.conclusion != "success":
+        wf.notice(f"the triggering run concluded {wr.conclusion}; nothing to comment")
+        return EXIT_OK
+    client = _client(inputs, ctx)
+    with tempfile.TemporaryDirectory(prefix="verifily-comment-") as tmp:
+        art, why = usable_artifact(client, ctx.repo, wr.id, inputs.artifact_name)
+        if art is None:
+            wf.notice(f"run {wr.id} has no usable artifact `{inputs.artifact_name}` ({why}); nothing to comment")
+            return EXIT_OK
+        run_dir = Path(tmp) / "run"
+        zip_path = client.download(
+            f"repos/{ctx.repo}/actions/artifacts/{art['id']}/zip", Path(tmp) / "a.zip", 2 * 1024**3
+        )
+        safe_extract(zip_path, run_dir)
+        try:
+            info = json.loads((run_dir / PR_CONTEXT).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            wf.notice(f"the artifact has no readable {PR_CONTEXT}: not a pull request run; nothing to comment")
+            return EXIT_OK
+        errors = [e.message for e in validator("pr_context.schema.json").iter_errors(info)]
+        if errors:
+            raise VerifilyError(f"{PR_CONTEXT} in run {wr.id}'s artifact is invalid: {'; '.join(errors[:3])}")
+        number = int(info["pr_number"])
+        # the producing workflow (from the event, not the artifact) owns the baseline runs and the sticky marker
+        ctx.workflow = _workflow_file(f"{ctx.repo}/{wr.path}") or ctx.workflow
+        # the artifact may come from a fork's code: trust only what the API confirms
+        pr = client.get_json(f"repos/{ctx.repo}/pulls/{number}")
+        if pr["head"]["sha"] != wr.head_sha or (wr.pull_numbers and number not in wr.pull_numbers):
+            raise VerifilyError(
+                f"run {wr.id} says it is pull request #{number}, but that pull request's head is "
+                f"not {wr.head_sha[:12]}; refusing to comment"
+            )
+        if (pr["base"]["repo"] or {}).get("full_name", "").lower() != ctx.repo.lower():
+            raise VerifilyError(f"pull request #{number} does not target {ctx.repo}; refusing to comment")
+        with wf.group("Baseline"):
+            base = _baseline(
+                client, ctx, inputs, pr["base"]["ref"], pr["base"]["sha"], wr.head_sha, Path(tmp) / "baseline"
+            )
+            print(base.reason)
+        with wf.group("Compare"):
+            outcome = PIPELINE.compare(run_dir, base.baseline.dir if base.baseline else None, inputs)
+        report = compose_report(outcome, base, ctx, inputs)
+    wf.append_summary(report)
+    url = _post(client, ctx, str(info["config"]), number, report) if inputs.comment else ""
+    _write_outputs({"comment-url": url, "regressions": str(outcome.regressions)})
+    return EXIT_OK
+
+
+def _annotate(e: VerifilyError, workspace: Path) -> None:
+    """Every problem as an annotation on its file and line (paths relative to the repository, as GitHub wants)."""
+    if not e.problems:
+        wf.error(e.message + (f" ({e.hint})" if e.hint else ""))
+    for p in e.problems:
+        file = None
+        if p.file:
+            full = Path(p.file).resolve()
+            file = os.path.relpath(full, workspace) if full.is_relative_to(workspace) else p.file
+        wf.error(
+            p.message + (f" (hint: {p.hint})" if p.hint else ""), file=file, line=p.line, col=p.column, title=e.message
+        )
+
+
+def main(env: Mapping[str, str] | None = None) -> int:
+    env = os.environ if env is None else env
+    workspace = Path(env.get("GITHUB_WORKSPACE") or WORKSPACE).resolve()
+    try:
+        inputs = read_inputs(env)
+        if inputs.token:
+            wf.add_mask(inputs.token)  # first thing printed: every later log line is masked
+        os.chdir(workspace / inputs.working_directory)
+        event = load_event(env)
+        ctx = Context(
+            env,
+            event,
+            env.get("GITHUB_REPOSITORY") or event.repository,
+            workspace,
+            _workflow_file(env.get("GITHUB_WORKFLOW_REF")) or env.get("GITHUB_WORKFLOW", ""),
+        )
+        return comment_mode(inputs, ctx) if inputs.mode == "comment" else train_eval(inputs, ctx)
+    except VerifilyError as e:
+        _annotate(e, workspace)
+        print(e.render(), file=sys.stderr)
+        return e.exit_code
+    except Exception as e:  # noqa: BLE001 - the boundary of the Action: a clean annotation, no traceback leak
+        token = env.get("INPUT_GITHUB-TOKEN", "").strip()
+        text = f"internal error: {type(e).__name__}: {e}"
+        wf.error(text.replace(token, "***") if token else text)
+        if env.get("VERIFILY_DEBUG") == "1":
+            import traceback
+
+            traceback.print_exc()
+        return EXIT_INTERNAL

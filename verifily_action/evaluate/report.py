@@ -1,0 +1,59 @@
+"""The terminal view of eval_results.json: a rich table of overall and per-slice metrics with CIs and n."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def _cell(iv: Mapping[str, float] | None) -> str:
+    if not iv:
+        return "-"
+    return f"{iv['value']:.3f} [{iv['ci_low']:.3f}, {iv['ci_high']:.3f}]"
+
+
+def results_table(results: Mapping[str, Any]) -> Any:
+    """A rich Table: one row for the whole set, one per slice (too-small slices marked and dimmed)."""
+    from rich.table import Table
+
+    conf = round(100 * float(results["confidence"]))
+    table = Table(
+        title=f"{results['eval_name']} · run {results['run_id']} · {results['task']}",
+        caption=f"value [{conf}% bootstrap CI, {results['bootstrap_resamples']} resamples]",
+    )
+    table.add_column("slice")
+    table.add_column("n", justify="right")
+    for m in results["metrics"]:
+        arrow = "↑" if results["directions"].get(m) == "higher" else "↓"
+        table.add_column(f"{m} {arrow}", justify="right")
+    table.add_row("overall", str(results["n"]), *(_cell(results["overall"].get(m)) for m in results["metrics"]))
+    for s in results["slices"]:
+        name = ",".join(f"{k}={v}" for k, v in s["key"].items())
+        cells = [_cell(s["metrics"].get(m)) for m in results["metrics"]]
+        if s["too_small"]:
+            table.add_row(f"{name} (too small)", str(s["n"]), *cells, style="dim")
+        else:
+            table.add_row(name, str(s["n"]), *cells)
+    return table
+
+
+def print_results(results: Mapping[str, Any], eval_dir: str | None = None) -> None:
+    from rich.console import Console
+
+    console = Console()
+    console.print(results_table(results))
+    breakdown = results.get("failure_breakdown") or []
+    if breakdown and breakdown[0]["failures"]:
+        console.print(f"failures: {breakdown[0]['sentence']}")
+    unseen = results.get("unseen_labels") or {}
+    if unseen.get("count"):
+        labels = ", ".join(f"{k} ({v})" for k, v in unseen["labels"].items())
+        console.print(f"[yellow]warning:[/] {unseen['count']} example(s) have labels the model never saw: {labels}")
+    small = [s for s in results["slices"] if s["too_small"]]
+    if small:
+        console.print(
+            f"[yellow]note:[/] {len(small)} slice(s) have fewer than {results['min_slice_size']} examples "
+            "(too small: their intervals are wide)"
+        )
+    if eval_dir:
+        console.print(f"wrote {eval_dir}/eval_results.json, predictions.jsonl, hard_examples.jsonl")

@@ -1,0 +1,306 @@
+"""`verifily eval`'s flow: check the run, load the eval split, infer, score, slice, write, extend the hash chain.
+
+Outputs go to `<run>/eval/<dataset name>@<version>-<split>/` (so evaluating another dataset version never
+overwrites the first): eval_results.json (schemas/eval_results.schema.json), predictions.jsonl and
+hard_examples.jsonl; their hashes are appended to the run's hashes.json through `runs.add_artifacts`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import VerifilyError
+from . import bootstrap, hard, metrics, slices
+
+SCHEMA = "eval_results.schema.json"
+
+
+@dataclass
+class EvalOptions:
+    dataset: str | None = None  # name@version or manifest path; default: the run's eval dataset, else its dataset
+    split: str | None = None  # default: the run config's eval_split
+    slice_by: Sequence[str] | None = None  # default: the run config's eval.slice_by
+    cross: Sequence[Mapping[str, str]] = ()
+    datasets_root: str | None = None
+    batch_size: int | None = None
+    seed: int = 0
+
+
+@dataclass
+class EvalOutcome:
+    results: dict[str, Any]
+    eval_dir: Path
+    root_hash: str | None
+
+
+# ---------------------------------------------------------------- checks
+
+
+def check_run(run_dir: Path) -> Any:
+    """Load a completed run whose adapter exists and whose hash chain verifies; else a clear VerifilyError."""
+    from .. import runs
+
+    run = runs.load_run(run_dir, require_completed=True)
+    adapter = run.dir / "adapter"
+    if not (adapter / "adapter_config.json").is_file():
+        raise VerifilyError(
+            f"run {run.dir} has no adapter ({adapter / 'adapter_config.json'} is missing)",
+            hint="evaluate a completed run folder written by `verifily train`",
+        )
+    problems = runs.verify_chain(run.dir)
+    if problems:
+        raise VerifilyError(
+            f"run {run.dir} fails its hash check: {len(problems)} file(s) differ from hashes.json",
+            problems=problems,
+            hint="the run folder was changed after training; restore it or train again "
+            "(`verifily reproduce --verify-only` shows the same check)",
+        )
+    return run
+
+
+def _datasets_root(opts: EvalOptions, cfg: Any) -> str | None:
+    if opts.datasets_root:
+        return opts.datasets_root
+    if os.environ.get("VERIFILY_DATASETS"):
+        return None  # resolve() reads it
+    root = getattr(cfg, "datasets_root", None)
+    return root if root and Path(root).is_dir() else None
+
+
+def _dataset_ref(opts: EvalOptions, meta: Mapping[str, Any]) -> str:
+    if opts.dataset:
+        return opts.dataset
+    for key in ("eval_dataset", "dataset"):
+        entry = meta.get(key)
+        if isinstance(entry, Mapping) and entry.get("ref"):
+            return str(entry["ref"])
+    raise VerifilyError("the run names no dataset to evaluate on", hint="pass --dataset name@version")
+
+
+# ---------------------------------------------------------------- inference per task
+
+
+def _infer(task: str, run: Any, rows: Any, batch_size: int, max_new_tokens: int) -> tuple[Any, list[str]]:
+    """Run the model; returns (inference.Outputs, references)."""
+    from ..train import format_prompt  # the exact prompt template training used
+    from . import inference
+
+    cfg = run.config
+    base = str(run.meta.get("model_path") or cfg.model)
+    lm = inference.load_for_eval(
+        task, base, run.dir / "adapter", run.dir / "tokenizer", max_length=cfg.training.max_length
+    )
+    cols = set(rows.column_names)
+    if task == "classification":
+        refs = [str(x) for x in rows["label"]]
+        out = inference.classify(lm, list(rows["text"]), refs, batch_size)
+    else:
+        if not {"prompt", "response"} <= cols:
+            raise VerifilyError(
+                f"{task} evaluation needs prompt and response fields; the eval rows have {', '.join(sorted(cols))}",
+                hint="map them with the config's `fields:` (fields.prompt, fields.response)",
+            )
+        refs = [str(x) for x in rows["response"]]
+        prompts = [format_prompt(task, p) for p in rows["prompt"]]
+        fn = inference.generate_seq2seq if task == "seq2seq" else inference.generate_causal
+        out = fn(lm, prompts, refs, batch_size, max_new_tokens)
+    out.extra["device"] = lm.device
+    out.extra["label_map"] = lm.label_map
+    return out, refs
+
+
+# ---------------------------------------------------------------- scoring
+
+
+def _block(
+    names: Sequence[str], scores: dict[str, np.ndarray], refs: Sequence[str], preds: Sequence[str], **boot: Any
+) -> dict[str, dict[str, float]]:
+    values = metrics.from_scores(names, scores, refs, preds)
+    ivs = bootstrap.intervals(values, scores, refs, preds, **boot)
+    return {m: ivs[m].to_dict() for m in names}
+
+
+def score(
+    task: str,
+    metric_names: Sequence[str],
+    records: list[dict[str, Any]],
+    *,
+    slice_by: Sequence[str],
+    cross: Sequence[Mapping[str, str]],
+    min_slice_size: int,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> dict[str, Any]:
+    """Everything in eval_results.json that follows from the per-example records (no model needed)."""
+    refs = [r["reference"] for r in records]
+    preds = [r["prediction"] for r in records]
+    losses = [r["loss"] for r in records]
+    scores = metrics.per_example_scores(task, refs, preds, losses)
+    boot = {"resamples": resamples, "confidence": confidence, "seed": seed}
+    out: dict[str, Any] = {"overall": _block(metric_names, scores, refs, preds, **boot)}
+    tags = [r["tags"] for r in records]
+    out["slices"] = []
+    for sl in slices.build_slices(tags, slice_by, cross, min_slice_size):
+        if sl.n == 0:
+            block: dict[str, Any] = {}
+        else:
+            sub = {k: v[sl.indices] for k, v in scores.items()}
+            block = _block(metric_names, sub, [refs[i] for i in sl.indices], [preds[i] for i in sl.indices], **boot)
+        out["slices"].append({"key": sl.key, "n": sl.n, "too_small": sl.too_small, "metrics": block})
+    if task == "classification":
+        out["per_class"] = metrics.per_class(refs, preds)
+        out["confusion_matrix"] = metrics.confusion_matrix(refs, preds)
+    else:
+        out["per_class"] = out["confusion_matrix"] = None
+    out["failure_breakdown"] = hard.failure_breakdown(records, slice_by)
+    return out
+
+
+def build_records(
+    task: str,
+    ids: Sequence[str],
+    tags: Sequence[Mapping[str, Any] | None],
+    refs: Sequence[str],
+    preds: Sequence[str],
+    losses: Sequence[float | None],
+) -> list[dict[str, Any]]:
+    """predictions.jsonl rows: id, tags, reference, prediction, score (the task's primary per-example score),
+    loss, correct (classification: label match; generation: exact match after SQuAD normalization)."""
+    records = []
+    for i, (ref, pred, loss) in enumerate(zip(refs, preds, losses, strict=True)):
+        if task == "classification":
+            sc = float(ref == pred)
+            correct = ref == pred
+        else:
+            sc = metrics.token_f1(ref, pred)
+            correct = metrics.exact_match(ref, pred) == 1.0
+        records.append(
+            {
+                "id": str(ids[i]),
+                "tags": {k: slices.tag_value(tags[i], k) for k in (tags[i] or {})},
+                "reference": ref,
+                "prediction": pred,
+                "score": sc,
+                "loss": loss,
+                "correct": bool(correct),
+            }
+        )
+    return records
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _jsonl(rows: Sequence[Mapping[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
+
+
+def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None) -> EvalOutcome:
+    """Evaluate a run end to end and write its eval folder; returns the results dict (also written)."""
+    from .. import runs
+    from ..datasets import load_split, resolve
+    from ..schemas import validator
+
+    opts = opts or EvalOptions()
+    run = check_run(Path(run_dir))
+    cfg, meta = run.config, run.meta
+    task = str(meta.get("task") or cfg.task)
+    ecfg = cfg.eval
+    metric_names = metrics.metrics_for(task, ecfg.metrics)
+    slice_by = list(opts.slice_by) if opts.slice_by is not None else list(ecfg.slice_by)
+
+    manifest = resolve(_dataset_ref(opts, meta), _datasets_root(opts, cfg))
+    split = opts.split or cfg.eval_split
+    manifest.require_split(split)
+    fields = {k: v for k, v in vars(cfg.fields).items() if v is not None}
+    rows = load_split(manifest, split, fields=fields or None)
+    if len(rows) == 0:
+        raise VerifilyError(f"the {split} split of {manifest.ref} has no rows: nothing to evaluate")
+    tags = list(rows["tags"])  # one Arrow->Python conversion, not one per example
+    # Check slice keys before spending time on inference.
+    slices.build_slices(tags, slice_by, opts.cross, ecfg.min_slice_size)
+
+    batch_size = opts.batch_size or ecfg.batch_size
+    out, refs = _infer(task, run, rows, batch_size, ecfg.max_new_tokens)
+    records = build_records(task, list(rows["id"]), tags, refs, out.predictions, out.losses)
+    if task != "classification" and any(r["loss"] is None for r in records):
+        metric_names = [m for m in metric_names if m not in ("loss", "perplexity")]
+
+    unseen = None
+    if task == "classification":
+        known = set(out.extra.get("label_map") or {})
+        counts = Counter(r for r in refs if r not in known)
+        unseen = {"count": sum(counts.values()), "labels": dict(sorted(counts.items()))}
+
+    scored = score(
+        task,
+        metric_names,
+        records,
+        slice_by=slice_by,
+        cross=opts.cross,
+        min_slice_size=ecfg.min_slice_size,
+        resamples=ecfg.bootstrap_resamples,
+        confidence=ecfg.confidence,
+        seed=opts.seed,
+    )
+    eval_name = f"{manifest.name}@{manifest.version}-{split}"
+    results: dict[str, Any] = {
+        "schema_version": 1,
+        "run_id": str(meta.get("id", run.dir.name)),
+        "task": task,
+        "eval_name": eval_name,
+        "dataset": {
+            "ref": manifest.ref,
+            "name": manifest.name,
+            "version": manifest.version,
+            "split": split,
+            "hash": manifest.dataset_hash(),
+        },
+        "n": len(records),
+        "confidence": ecfg.confidence,
+        "bootstrap_resamples": ecfg.bootstrap_resamples,
+        "seed": opts.seed,
+        "min_slice_size": ecfg.min_slice_size,
+        "metrics": list(metric_names),
+        "directions": {m: metrics.DIRECTIONS[m] for m in metric_names},
+        **scored,
+        "unseen_labels": unseen,
+        "files": {"predictions": "predictions.jsonl", "hard_examples": "hard_examples.jsonl"},
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "timing": {
+            "seconds": out.seconds,
+            "examples_per_second": len(records) / out.seconds if out.seconds > 0 else 0.0,
+            "batch_size": batch_size,
+            "device": str(out.extra.get("device", "cpu")),
+        },
+    }
+    errors = sorted(validator(SCHEMA).iter_errors(results), key=str)
+    if errors:  # a bug in this module, not the user's input
+        raise RuntimeError(f"eval_results.json does not match its schema: {errors[0].message}")
+
+    inputs = list(rows["text"] if task == "classification" else rows["prompt"])
+    worst = hard.hard_examples([dict(r, input=inputs[i]) for i, r in enumerate(records)], ecfg.hard_examples)
+    eval_dir = run.dir / "eval" / eval_name
+    eval_dir.mkdir(parents=True, exist_ok=True)
+    _write_atomic(eval_dir / "predictions.jsonl", _jsonl(records))
+    _write_atomic(eval_dir / "hard_examples.jsonl", _jsonl(worst))
+    _write_atomic(eval_dir / "eval_results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    paths = [eval_dir / n for n in ("eval_results.json", "predictions.jsonl", "hard_examples.jsonl")]
+    root = runs.add_artifacts(run.dir, paths)
+    return EvalOutcome(results, eval_dir, root)

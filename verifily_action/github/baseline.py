@@ -1,0 +1,182 @@
+"""Find the base branch's run to compare with, and fetch its run folder from the workflow artifact.
+
+The baseline is the newest *successful* run of the same workflow on the base branch, in this repository (a fork
+can open a pull request from a branch named `main`: its runs list under `branch=main` too, so each run's
+`head_repository` is checked), that still has a non-expired artifact of the configured name. A run whose head
+commit is the pull request's merge base is preferred: it measures exactly what the pull request changed.
+When none qualifies, the result carries a reason string for the comment; the job does not fail.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .archive import safe_extract
+from .client import GitHubClient, GitHubError
+
+MAX_RUNS = 100  # newest runs examined; older baselines are stale anyway
+MAX_DOWNLOAD = 2 * 1024**3
+
+
+@dataclass
+class Baseline:
+    run_id: int
+    run_url: str
+    head_sha: str
+    head_branch: str | None
+    artifact_id: int
+    artifact_name: str
+    merge_base: bool  # True when head_sha is the pull request's merge base
+    dir: Path | None = None  # where the artifact was extracted
+
+    def describe(self) -> str:
+        """One markdown line naming the baseline: run link, commit, branch."""
+        kind = "merge-base commit" if self.merge_base else "newest successful run"
+        return (
+            f"Baseline: [run {self.run_id}]({self.run_url}) on `{self.head_branch}` at `{self.head_sha[:12]}` ({kind})"
+        )
+
+
+@dataclass
+class BaselineResult:
+    baseline: Baseline | None
+    reason: str  # why this baseline, or why there is none
+
+
+def workflow_file(workflow_ref: str | None) -> str | None:
+    """`owner/repo/.github/workflows/eval.yml@refs/pull/1/merge` (GITHUB_WORKFLOW_REF) -> `eval.yml`, which the
+    runs API accepts as a workflow id."""
+    if not workflow_ref:
+        return None
+    path = workflow_ref.split("@", 1)[0]
+    m = re.search(r"\.github/workflows/([^/]+)$", path)
+    return m.group(1) if m else None
+
+
+def merge_base(client: GitHubClient, repo: str, base: str, head: str) -> str | None:
+    """The merge base of two commits via the compare API; None when GitHub cannot tell (e.g. a deleted fork)."""
+    try:
+        data = client.get_json(f"repos/{repo}/compare/{base}...{head}", params={"per_page": 1})
+    except GitHubError as e:
+        if e.status in (404, 422):
+            return None
+        raise
+    return (data.get("merge_base_commit") or {}).get("sha")
+
+
+def usable_artifact(client: GitHubClient, repo: str, run_id: int, name: str) -> tuple[dict | None, str]:
+    """The run's non-expired artifact called `name`, or None and why."""
+    found = list(client.paginate(f"repos/{repo}/actions/runs/{run_id}/artifacts", {"name": name}, key="artifacts"))
+    found = [a for a in found if a.get("name") == name]
+    if not found:
+        return None, "no artifact"
+    live = [a for a in found if not a.get("expired")]
+    if not live:
+        return None, "artifact expired"
+    live.sort(key=lambda a: a.get("created_at") or "", reverse=True)
+    return live[0], ""
+
+
+def _same_repo(run: dict[str, Any], repo: str) -> bool:
+    head = str((run.get("head_repository") or {}).get("full_name") or "")
+    return bool(head) and head.lower() == repo.lower()
+
+
+def find_baseline(
+    client: GitHubClient,
+    repo: str,
+    workflow_id: str | int,
+    base_branch: str,
+    artifact_name: str,
+    *,
+    merge_base_sha: str | None = None,
+    exclude_run_id: int | None = None,
+    max_runs: int = MAX_RUNS,
+) -> BaselineResult:
+    """Pick the baseline run (see the module docstring); nothing is downloaded here."""
+    runs = list(
+        client.paginate(
+            f"repos/{repo}/actions/workflows/{workflow_id}/runs",
+            {"branch": base_branch, "status": "success", "exclude_pull_requests": "true"},
+            key="workflow_runs",
+            max_items=max_runs,
+        )
+    )
+    where = f"workflow `{workflow_id}` on branch `{base_branch}` of {repo}"
+    if not runs:
+        return BaselineResult(None, f"no successful run of {where} yet (push to `{base_branch}` to create one)")
+    own = [
+        r for r in runs if _same_repo(r, repo) and r.get("id") != exclude_run_id and r.get("conclusion") == "success"
+    ]
+    if not own:
+        return BaselineResult(None, f"the successful runs of {where} all come from forks; none can be trusted")
+    own.sort(key=lambda r: r.get("created_at") or "", reverse=True)
+    if merge_base_sha:  # stable sort: merge-base runs first, each group newest first
+        own.sort(key=lambda r: r.get("head_sha") != merge_base_sha)
+    skipped: list[str] = []
+    for run in own:
+        artifact, why = usable_artifact(client, repo, int(run["id"]), artifact_name)
+        if artifact is None:
+            skipped.append(f"run {run['id']}: {why}")
+            continue
+        is_mb = merge_base_sha is not None and run.get("head_sha") == merge_base_sha
+        b = Baseline(
+            run_id=int(run["id"]),
+            run_url=run.get("html_url") or "",
+            head_sha=run.get("head_sha") or "",
+            head_branch=run.get("head_branch"),
+            artifact_id=int(artifact["id"]),
+            artifact_name=artifact_name,
+            merge_base=is_mb,
+        )
+        reason = "the run at the merge base" if is_mb else "the newest successful run with an artifact"
+        if merge_base_sha and not is_mb:
+            reason += f" (no usable run at the merge base {merge_base_sha[:12]})"
+        return BaselineResult(b, reason)
+    shown = "; ".join(skipped[:5]) + (f"; and {len(skipped) - 5} more" if len(skipped) > 5 else "")
+    return BaselineResult(
+        None, f"{len(own)} successful run(s) of {where}, but none has a usable artifact `{artifact_name}` ({shown})"
+    )
+
+
+def run_baseline(client: GitHubClient, repo: str, run_id: int, artifact_name: str) -> BaselineResult:
+    """The `baseline: <run id>` input: that run, if it is this repository's and has the artifact."""
+    try:
+        run = client.get_json(f"repos/{repo}/actions/runs/{run_id}")
+    except GitHubError as e:
+        if e.status == 404:
+            return BaselineResult(None, f"run {run_id} does not exist in {repo}")
+        raise
+    if not _same_repo(run, repo):
+        return BaselineResult(None, f"run {run_id} was made from a fork; it cannot be used as a baseline")
+    artifact, why = usable_artifact(client, repo, run_id, artifact_name)
+    if artifact is None:
+        return BaselineResult(None, f"run {run_id} has no usable artifact `{artifact_name}` ({why})")
+    b = Baseline(
+        run_id,
+        run.get("html_url") or "",
+        run.get("head_sha") or "",
+        run.get("head_branch"),
+        int(artifact["id"]),
+        artifact_name,
+        merge_base=False,
+    )
+    return BaselineResult(b, f"run {run_id}, as configured")
+
+
+def download_baseline(
+    client: GitHubClient, repo: str, baseline: Baseline, dest: str | Path, max_bytes: int = MAX_DOWNLOAD
+) -> Path:
+    """Download the baseline's artifact zip and extract it safely into `dest`; sets and returns `baseline.dir`."""
+    dest = Path(dest)
+    with tempfile.TemporaryDirectory(prefix="verifily-artifact-") as tmp:
+        zip_path = client.download(
+            f"repos/{repo}/actions/artifacts/{baseline.artifact_id}/zip", Path(tmp) / "artifact.zip", max_bytes
+        )
+        safe_extract(zip_path, dest, max_total=max_bytes)
+    baseline.dir = dest
+    return dest

@@ -7,8 +7,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 PY=.venv/bin/python
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 PYTHONDONTWRITEBYTECODE=1
-for hook in tests/fixtures_setup.sh; do
-  if [ -f "$hook" ]; then bash "$hook"; fi
+for hook in tests/npm_fixtures.sh; do
+  if [ -f "$hook" ]; then bash "$hook" >/dev/null; fi
 done
 echo "== ruff"
 .venv/bin/ruff check .

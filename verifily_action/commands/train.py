@@ -6,20 +6,44 @@ from pathlib import Path
 
 import typer
 
-from ..errors import not_implemented
-
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def train(
-        config: Path = typer.Option(..., "--config", "-c", help="The train config (YAML)."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="Validate and say what would run; train nothing."),
+        config: Path | None = typer.Option(None, "--config", "-c", help="The train config (YAML)."),
+        dataset: str | None = typer.Option(
+            None, "--dataset", help="Train on this dataset (name@version or manifest path) instead of the config's."
+        ),
+        datasets_root: str | None = typer.Option(
+            None, "--datasets-root", help="Folder of <name>/<version>/manifest.yaml (overrides config and env)."
+        ),
+        output_dir: str | None = typer.Option(None, "--output-dir", help="Folder holding run folders."),
+        dry_run: bool = typer.Option(
+            False, "--dry-run", help="Validate, resolve dataset and model, say what would run; train nothing."
+        ),
+        force: bool = typer.Option(False, "--force", help="Retrain even when a completed run has the same run key."),
+        resume: str | None = typer.Option(
+            None, "--resume", metavar="RUN", help="Continue an interrupted or failed run (its .partial folder)."
+        ),
     ) -> None:
-        """Fine-tune a LoRA/QLoRA adapter; writes a run folder with its hash chain."""
-        from ..config import load_config
+        """Fine-tune a LoRA/QLoRA adapter; writes a run folder with its hash chain (cached by run key)."""
+        from ..train.plan import TrainOptions, describe, make_plan
 
-        cfg = load_config(config)
+        opts = TrainOptions(
+            config=config,
+            dataset=dataset,
+            datasets_root=datasets_root,
+            output_dir=output_dir,
+            force=force,
+            resume=resume,
+            dry_run=dry_run,
+        )
         if dry_run:
-            typer.echo(f"{config}: valid; would train task={cfg.task} model={cfg.model} dataset={cfg.dataset}")
+            plan = make_plan(opts)
+            typer.echo(f"{config or resume}: valid; dry run, nothing trained")
+            typer.echo(describe(plan))
             return
-        raise not_implemented("train", "Training")
+        from ..train.job import train as run_train
+
+        result = run_train(opts, echo=lambda s: typer.echo(s, err=True))
+        typer.echo(str(result.run_dir))

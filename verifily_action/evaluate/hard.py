@@ -41,7 +41,7 @@ def failure_breakdown(records: Sequence[Mapping[str, Any]], keys: Sequence[str] 
     keys = list(keys) or existing_keys([r.get("tags") for r in records])
     failed = [not r.get("correct") for r in records]
     n_fail = sum(failed)
-    out = []
+    out: list[dict[str, Any]] = []
     for key in keys:
         values = [tag_value(r.get("tags"), key) for r in records]
         total = Counter(values)

@@ -70,9 +70,10 @@ def read_label_map(adapter_dir: Path) -> dict[str, int] | None:
 
 
 def load_for_eval(
-    task: str, base_model: str, adapter_dir: Path, tokenizer_dir: Path, *, max_length: int = 512
+    task: str, base_model: str, adapter_dir: Path, tokenizer_dir: Path, *, max_length: int = 512, merge: bool = True
 ) -> LoadedModel:
-    """Load the base model, apply the adapter with `PeftModel.from_pretrained`, move to the best device, eval mode."""
+    """Load the base model, apply the adapter with `PeftModel.from_pretrained` (merged into the base weights unless
+    `merge=False`), move it to the best device, eval mode."""
     import torch
     from peft import PeftModel
     from transformers import (
@@ -108,6 +109,9 @@ def load_for_eval(
     if getattr(base.config, "pad_token_id", None) is None:
         base.config.pad_token_id = tokenizer.pad_token_id
     model = PeftModel.from_pretrained(base, str(adapter_dir))
+    if merge:
+        # Fold the LoRA deltas into the base weights: one matmul per layer instead of base + two low-rank ones.
+        model = model.merge_and_unload()
     model.to(device)
     model.eval()
     return LoadedModel(task, model, tokenizer, device, label_map, max_length)
@@ -163,14 +167,16 @@ def classify(lm: LoadedModel, texts: Sequence[str], references: Sequence[str], b
     def run() -> Outputs:
         preds: list[str] = [""] * len(texts)
         losses: list[float | None] = [None] * len(texts)
+        ref_ids = torch.tensor([label_map.get(r, -100) for r in references], dtype=torch.long)
         for batch in length_sorted_batches([len(x) for x in enc["input_ids"]], batch_size):
             feats = tok.pad([{k: enc[k][i] for k in enc} for i in batch], return_tensors="pt").to(lm.device)
             logits = lm.model(**feats).logits.float()
-            logp = torch.log_softmax(logits, dim=-1)
-            for row, i in enumerate(batch):
-                preds[i] = id2label[int(logits[row].argmax())]
-                ref = label_map.get(references[i])
-                losses[i] = None if ref is None else float(-logp[row, ref])
+            # Whole-batch ops, one .tolist() each: per-row tensor indexing costs more than the model on short texts.
+            refs = ref_ids[batch].to(lm.device)
+            nll = torch.nn.functional.cross_entropy(logits, refs.clamp(min=0), reduction="none")
+            for i, p, loss, r in zip(batch, logits.argmax(-1).tolist(), nll.tolist(), refs.tolist(), strict=True):
+                preds[i] = id2label[p]
+                losses[i] = None if r < 0 else loss
         return Outputs(preds, losses)
 
     return _timed(run)
@@ -185,17 +191,24 @@ def generate_causal(
     references: Sequence[str],
     batch_size: int,
     max_new_tokens: int,
+    *,
+    add_special_tokens: bool = True,
+    generate: bool = True,
 ) -> Outputs:
     """Greedy generation after each prompt (left padding, KV cache) and the loss of prompt->reference.
 
-    The prompt string must already be formatted the way training formatted it (see the runner).
+    Encoded as training encodes sft rows: the prompt string (already formatted by `train.data.format_prompt`) with
+    the tokenizer's special tokens unless a chat template wrote them (`add_special_tokens=False`), then
+    `reference + eos` without. `generate=False` scores the loss only (sft rows of plain text: prompt "").
     """
     import torch
 
     tok = lm.tokenizer
     eos = tok.eos_token or ""
     limit = lm.max_length
-    prompt_ids = tok(list(prompts), add_special_tokens=True, truncation=True, max_length=limit)["input_ids"]
+    prompt_ids = tok(list(prompts), add_special_tokens=add_special_tokens, truncation=True, max_length=limit)[
+        "input_ids"
+    ]
     # Reference tokens: the continuation of the prompt, then EOS, as in training.
     ref_ids = tok([r + eos for r in references], add_special_tokens=False)["input_ids"]
 
@@ -220,7 +233,7 @@ def generate_causal(
             logits = lm.model(input_ids=ids.to(lm.device), attention_mask=att.to(lm.device)).logits
             for row, loss in enumerate(_row_losses(logits[:, :-1], labels[:, 1:].to(lm.device))):
                 losses[batch[row]] = loss
-        for batch in length_sorted_batches([len(p) for p in prompt_ids], batch_size):
+        for batch in length_sorted_batches([len(p) for p in prompt_ids] if generate else [], batch_size):
             # Generation pass, left padded: the last real token of every row is at the same (final) position.
             width = max(len(prompt_ids[i]) for i in batch)
             ids = torch.full((len(batch), width), pad, dtype=torch.long)

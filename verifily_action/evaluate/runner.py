@@ -89,33 +89,53 @@ def _dataset_ref(opts: EvalOptions, meta: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------- inference per task
 
 
-def _infer(task: str, run: Any, rows: Any, batch_size: int, max_new_tokens: int) -> tuple[Any, list[str]]:
-    """Run the model; returns (inference.Outputs, references)."""
-    from ..train import format_prompt  # the exact prompt template training used
+def _base_model(run: Any) -> str:
+    """The base model folder: the one recorded at training time, else the config's name resolved again (a run
+    downloaded from another machine records a path that does not exist here)."""
+    recorded = run.meta.get("model_path")
+    if recorded and Path(recorded).is_dir():
+        return str(recorded)
+    from ..train.models import resolve_model
+
+    return str(resolve_model(run.config.model).path)
+
+
+def _infer(task: str, run: Any, rows: Any, batch_size: int, max_new_tokens: int) -> tuple[Any, list[str], list[str]]:
+    """Run the model; returns (inference.Outputs, references, inputs shown in hard_examples.jsonl)."""
+    from ..train.data import format_prompt  # the exact prompt text training used
     from . import inference
 
     cfg = run.config
-    base = str(run.meta.get("model_path") or cfg.model)
     lm = inference.load_for_eval(
-        task, base, run.dir / "adapter", run.dir / "tokenizer", max_length=cfg.training.max_length
+        task, _base_model(run), run.dir / "adapter", run.dir / "tokenizer", max_length=cfg.training.max_length
     )
     cols = set(rows.column_names)
     if task == "classification":
+        inputs = [str(x) for x in rows["text"]]
         refs = [str(x) for x in rows["label"]]
-        out = inference.classify(lm, list(rows["text"]), refs, batch_size)
-    else:
-        if not {"prompt", "response"} <= cols:
-            raise VerifilyError(
-                f"{task} evaluation needs prompt and response fields; the eval rows have {', '.join(sorted(cols))}",
-                hint="map them with the config's `fields:` (fields.prompt, fields.response)",
-            )
+        out = inference.classify(lm, inputs, refs, batch_size)
+    elif {"prompt", "response"} <= cols:
+        inputs = [str(x) for x in rows["prompt"]]
         refs = [str(x) for x in rows["response"]]
-        prompts = [format_prompt(task, p) for p in rows["prompt"]]
-        fn = inference.generate_seq2seq if task == "seq2seq" else inference.generate_causal
-        out = fn(lm, prompts, refs, batch_size, max_new_tokens)
+        prompts = [format_prompt(task, p, lm.tokenizer) for p in inputs]
+        if task == "seq2seq":
+            out = inference.generate_seq2seq(lm, prompts, refs, batch_size, max_new_tokens)
+        else:
+            chat = bool(getattr(lm.tokenizer, "chat_template", None))
+            out = inference.generate_causal(lm, prompts, refs, batch_size, max_new_tokens, add_special_tokens=not chat)
+    elif task == "sft" and "text" in cols:
+        # Plain-text sft trains on the whole text: score its loss; there is no prompt to generate from.
+        inputs = refs = [str(x) for x in rows["text"]]
+        out = inference.generate_causal(lm, [""] * len(refs), refs, batch_size, max_new_tokens, generate=False)
+    else:
+        raise VerifilyError(
+            f"{task} evaluation needs prompt and response fields; the eval rows have {', '.join(sorted(cols))}",
+            hint="map them with the config's `fields:` (fields.prompt, fields.response)",
+        )
     out.extra["device"] = lm.device
     out.extra["label_map"] = lm.label_map
-    return out, refs
+    out.extra["generated"] = task == "classification" or {"prompt", "response"} <= cols
+    return out, refs, inputs
 
 
 # ---------------------------------------------------------------- scoring
@@ -201,12 +221,6 @@ def build_records(
 # ---------------------------------------------------------------- writing
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _jsonl(rows: Sequence[Mapping[str, Any]]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
 
@@ -237,10 +251,15 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None) -> EvalOu
     slices.build_slices(tags, slice_by, opts.cross, ecfg.min_slice_size)
 
     batch_size = opts.batch_size or ecfg.batch_size
-    out, refs = _infer(task, run, rows, batch_size, ecfg.max_new_tokens)
+    out, refs, inputs = _infer(task, run, rows, batch_size, ecfg.max_new_tokens)
     records = build_records(task, list(rows["id"]), tags, refs, out.predictions, out.losses)
     if task != "classification" and any(r["loss"] is None for r in records):
+        # A prompt filling the whole window leaves no reference token to score (training drops such rows too).
         metric_names = [m for m in metric_names if m not in ("loss", "perplexity")]
+    if not out.extra["generated"]:
+        metric_names = [m for m in metric_names if m in ("loss", "perplexity")] or ["loss", "perplexity"]
+    if not metric_names:
+        raise VerifilyError("no metric can be computed on this eval set", hint="see the notes above")
 
     unseen = None
     if task == "classification":
@@ -294,13 +313,12 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None) -> EvalOu
     if errors:  # a bug in this module, not the user's input
         raise RuntimeError(f"eval_results.json does not match its schema: {errors[0].message}")
 
-    inputs = list(rows["text"] if task == "classification" else rows["prompt"])
     worst = hard.hard_examples([dict(r, input=inputs[i]) for i, r in enumerate(records)], ecfg.hard_examples)
     eval_dir = run.dir / "eval" / eval_name
     eval_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(eval_dir / "predictions.jsonl", _jsonl(records))
-    _write_atomic(eval_dir / "hard_examples.jsonl", _jsonl(worst))
-    _write_atomic(eval_dir / "eval_results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    runs.write_text_atomic(eval_dir / "predictions.jsonl", _jsonl(records))
+    runs.write_text_atomic(eval_dir / "hard_examples.jsonl", _jsonl(worst))
+    runs.write_text_atomic(eval_dir / "eval_results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     paths = [eval_dir / n for n in ("eval_results.json", "predictions.jsonl", "hard_examples.jsonl")]
     root = runs.add_artifacts(run.dir, paths)
     return EvalOutcome(results, eval_dir, root)

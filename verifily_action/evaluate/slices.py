@@ -104,14 +104,14 @@ def build_slices(
     for pairs in cross:
         mask = np.ones(len(tags), dtype=bool)
         for key, value in pairs.items():
-            values = [tag_value(t, key) for t in tags]
-            if value not in values:
-                seen = sorted(set(values))
+            pair_values = [tag_value(t, key) for t in tags]
+            if value not in pair_values:
+                seen = sorted(set(pair_values))
                 raise VerifilyError(
                     f"no eval row has {key}={value} (--slice {','.join(f'{k}={v}' for k, v in pairs.items())})",
                     hint=f"values of {key}: {', '.join(seen)}",
                 )
-            mask &= np.array([v == value for v in values], dtype=bool)
+            mask &= np.array([v == value for v in pair_values], dtype=bool)
         idx = np.flatnonzero(mask)
         out.append(Slice(dict(pairs), idx, len(idx) < min_size))
     return out

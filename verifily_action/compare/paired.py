@@ -1,0 +1,274 @@
+"""Statistics of a metric's change between two runs: paired when both saw the same examples, unpaired otherwise.
+
+Paired (the same example ids, in the same order, with the same references):
+  * the delta's confidence interval is a paired percentile bootstrap: one seeded (B x n) index matrix resamples the
+    examples and both runs' metric is computed on the same rows, so the interval reflects only the change;
+  * the p-value is McNemar's exact test for accuracy (a two-sided binomial test on the discordant pairs, the same
+    number as `statsmodels...mcnemar(exact=True)` and `scipy.stats.binomtest(b, b + c)`), and an approximate paired
+    randomization test for every other metric: each example's two outputs are swapped with probability 1/2, B times,
+    and p = (1 + #{|delta*| >= |delta|}) / (B + 1) (Noreen 1989; Dror et al. 2018 recommend it for NLP metrics).
+Unpaired (different examples): each run is resampled on its own and the interval is that of the difference of the
+two resampled metrics; the p-value is the two-sided bootstrap one, 2 * min(P(delta* <= 0), P(delta* >= 0)).
+
+A change is significant when p < 1 - confidence. Everything is vectorized with numpy; nothing imports scipy (its
+`stats` module takes over a second to import, which alone would exceed compare's latency goal).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..evaluate.metrics import label_set, macro_f1_from_counts
+
+# Bound the (resamples x n) matrices: large eval sets are processed in chunks of rows.
+_MAX_CELLS = 4_000_000
+
+
+@dataclass
+class Outcomes:
+    """One run's per-example outcomes on one set of examples: what the metrics are computed from.
+
+    `scores` holds per-example score arrays for mean metrics (metrics.per_example_scores); `references` and
+    `predictions` are needed for macro-F1 only.
+    """
+
+    scores: dict[str, np.ndarray]
+    references: Sequence[str]
+    predictions: Sequence[str]
+
+    @property
+    def n(self) -> int:
+        return len(self.references)
+
+    def subset(self, idx: np.ndarray) -> Outcomes:
+        return Outcomes(
+            {k: v[idx] for k, v in self.scores.items()},
+            [self.references[i] for i in idx],
+            [self.predictions[i] for i in idx],
+        )
+
+
+@dataclass(frozen=True)
+class Delta:
+    """The change candidate - baseline of one metric, with its interval and test."""
+
+    value: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    test: str  # mcnemar_exact | paired_permutation | unpaired_bootstrap
+    paired: bool
+    significant: bool
+    discordant: tuple[int, int] | None = None  # McNemar: (baseline right & candidate wrong, the reverse)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "delta": self.value,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "p_value": self.p_value,
+            "test": self.test,
+            "method": "paired" if self.paired else "unpaired",
+            "significant": self.significant,
+        }
+
+
+# ---------------------------------------------------------------- McNemar's exact test
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided exact McNemar p-value from the discordant counts b and c: min(1, 2 * P(X <= min(b, c))) with
+    X ~ Binomial(b + c, 1/2). Exact integer arithmetic (the sum of binomial coefficients is an int), so it holds for
+    any n without underflow."""
+    n = b + c
+    if n == 0:
+        return 1.0
+    k = min(b, c)
+    term, total = 1, 1  # C(n, 0)
+    for i in range(1, k + 1):
+        term = term * (n - i + 1) // i
+        total += term
+    return min(1.0, 2 * total / (1 << n))
+
+
+def discordant_pairs(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int]:
+    """(a right & b wrong, a wrong & b right)."""
+    a, b = correct_a.astype(bool), correct_b.astype(bool)
+    return int(np.sum(a & ~b)), int(np.sum(~a & b))
+
+
+# ---------------------------------------------------------------- vectorized metric on rows of an index matrix
+
+
+class _Stat:
+    """Computes one metric for every row of a (B x n) selection, given which example each cell takes."""
+
+    def __init__(self, metric: str, outs: Sequence[Outcomes]):
+        self.metric = metric
+        if metric == "macro_f1":
+            labels = label_set([r for o in outs for r in o.references], [p for o in outs for p in o.predictions])
+            self.k = len(labels)
+            index = {lab: i for i, lab in enumerate(labels)}
+            self.codes = [
+                np.fromiter((index[r] * self.k + index[p] for r, p in zip(o.references, o.predictions, strict=True)),
+                            dtype=np.int64, count=o.n)
+                for o in outs
+            ]
+        else:
+            key = "loss" if metric == "perplexity" else metric
+            self.values = [np.asarray(o.scores[key], dtype=float) for o in outs]
+
+    def rows(self, which: int, idx: np.ndarray) -> np.ndarray:
+        """Metric of run `which` on each row of `idx` (B x n example indices)."""
+        if self.metric == "macro_f1":
+            return self._macro(self.codes[which][idx])
+        means = self.values[which][idx].mean(axis=1)
+        return np.exp(means) if self.metric == "perplexity" else means
+
+    def rows_mixed(self, swap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Paired runs 0 and 1 with each example's outputs exchanged where `swap` (B x n bool) is set."""
+        if self.metric == "macro_f1":
+            a, b = self.codes
+            return self._macro(np.where(swap, b, a)), self._macro(np.where(swap, a, b))
+        a, b = self.values
+        ma, mb = np.where(swap, b, a).mean(axis=1), np.where(swap, a, b).mean(axis=1)
+        return (np.exp(ma), np.exp(mb)) if self.metric == "perplexity" else (ma, mb)
+
+    def _macro(self, codes: np.ndarray) -> np.ndarray:
+        # Offset each row's (reference, prediction) codes into its own K*K block; count all blocks in one bincount.
+        rows, kk = codes.shape[0], self.k * self.k
+        flat = (codes + (np.arange(rows, dtype=np.int64) * kk)[:, None]).ravel()
+        return macro_f1_from_counts(np.bincount(flat, minlength=rows * kk).reshape(rows, self.k, self.k))
+
+
+def _chunks(n: int, total: int):
+    rows = max(1, _MAX_CELLS // max(n, 1))
+    done = 0
+    while done < total:
+        b = min(rows, total - done)
+        yield b
+        done += b
+
+
+def _interval(stats: np.ndarray, confidence: float) -> tuple[float, float]:
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(stats, [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def point(metric: str, out: Outcomes) -> float:
+    """The metric on all of `out`'s examples."""
+    return float(_Stat(metric, [out]).rows(0, np.arange(out.n)[None, :])[0])
+
+
+# ---------------------------------------------------------------- paired
+
+
+def paired_deltas(
+    metric_names: Sequence[str],
+    a: Outcomes,
+    b: Outcomes,
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Delta]:
+    """Change b - a of each metric on the same examples (index i of `a` and `b` is the same example). All metrics
+    share one bootstrap index matrix and one swap matrix per chunk."""
+    if a.n != b.n or a.n == 0:
+        raise ValueError(f"paired comparison needs the same non-zero number of examples, got {a.n} and {b.n}")
+    stats = {m: _Stat(m, [a, b]) for m in metric_names}
+    everything = np.arange(a.n)[None, :]
+    observed = {m: float(s.rows(1, everything)[0] - s.rows(0, everything)[0]) for m, s in stats.items()}
+    rng = np.random.default_rng(seed)
+    # A second stream for the randomization test, so the bootstrap does not depend on it.
+    prng = np.random.default_rng([seed, 1])
+    boot: dict[str, list[np.ndarray]] = {m: [] for m in stats}
+    extreme = dict.fromkeys(stats, 0)
+    permuted = [m for m in stats if m != "accuracy"]
+    for rows in _chunks(a.n, resamples):
+        idx = rng.integers(0, a.n, size=(rows, a.n))
+        for m, s in stats.items():
+            boot[m].append(s.rows(1, idx) - s.rows(0, idx))
+        if permuted:
+            swap = prng.random((rows, a.n)) < 0.5
+            for m in permuted:
+                ma, mb = stats[m].rows_mixed(swap)
+                # ties within float noise count as extreme (the conservative side)
+                tol = 1e-12 * max(1.0, abs(observed[m]))
+                extreme[m] += int(np.sum(np.abs(mb - ma) >= abs(observed[m]) - tol))
+    alpha = 1.0 - confidence
+    out: dict[str, Delta] = {}
+    for m in stats:
+        low, high = _interval(np.concatenate(boot[m]), confidence)
+        if m == "accuracy":
+            b_, c_ = discordant_pairs(a.scores["accuracy"], b.scores["accuracy"])
+            p = mcnemar_exact(b_, c_)
+            out[m] = Delta(observed[m], low, high, p, "mcnemar_exact", True, p < alpha, (b_, c_))
+        else:
+            p = (1 + extreme[m]) / (resamples + 1)
+            out[m] = Delta(observed[m], low, high, p, "paired_permutation", True, p < alpha)
+    return out
+
+
+# ---------------------------------------------------------------- unpaired
+
+
+def unpaired_deltas(
+    metric_names: Sequence[str],
+    a: Outcomes,
+    b: Outcomes,
+    *,
+    resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, Delta]:
+    """Change b - a of each metric when the runs were evaluated on different examples: independent bootstraps."""
+    if a.n == 0 or b.n == 0:
+        raise ValueError("cannot compare an empty set of examples")
+    stats = {m: _Stat(m, [a, b]) for m in metric_names}
+    ea, eb = np.arange(a.n)[None, :], np.arange(b.n)[None, :]
+    observed = {m: float(s.rows(1, eb)[0] - s.rows(0, ea)[0]) for m, s in stats.items()}
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {m: [] for m in stats}
+    for rows in _chunks(max(a.n, b.n), resamples):
+        ia = rng.integers(0, a.n, size=(rows, a.n))
+        ib = rng.integers(0, b.n, size=(rows, b.n))
+        for m, s in stats.items():
+            parts[m].append(s.rows(1, ib) - s.rows(0, ia))
+    out: dict[str, Delta] = {}
+    for m in stats:
+        d = np.concatenate(parts[m])
+        low, high = _interval(d, confidence)
+        p = min(1.0, 2 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0))))
+        p = max(p, 1.0 / (resamples + 1))  # B draws cannot resolve a smaller p-value
+        out[m] = Delta(observed[m], low, high, p, "unpaired_bootstrap", False, p < 1.0 - confidence)
+    return out
+
+
+def value_intervals(
+    metric_names: Sequence[str], out: Outcomes, *, resamples: int = 1000, confidence: float = 0.95, seed: int = 0
+) -> dict[str, tuple[float, float, float]]:
+    """{metric: (value, ci_low, ci_high)} of one run: a percentile bootstrap like `verifily eval`'s."""
+    stats = {m: _Stat(m, [out]) for m in metric_names}
+    everything = np.arange(out.n)[None, :]
+    rng = np.random.default_rng(seed)
+    parts: dict[str, list[np.ndarray]] = {m: [] for m in stats}
+    for rows in _chunks(out.n, resamples):
+        idx = rng.integers(0, out.n, size=(rows, out.n))
+        for m, s in stats.items():
+            parts[m].append(s.rows(0, idx))
+    result = {}
+    for m, s in stats.items():
+        low, high = _interval(np.concatenate(parts[m]), confidence)
+        result[m] = (float(s.rows(0, everything)[0]), low, high)
+    return result
+
+
+def finite(x: float) -> float | None:
+    """JSON-safe float (None for NaN/inf)."""
+    return x if math.isfinite(x) else None

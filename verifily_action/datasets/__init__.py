@@ -1,0 +1,26 @@
+"""Versioned datasets: manifests, `name@version` references, verified JSONL loading, tags and data checks.
+
+The public API (the contract other stages code against):
+`resolve`, `Manifest`, `FileEntry`, `load_split`, `check_data`, `DataReport`, `NONE_TAG`.
+"""
+
+from __future__ import annotations
+
+from .checks import DataReport, check_data
+from .loading import load_split
+from .manifest import FileEntry, Manifest, load_manifest
+from .registry import datasets_root, resolve
+
+NONE_TAG = "(none)"  # the slice value of rows that lack a tag key
+
+__all__ = [
+    "NONE_TAG",
+    "DataReport",
+    "FileEntry",
+    "Manifest",
+    "check_data",
+    "datasets_root",
+    "load_manifest",
+    "load_split",
+    "resolve",
+]

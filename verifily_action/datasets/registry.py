@@ -1,0 +1,102 @@
+"""`name@version` references: find `<root>/<name>/<version>/manifest.yaml`, or take a plain manifest path.
+
+The root comes from the caller (config `datasets_root` or `--datasets-root`), else `VERIFILY_DATASETS`, else
+`./datasets`. An unknown name or version is an error that lists what exists (and the closest match).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from pathlib import Path
+
+from ..errors import VerifilyError
+from .manifest import MANIFEST_NAMES, Manifest, find_manifest, load_manifest
+
+ENV_ROOT = "VERIFILY_DATASETS"
+DEFAULT_ROOT = "datasets"
+_REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)@(?P<version>[A-Za-z0-9][A-Za-z0-9._-]*)$")
+
+
+def datasets_root(root: str | Path | None = None) -> Path:
+    """The datasets root: the argument, else $VERIFILY_DATASETS, else ./datasets."""
+    if root is not None and str(root) != "":
+        return Path(root)
+    return Path(os.environ.get(ENV_ROOT) or DEFAULT_ROOT)
+
+
+def is_path_ref(ref: str) -> bool:
+    """A reference is a manifest path when it names a file/folder or looks like one (has a slash or extension)."""
+    return (
+        "/" in ref
+        or "\\" in ref
+        or ref.endswith((".yaml", ".yml", ".json"))
+        or ("@" not in ref and Path(ref).exists())
+    )
+
+
+def resolve(ref: str, root: str | Path | None = None) -> Manifest:
+    """Load the manifest that `ref` names: `name@version` under the datasets root, or a manifest path."""
+    ref = str(ref).strip()
+    if is_path_ref(ref):
+        return load_manifest(ref)
+    m = _REF.match(ref)
+    base = datasets_root(root)
+    if not m:
+        raise VerifilyError(
+            f"dataset reference {ref!r} is not `name@version` or a manifest path",
+            hint=_listing(base, ref.split("@")[0]) or "e.g. ds_demo@v1, or path/to/manifest.yaml",
+        )
+    name, version = m["name"], m["version"]
+    if not base.is_dir():
+        raise VerifilyError(
+            f"datasets root {base} does not exist (looking for {ref})",
+            hint=f"pass --datasets-root, set {ENV_ROOT}, or set datasets_root in the config",
+        )
+    names = list_names(base)
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        raise VerifilyError(
+            f"no dataset named {name!r} in {base}",
+            hint=(f"did you mean {close[0]!r}? " if close else "")
+            + f"datasets there: {', '.join(names) or '(none)'}",
+        )
+    versions = list_versions(base, name)
+    folder = base / name / version
+    manifest_path = find_manifest(folder) if folder.is_dir() else None
+    if manifest_path is None:
+        raise VerifilyError(
+            f"dataset {name!r} has no version {version!r} in {base}",
+            hint=f"versions of {name}: {', '.join(versions) or '(none)'}"
+            + (f"; {folder} holds no {' / '.join(MANIFEST_NAMES)}" if folder.is_dir() else ""),
+        )
+    manifest = load_manifest(manifest_path)
+    if (manifest.name, manifest.version) != (name, version):
+        raise VerifilyError(
+            f"{manifest_path} says it is {manifest.ref}, but its folder says {ref}",
+            hint="make `name` and `version` in the manifest match <root>/<name>/<version>/",
+        )
+    return manifest
+
+
+def list_names(base: Path) -> list[str]:
+    """Dataset names under a root: folders holding at least one version folder with a manifest."""
+    if not base.is_dir():
+        return []
+    return sorted(d.name for d in base.iterdir() if d.is_dir() and list_versions(base, d.name))
+
+
+def list_versions(base: Path, name: str) -> list[str]:
+    folder = base / name
+    if not folder.is_dir():
+        return []
+    return sorted(v.name for v in folder.iterdir() if v.is_dir() and find_manifest(v) is not None)
+
+
+def _listing(base: Path, name: str) -> str:
+    versions = list_versions(base, name)
+    if versions:
+        return "versions of {}: {}".format(name, ", ".join(f"{name}@{v}" for v in versions))
+    names = list_names(base)
+    return f"datasets in {base}: {', '.join(names)}" if names else ""

@@ -1,0 +1,133 @@
+"""Trainer callbacks: train_log.jsonl, progress (a rich bar on a TTY, plain lines in CI logs), and Ctrl-C.
+
+train_log.jsonl has one JSON object per logging step: step, epoch, loss, lr, grad_norm, tokens_per_s (real, i.e.
+unpadded, tokens per second over the logging window). Ctrl-C asks the Trainer to save a checkpoint and stop at the
+end of the current step, so an interrupted run is resumable; a second Ctrl-C stops at once.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+
+def _fmt_eta(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class LogCallback(TrainerCallback):
+    """Writes train_log.jsonl and shows progress. `tokens` returns the count of real tokens batched so far."""
+
+    def __init__(self, log_path: Path, tokens: Callable[[], int], echo: Callable[[str], None], tty: bool | None = None):
+        self.log_path = log_path
+        self.tokens = tokens
+        self.echo = echo
+        self.tty = sys.stderr.isatty() if tty is None else tty
+        self.progress: Any = None
+        self.task: Any = None
+        self.last_time = 0.0
+        self.last_tokens = 0
+        self.start_time = 0.0
+        self.start_step = 0
+        self.summary: dict[str, Any] = {}
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start_time = self.last_time = time.perf_counter()
+        self.last_tokens = self.tokens()
+        self.start_step = state.global_step
+        if self.tty:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]train[/]"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TextColumn("{task.fields[info]}"),
+                TimeRemainingColumn(),
+                transient=False,
+            )
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=state.max_steps, completed=state.global_step, info="")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        logs = logs or {}
+        if "loss" not in logs:
+            if "train_loss" in logs:
+                self.summary = dict(logs)
+            return
+        now = time.perf_counter()
+        tokens = self.tokens()
+        dt = now - self.last_time
+        rec = {
+            "step": state.global_step,
+            "epoch": round(float(logs.get("epoch", state.epoch or 0.0)), 6),
+            "loss": logs["loss"],
+            "lr": logs.get("learning_rate"),
+            "grad_norm": logs.get("grad_norm"),
+            "tokens_per_s": round((tokens - self.last_tokens) / dt, 1) if dt > 0 else None,
+        }
+        self.last_time, self.last_tokens = now, tokens
+        with open(self.log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        lr = f"{rec['lr']:.2e}" if rec["lr"] is not None else "-"
+        info = f"loss {rec['loss']:.4f} lr {lr}"
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step, info=info)
+            return
+        done = state.global_step - self.start_step
+        rate = (now - self.start_time) / done if done else 0.0
+        eta = _fmt_eta(rate * (state.max_steps - state.global_step))
+        pct = 100 * state.global_step / max(state.max_steps, 1)
+        tps = f"{rec['tokens_per_s']:.0f} tok/s" if rec["tokens_per_s"] is not None else ""
+        self.echo(
+            f"step {state.global_step}/{state.max_steps} ({pct:.0f}%) epoch {rec['epoch']:.2f} {info} {tps} eta {eta}"
+        )
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.close()
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None
+
+
+class InterruptCallback(TrainerCallback):
+    """First Ctrl-C (SIGINT): save a checkpoint and stop after this step; a second one raises KeyboardInterrupt."""
+
+    def __init__(self, echo: Callable[[str], None]):
+        self.echo = echo
+        self.requested = False
+        self._previous: Any = None
+
+    def install(self) -> None:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def uninstall(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.echo("interrupt: saving a checkpoint after this step, then stopping (Ctrl-C again to stop now)")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.requested:
+            control.should_save = True
+            control.should_training_stop = True
+        return control

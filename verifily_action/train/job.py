@@ -1,0 +1,302 @@
+"""One training job: plan -> (cache hit | train in `<run>.partial/`) -> adapter, tokenizer, hash chain -> rename.
+
+The run folder's status moves running -> completed (run_meta.json written last, then the folder renamed to its
+final name), or -> failed (with the error) / interrupted (resumable from its last checkpoint). See runs.py for the
+layout and the hash chain.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from .. import __version__, runs
+from ..errors import EXIT_INTERRUPTED, VerifilyError
+from .plan import Plan, TrainOptions, fields_override, make_plan
+
+Echo = Callable[[str], None]
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    meta: dict[str, Any]
+    cached: bool = False
+
+
+class Interrupted(Exception):
+    """Training stopped on Ctrl-C after saving a checkpoint."""
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def train(opts: TrainOptions, echo: Echo = print) -> TrainResult:
+    plan = make_plan(opts)
+    if plan.resume_dir is None and not opts.force:
+        cached = runs.find_cached(plan.output_dir, plan.run_key)
+        if cached is not None:
+            echo(f"cached: run {cached} has the same run key ({plan.run_key[:12]}); returned without training")
+            echo("hint: --force retrains")
+            return TrainResult(cached, runs.read_json(cached / runs.RUN_META), cached=True)
+    return execute(plan, opts, echo)
+
+
+def _ds(manifest: Any, split: str, hash_: str) -> dict[str, Any]:
+    return {"ref": manifest.ref, "name": manifest.name, "version": manifest.version, "hash": hash_, "split": split}
+
+
+def _prepare_dir(plan: Plan, opts: TrainOptions) -> Path:
+    if plan.resume_dir is not None:
+        return plan.resume_dir
+    final = plan.output_dir / plan.run_name
+    partial = runs.partial_dir(plan.output_dir, plan.run_name)
+    if final.exists() and not opts.force:
+        raise VerifilyError(
+            f"run folder {final} already exists (another run key)",
+            hint="set another run_name, or --force to replace it",
+        )
+    if partial.exists():
+        if not opts.force:
+            raise VerifilyError(
+                f"an unfinished run is in {partial}",
+                hint=f"resume it with `verifily train --resume {partial}`, or --force to start over",
+            )
+        shutil.rmtree(partial)
+    partial.mkdir(parents=True)
+    return partial
+
+
+def execute(plan: Plan, opts: TrainOptions, echo: Echo = print) -> TrainResult:
+    import yaml
+
+    from .. import environment
+
+    run_dir = _prepare_dir(plan, opts)
+    cfg = plan.cfg
+    if plan.resume_dir is None:
+        runs.write_text_atomic(run_dir / runs.CONFIG, yaml.safe_dump(plan.config_dict, sort_keys=False))
+        runs.write_json_atomic(run_dir / "environment.json", environment.collect())
+        meta: dict[str, Any] = {
+            "schema_version": 1,
+            "id": f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{plan.run_key[:8]}",
+            "run_key": plan.run_key,
+            "status": "running",
+            "started_at": _now(),
+            "ended_at": None,
+            "task": cfg.task,
+            "model": cfg.model,
+            "model_path": str(plan.model.path),
+            "model_revision": plan.model.revision,
+            "dataset": _ds(plan.manifest, cfg.train_split, plan.dataset_hash),
+            "eval_dataset": _ds(plan.eval_manifest, cfg.eval_split, plan.eval_hash) if plan.eval_hash else None,
+            "verifily_version": __version__,
+            "root_hash": None,
+            "error": None,
+            "data_report": None,
+            "unverified_data": False,
+            "label_map": None,
+            "truncation": None,
+            "unseen_eval_labels": None,
+            "metrics": None,
+            "notes": [],
+            "resumed_from": None,
+        }
+        runs.write_json_atomic(run_dir / runs.RUN_META, meta)
+    else:
+        meta = runs.update_meta(run_dir, status="running", error=None, ended_at=None)
+        echo(f"resuming {run_dir}")
+    echo(f"training {cfg.task} {cfg.model} on {plan.manifest.ref} -> {run_dir}")
+    try:
+        meta = _run(plan, run_dir, meta, echo)
+    except (Interrupted, KeyboardInterrupt):
+        runs.update_meta(run_dir, status="interrupted", ended_at=_now(), error="interrupted (Ctrl-C)")
+        raise VerifilyError(
+            f"training interrupted; {run_dir} has status interrupted",
+            hint=f"continue with `verifily train --resume {run_dir}`",
+            exit_code=EXIT_INTERRUPTED,
+        ) from None
+    except BaseException as e:
+        msg = e.message if isinstance(e, VerifilyError) else f"{type(e).__name__}: {e}"
+        try:
+            runs.update_meta(run_dir, status="failed", ended_at=_now(), error=msg)
+        except OSError:
+            pass  # e.g. the disk is full: the folder keeps its .partial name, so it never looks complete
+        if isinstance(e, OSError) and not isinstance(e, VerifilyError):
+            raise VerifilyError(
+                f"training failed while writing the run: {e}", hint=f"{run_dir} is marked failed; free space and retry"
+            ) from e
+        raise
+    final = runs.finalize(run_dir)
+    echo(f"completed: {final} (root hash {meta['root_hash'][:16]})")
+    return TrainResult(final, meta)
+
+
+@contextmanager
+def _env(**values: str):
+    """Set environment variables for the duration (only those the user has not set)."""
+    old = {k: os.environ.get(k) for k in values}
+    for k, v in values.items():
+        if old[k] is None:
+            os.environ[k] = v
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+
+
+def _tracker_env(cfg: Any, run_dir: Path) -> dict[str, str]:
+    logs = run_dir / "logs"
+    if cfg.report_to == "tensorboard":
+        return {"TENSORBOARD_LOGGING_DIR": str(logs / "tensorboard")}
+    if cfg.report_to == "wandb":
+        return {"WANDB_DIR": str(logs), "WANDB_PROJECT": "verifily"}
+    if cfg.report_to == "mlflow":
+        return {"MLFLOW_TRACKING_URI": (logs / "mlruns").resolve().as_uri(), "MLFLOW_EXPERIMENT_NAME": "verifily"}
+    return {}
+
+
+def _last_checkpoint(run_dir: Path) -> str | None:
+    """The newest complete checkpoint: the Trainer writes trainer_state.json last, so a process killed while
+    saving leaves a folder without a readable one, which is skipped."""
+    import json
+
+    d = run_dir / CHECKPOINTS
+    if not d.is_dir():
+        return None
+    found = [(int(p.name.rsplit("-", 1)[1]), p) for p in d.glob("checkpoint-*") if p.name.rsplit("-", 1)[1].isdigit()]
+    for _, p in sorted(found, reverse=True):
+        try:
+            json.loads((p / "trainer_state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        return str(p)
+    return None
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """On resume, drop log lines after the checkpoint (they are logged again)."""
+    import json
+
+    if not path.is_file():
+        return
+    keep = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and json.loads(ln)["step"] <= step]
+    runs.write_text_atomic(path, "".join(ln + "\n" for ln in keep))
+
+
+def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[str, Any]:
+    from ..datasets import check_data, load_split
+    from . import data as D
+    from .models import load_tokenizer
+    from .trainer import build_and_train
+
+    cfg = plan.cfg
+    notes: list[str] = list(meta.get("notes") or [])
+    fields = fields_override(cfg)
+    rows = load_split(plan.manifest, cfg.train_split, fields=fields)
+    eval_rows = None
+    if cfg.eval_split in plan.eval_manifest.splits:
+        eval_rows = load_split(plan.eval_manifest, cfg.eval_split, fields=fields)
+    splits = [s for s in (cfg.train_split, cfg.eval_split) if s in plan.manifest.splits]
+    report = check_data(plan.manifest, splits=splits).to_dict()
+    used = [plan.manifest.splits[cfg.train_split]]
+    if eval_rows is not None:
+        used.append(plan.eval_manifest.splits[cfg.eval_split])
+    unverified = any(f.sha256 is None for files in used for f in files)
+    tokenizer, tok_notes = load_tokenizer(plan.model)
+    notes += tok_notes
+    label_map = None
+    unseen = None
+    if cfg.task == "classification":
+        label_map = D.build_label_map(rows["label"])
+        if eval_rows is not None and "label" in eval_rows.column_names:
+            unseen = D.unseen_labels(label_map, eval_rows["label"])
+            if unseen:
+                n = sum(unseen.values())
+                notes.append(
+                    f"{n} eval rows have labels the train split never has: "
+                    + ", ".join(f"{k!r} ({v})" for k, v in unseen.items())
+                )
+    enc = D.encode(cfg.task, rows, tokenizer, cfg.training.max_length, label_map)
+    notes += enc.notes
+    for n in notes[len(meta.get("notes") or []) :]:
+        echo(f"note: {n}")
+    if not enc.columns["input_ids"]:
+        raise VerifilyError(
+            f"no trainable rows in {plan.manifest.ref} split {cfg.train_split}",
+            hint="; ".join(notes) + f"; raise training.max_length (now {cfg.training.max_length})",
+        )
+    meta = runs.update_meta(
+        run_dir,
+        data_report=report,
+        unverified_data=unverified,
+        label_map=label_map,
+        truncation={cfg.train_split: enc.stats.to_dict()},
+        unseen_eval_labels=unseen,
+        notes=notes,
+    )
+    ckpt = _last_checkpoint(run_dir) if plan.resume_dir is not None else None
+    log_path = run_dir / "train_log.jsonl"
+    if plan.resume_dir is not None:
+        step = int(Path(ckpt).name.rsplit("-", 1)[-1]) if ckpt else 0
+        _truncate_log(log_path, step)
+        meta = runs.update_meta(run_dir, resumed_from=ckpt and Path(ckpt).name)
+        echo(f"resuming from {ckpt}" if ckpt else "no checkpoint to resume from; training from the start")
+    elif log_path.exists():
+        log_path.unlink()
+    with _env(**_tracker_env(cfg, run_dir)):
+        outcome = build_and_train(
+            cfg, plan.model, tokenizer, D.to_dataset(enc), label_map, run_dir / CHECKPOINTS, log_path, ckpt, echo
+        )
+    if outcome.interrupted:
+        raise Interrupted()
+    metrics = {k: v for k, v in outcome.summary.items() if isinstance(v, (int, float))}
+    metrics["global_step"] = outcome.global_step
+    meta = runs.update_meta(run_dir, metrics=metrics)
+    save_outputs(run_dir, outcome.model, tokenizer, meta, plan, metrics)
+    return finish(run_dir, plan)
+
+
+def save_outputs(run_dir: Path, model: Any, tokenizer: Any, meta: dict[str, Any], plan: Plan, metrics: dict) -> None:
+    """adapter/ (PEFT safetensors + label_map.json + model card) and tokenizer/; the checkpoints go."""
+    from .card import model_card
+
+    adapter = run_dir / "adapter"
+    model.save_pretrained(str(adapter), safe_serialization=True)
+    if meta.get("label_map"):
+        runs.write_json_atomic(adapter / "label_map.json", {"label2id": meta["label_map"]})
+    runs.write_text_atomic(adapter / "README.md", model_card(meta, plan.config_dict, metrics))
+    tokenizer.save_pretrained(str(run_dir / "tokenizer"))
+    shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
+
+
+def finish(run_dir: Path, plan: Plan) -> dict[str, Any]:
+    """Hash chain, then run_meta.json with status completed (last write before the rename)."""
+    import yaml
+
+    from ..hashing import sha256_file, sha256_json
+
+    entries: dict[str, str] = {}
+    for m, split in ((plan.manifest, plan.cfg.train_split), (plan.eval_manifest, plan.cfg.eval_split)):
+        entries[f"dataset:{m.ref}"] = m.dataset_hash()
+        entries[f"dataset:{m.ref}/manifest"] = sha256_file(m.path)
+        for f in m.splits.get(split, []):
+            if f.sha256:
+                entries[f"dataset:{m.ref}/{f.path}"] = f.sha256
+    with open(run_dir / runs.CONFIG, encoding="utf-8") as f:
+        entries["config:canonical"] = sha256_json(yaml.safe_load(f))
+    entries.update(plan.model_entries)
+    files = ["config.yaml", "environment.json", "train_log.jsonl", "adapter", "tokenizer"]
+    entries.update(runs.hash_run_files(run_dir, [p for p in files if (run_dir / p).exists()]))
+    root = runs.write_entries(run_dir, entries)
+    return runs.update_meta(run_dir, status="completed", ended_at=_now(), root_hash=root, error=None)

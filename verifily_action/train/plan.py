@@ -1,0 +1,194 @@
+"""Before training: resolve the config, dataset and model, hash them into the run key, and find a cached run.
+
+Nothing here imports torch or loads a model, so a dry run and a cache hit answer in seconds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from .. import __version__, runs
+from ..config import TrainConfig, from_dict, load_config, resolve_path
+from ..errors import VerifilyError
+from .models import ResolvedModel, hash_model, resolve_model
+
+
+@dataclass
+class TrainOptions:
+    """What the CLI passes: the config (or a run to resume) and command-line overrides."""
+
+    config: Path | None = None
+    dataset: str | None = None
+    datasets_root: str | None = None
+    output_dir: str | None = None
+    force: bool = False
+    resume: str | None = None
+    dry_run: bool = False
+
+
+@dataclass
+class Plan:
+    cfg: TrainConfig
+    config_dict: dict[str, Any]  # the resolved config, as written to config.yaml
+    manifest: Any
+    eval_manifest: Any
+    model: ResolvedModel
+    model_hash: str
+    model_entries: dict[str, str]
+    dataset_hash: str
+    eval_hash: str | None
+    run_key: str
+    run_name: str
+    output_dir: Path
+    train_rows: int | None
+    steps: int | None
+    resume_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _datasets_root(cfg: TrainConfig, opts: TrainOptions) -> str | None:
+    if opts.datasets_root:
+        return str(Path(opts.datasets_root).resolve())
+    if os.environ.get("VERIFILY_DATASETS"):
+        return str(Path(os.environ["VERIFILY_DATASETS"]).resolve())
+    return str(resolve_path(cfg, cfg.datasets_root).resolve())
+
+
+def _resolve_dataset(ref: str, cfg: TrainConfig, root: str | None) -> Any:
+    from ..datasets import resolve
+
+    if "@" not in ref:
+        # a manifest path: relative to the config's folder first, like every path in the config
+        p = resolve_path(cfg, ref)
+        if p.exists():
+            ref = str(p)
+    return resolve(ref, root)
+
+
+def _rows(manifest: Any, split: str) -> int | None:
+    files = manifest.splits.get(split)
+    if files is None:
+        return None
+    if any(f.rows is None for f in files):
+        return None
+    return sum(int(f.rows) for f in files)
+
+
+def estimate_steps(cfg: TrainConfig, rows: int | None) -> int | None:
+    """Optimizer steps the Trainer will take (as it computes them: whole batches per epoch, at least one)."""
+    t = cfg.training
+    if t.max_steps:
+        return int(t.max_steps)
+    if rows is None:
+        return None
+    per_epoch = max(math.ceil(rows / t.batch_size) // t.gradient_accumulation_steps, 1)
+    return math.ceil(per_epoch * t.epochs)
+
+
+def load_for(opts: TrainOptions) -> tuple[TrainConfig, Path | None]:
+    """The config to train with: the given file, or the resumed run's config.yaml."""
+    if opts.resume:
+        d = Path(opts.resume)
+        if not d.is_dir() and opts.output_dir:
+            d = Path(opts.output_dir) / opts.resume
+        if not d.is_dir() and d.with_name(d.name + runs.PARTIAL).is_dir():
+            d = d.with_name(d.name + runs.PARTIAL)
+        if not (d / runs.RUN_META).is_file():
+            raise VerifilyError(
+                f"--resume {opts.resume}: no run folder there", hint="give the folder of an unfinished run (*.partial)"
+            )
+        meta = runs.read_json(d / runs.RUN_META)
+        if meta.get("status") == "completed":
+            raise VerifilyError(f"run {d} is already completed; nothing to resume", hint="use --force to retrain")
+        import yaml
+
+        with open(d / runs.CONFIG, encoding="utf-8") as f:
+            cfg = from_dict(yaml.safe_load(f))
+        return replace(cfg, source_path=str(d / runs.CONFIG)), d.resolve()
+    if opts.config is None:
+        raise VerifilyError("give --config CONFIG (or --resume RUN)")
+    return load_config(opts.config), None
+
+
+def make_plan(opts: TrainOptions) -> Plan:
+    from .lora import check_quantization
+
+    cfg, resume_dir = load_for(opts)
+    if resume_dir is None:
+        overrides: dict[str, Any] = {}
+        if opts.dataset:
+            overrides["dataset"] = opts.dataset
+        if opts.output_dir:
+            overrides["output_dir"] = opts.output_dir
+        root = _datasets_root(cfg, opts)
+        overrides["datasets_root"] = root
+        cfg = replace(cfg, **overrides)
+    else:
+        root = cfg.datasets_root
+    # QLoRA without CUDA fails here, before any data or model is loaded.
+    check_quantization(cfg.quantization)
+    manifest = _resolve_dataset(cfg.dataset, cfg, root)
+    eval_manifest = _resolve_dataset(cfg.eval_dataset, cfg, root) if cfg.eval_dataset else manifest
+    if cfg.train_split not in manifest.splits:
+        raise VerifilyError(
+            f"dataset {manifest.ref} has no split {cfg.train_split!r}",
+            hint=f"its splits: {', '.join(sorted(manifest.splits))}; set train_split",
+        )
+    base = Path(cfg.source_path).resolve().parent if cfg.source_path and resume_dir is None else None
+    model = resolve_model(cfg.model, base)
+    if resume_dir is not None:
+        meta = runs.read_json(resume_dir / runs.RUN_META)
+        model = replace(model, path=Path(meta.get("model_path") or model.path))
+    model_hash, model_entries = hash_model(model)
+    dataset_hash = manifest.dataset_hash()
+    eval_hash = eval_manifest.dataset_hash() if cfg.eval_dataset else None
+    config_dict = cfg.to_dict()
+    key = runs.run_key(
+        dataset_hash=dataset_hash,
+        eval_dataset_hash=eval_hash,
+        config=config_dict,
+        model_hash=model_hash,
+        version=__version__,
+    )
+    if resume_dir is not None:
+        name = runs.final_dir_for(resume_dir).name
+        out = resume_dir.parent
+    else:
+        name = cfg.run_name or f"{manifest.name}-{manifest.version}-{cfg.task}-{key[:8]}"
+        out = Path(cfg.output_dir)
+    rows = _rows(manifest, cfg.train_split)
+    return Plan(
+        cfg, config_dict, manifest, eval_manifest, model, model_hash, model_entries, dataset_hash, eval_hash,
+        key, name, out, rows, estimate_steps(cfg, rows), resume_dir,
+    )  # fmt: skip
+
+
+def describe(plan: Plan) -> str:
+    """The dry run's answer: what would train, on what, for how long."""
+    cfg = plan.cfg
+    t = cfg.training
+    rows = "?" if plan.train_rows is None else str(plan.train_rows)
+    steps = "?" if plan.steps is None else str(plan.steps)
+    lines = [
+        f"task: {cfg.task}",
+        f"model: {cfg.model} -> {plan.model.path}",
+        f"dataset: {plan.manifest.ref} ({plan.manifest.path}), split {cfg.train_split}: {rows} rows",
+        f"steps: {steps} (batch {t.batch_size} x accumulation {t.gradient_accumulation_steps}, "
+        + (f"max_steps {t.max_steps})" if t.max_steps else f"{t.epochs:g} epochs)"),
+        f"lora: r={cfg.lora.r} alpha={cfg.lora.alpha:g} target_modules={cfg.lora.target_modules}; "
+        f"quantization: {cfg.quantization}",
+        f"run key: {plan.run_key}",
+        f"run folder: {plan.output_dir / plan.run_name}",
+    ]
+    cached = runs.find_cached(plan.output_dir, plan.run_key)
+    if cached:
+        lines.append(f"cached: {cached} has this run key (train would return it; --force retrains)")
+    return "\n".join(lines)
+
+
+def fields_override(cfg: TrainConfig) -> dict[str, str | None]:
+    return dict(asdict(cfg.fields))

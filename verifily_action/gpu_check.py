@@ -109,3 +109,14 @@ def check_cli_args(argv: list[str], stream: TextIO | None = None) -> str | None:
         return None
     path = _config_from_argv(argv[1:])
     return warn_if_no_gpu(path, stream=stream) if path else None
+
+
+def check_action_env(env: Mapping[str, str] | None = None, stream: TextIO | None = None) -> str | None:
+    """The entrypoint's check for the Action's flow: the config named by the inputs, under the workspace."""
+    env = os.environ if env is None else env
+
+    def get(name: str, default: str) -> str:
+        return env.get(f"INPUT_{name.upper()}", "").strip() or default
+
+    workspace = Path(env.get("GITHUB_WORKSPACE") or "/github/workspace")
+    return warn_if_no_gpu(workspace / get("working-directory", ".") / get("config", "train.yaml"), stream=stream)

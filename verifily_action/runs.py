@@ -53,7 +53,7 @@ CONFIG = "config.yaml"
 PARTIAL = ".partial"
 STATUSES = ("running", "completed", "failed", "interrupted")
 # Config keys that name where things are, not what they are (content hashes cover the rest).
-KEY_EXCLUDED = ("output_dir", "run_name", "datasets_root", "model", "dataset", "eval_dataset")
+KEY_EXCLUDED = ("output_dir", "run_name", "datasets_root", "model", "dataset", "eval_dataset", "gates")
 
 
 @dataclass

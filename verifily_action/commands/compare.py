@@ -1,14 +1,86 @@
-"""`verifily compare`: Compare runs slice by slice with paired significance."""
+"""`verifily compare`: compare runs slice by slice with paired significance, a summary, and gating rules."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
-from ..errors import not_implemented
+FAIL_ON_HELP = (
+    "Gate rule (repeatable): METRIC[@KEY=VALUE|@KEY=*] OP THRESHOLD[&THRESHOLD][:significant]. "
+    "The change is run minus baseline; OP is <, <=, > or >=; THRESHOLD is a number in the metric's units (-0.02), "
+    "points (-2pts) or percent of the baseline (-5%). E.g. `macro_f1@source=synthetic<-0.02`, "
+    "`accuracy<-1pts:significant`, `loss>0.05`. Exit code 1 when any rule holds."
+)
+
+
+def _split(values: list[str] | None) -> list[str]:
+    out: list[str] = []
+    for v in values or []:
+        out.extend(p.strip() for p in v.split(",") if p.strip())
+    return out
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(name="compare", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def compare() -> None:
-        """Compare runs slice by slice with paired significance. (not implemented yet)"""
-        raise not_implemented("compare", "Compare and reproduce")
+    @app.command(name="compare")
+    def compare(
+        runs: list[str] = typer.Option(
+            ...,
+            "--runs",
+            help="Run folders, comma-separated or repeated; the first is the baseline (e.g. runs/a/,runs/b/).",
+        ),
+        slice_by: list[str] = typer.Option(
+            None, "--slice-by", help="Tag key(s) to slice by (default: the keys the runs were evaluated with)."
+        ),
+        metric: list[str] = typer.Option(
+            None, "--metric", help="Metric(s) to compare (default: those the baseline's evaluation reports)."
+        ),
+        eval_name: str = typer.Option(
+            None,
+            "--eval",
+            help="Which evaluation (folder under <run>/eval/, e.g. ds_demo@v1-eval) when runs have several.",
+        ),
+        fmt: str = typer.Option("table", "--format", "-f", help="table, markdown (GitHub) or json."),
+        fail_on: list[str] = typer.Option(None, "--fail-on", help=FAIL_ON_HELP),
+        no_config_gates: bool = typer.Option(
+            False, "--no-config-gates", help="Ignore the `gates:` recorded in the candidate runs' configs."
+        ),
+        datasets_root: str = typer.Option(
+            None, "--datasets-root", help="Where the datasets live, for the dataset diff (else $VERIFILY_DATASETS)."
+        ),
+        output: Path = typer.Option(None, "--output", "-o", help="Also write the rendered output to this file."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and permutation resamples."),
+    ) -> None:
+        """Compare runs per tag slice: each run's metrics and its change against the first, with paired bootstrap
+        intervals and McNemar/permutation p-values; exit 1 when a --fail-on rule (or a config gate) matches."""
+        from ..compare import compare as run_compare
+        from ..compare import failed_gates, render
+        from ..errors import GateFailure, Problem, VerifilyError
+
+        if fmt not in render.FORMATS:
+            raise VerifilyError(f"unknown --format {fmt!r}", hint=f"choose one of: {', '.join(render.FORMATS)}")
+        comparison = run_compare(
+            _split(runs),
+            metrics=_split(metric) or None,
+            slice_by=_split(slice_by) or None,
+            eval_name=eval_name,
+            fail_on=list(fail_on or []),
+            config_gates=not no_config_gates,
+            datasets_root=datasets_root,
+            seed=seed,
+        )
+        if fmt == "table":
+            render.print_table(comparison)
+            text = render.markdown(comparison) if output else ""
+        else:
+            text = render.markdown(comparison) if fmt == "markdown" else render.to_json(comparison)
+            typer.echo(text, nl=False)
+        if output:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(text, encoding="utf-8")
+        failed = failed_gates(comparison)
+        if failed:
+            raise GateFailure(
+                f"{len(failed)} gate rule(s) failed",
+                problems=[Problem(g["message"], hint=f"rule from {g['origin']}") for g in failed],
+            )

@@ -1,19 +1,220 @@
-"""`verifily dataset …`: versioned datasets (init, hash, verify, info, diff)."""
+"""`verifily dataset …`: versioned datasets (init, hash, verify, info, diff).
+
+Each command takes a dataset reference: `name@version` under `--datasets-root` (else $VERIFILY_DATASETS, else
+./datasets) or the path of a manifest (or of its folder). Problems exit 2 with every one listed; `--json` prints
+machine-readable output (errors too, with the same exit code).
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
 import typer
 
-from ..errors import not_implemented
+from ..errors import Problem, VerifilyError
 
-dataset_app = typer.Typer(help="Versioned datasets: manifests, hashes, checks, diffs.", no_args_is_help=True)
+dataset_app = typer.Typer(
+    help="Versioned datasets: manifests, hashes, checks, diffs.", no_args_is_help=True, rich_markup_mode=None
+)
+
+ROOT_HELP = "Folder holding <name>/<version>/manifest.yaml (default: $VERIFILY_DATASETS, else ./datasets)."
+REF_HELP = "A dataset: name@version, or the path of a manifest (or its folder)."
 
 
 def register(app: typer.Typer) -> None:
     app.add_typer(dataset_app, name="dataset")
 
 
-@dataset_app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def verify() -> None:
-    """Check a dataset's hashes, rows and data quality (not implemented yet)."""
-    raise not_implemented("dataset verify", "Versioned datasets")
+def _emit_json(value: dict[str, Any]) -> None:
+    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+@contextmanager
+def _json_errors(as_json: bool) -> Iterator[None]:
+    """With --json, print a VerifilyError as JSON on stdout (same exit code) instead of text on stderr."""
+    try:
+        yield
+    except VerifilyError as e:
+        if not as_json:
+            raise
+        _emit_json({"ok": False, **e.to_dict()})
+        raise typer.Exit(code=e.exit_code) from None
+
+
+@dataset_app.command()
+def init(
+    folder: Path = typer.Argument(..., help="Folder holding the JSONL files; each file becomes a split (its stem)."),
+    name: str = typer.Option(None, "--name", help="Dataset name (default: the parent folder's name)."),
+    version: str = typer.Option(None, "--version", help="Version label (default: the folder's name)."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing manifest."),
+) -> None:
+    """Scaffold manifest.yaml from the JSONL files in FOLDER: infer field roles and tag keys, record hashes."""
+    from ..datasets.scaffold import init_manifest
+
+    m = init_manifest(folder, name=name, version=version, force=force)
+    typer.echo(f"wrote {m.path} ({m.ref})")
+    typer.echo(f"  task: {m.task or '(unknown)'}; fields: " + ", ".join(f"{r}={k}" for r, k in m.fields.items() if k))
+    typer.echo(f"  tag keys: {', '.join(m.tag_keys) or '(none)'}")
+    for split, files in m.splits.items():
+        typer.echo(f"  {split}: " + ", ".join(f"{f.path} ({f.rows} rows)" for f in files))
+    typer.echo("next: fill in description, provenance and license, then `verifily dataset verify " + f"{m.path}`")
+
+
+@dataset_app.command("hash")
+def hash_(
+    ref: str = typer.Argument(..., help=REF_HELP),
+    datasets_root: str = typer.Option(None, "--datasets-root", help=ROOT_HELP),
+    check: bool = typer.Option(False, "--check", help="Only report what would change; write nothing (exit 2 if any)."),
+) -> None:
+    """Write every file's sha256 and row count into the manifest (YAML comments are not kept)."""
+    from ..datasets import resolve
+    from ..datasets.scaffold import hash_manifest
+
+    m = resolve(ref, datasets_root)
+    new, changes = hash_manifest(m, write=not check)
+    changed = [(s, old, n) for s, old, n in changes if (old.sha256, old.rows) != (n.sha256, n.rows)]
+    for split, old, n in changes:
+        mark = "changed" if (old.sha256, old.rows) != (n.sha256, n.rows) else "unchanged"
+        typer.echo(f"{split}: {n.path} sha256 {n.sha256} rows {n.rows} ({mark})")
+    if check and changed:
+        raise VerifilyError(f"{len(changed)} file entr{'ies' if len(changed) != 1 else 'y'} of {m.ref} out of date")
+    typer.echo(f"{'checked' if check else 'wrote'} {m.path}; dataset hash {new.dataset_hash()}")
+
+
+@dataset_app.command()
+def verify(
+    ref: str = typer.Argument(..., help=REF_HELP),
+    datasets_root: str = typer.Option(None, "--datasets-root", help=ROOT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print the full report as JSON."),
+    strict: bool = typer.Option(False, "--strict", help="Also fail (exit 2) on data-check findings."),
+) -> None:
+    """Check hashes, every row against the field mapping, and the data checks (empty texts, duplicates, leakage)."""
+    from ..datasets import check_data, resolve
+    from ..datasets.loading import check_files, display_path
+
+    with _json_errors(as_json):
+        m = resolve(ref, datasets_root)
+        problems = []
+        for split in m.splits:
+            try:
+                check_files(m, split)
+            except VerifilyError as e:
+                problems.extend(e.problems)
+        report = check_data(m)
+        for split, entries in m.splits.items():
+            # one file per split: its manifest row count must match what was read (several: counted per file)
+            if not problems and len(entries) == 1 and entries[0].rows not in (None, report.rows.get(split)):
+                problems.append(
+                    Problem(
+                        f"manifest says {entries[0].rows} rows, found {report.rows.get(split)}",
+                        file=display_path(m, entries[0]),
+                    )
+                )
+        problems.extend(report.row_problems)
+        total = len(problems) - len(report.row_problems) + report.row_problem_total
+        ok = total == 0 and (report.findings == 0 or not strict)
+        if as_json:
+            _emit_json(
+                {
+                    "ok": ok,
+                    "problem_total": total,
+                    "problems": [p.to_dict() for p in problems],
+                    "data_report": report.to_dict(),
+                }
+            )
+            if not ok:
+                raise typer.Exit(code=2)
+            return
+        for w in report.warnings:
+            typer.echo(f"warning: {w.render()}", err=True)
+        if total:
+            shown = f" (first {len(problems)} shown)" if total > len(problems) else ""
+            raise VerifilyError(
+                f"dataset {m.ref} failed verification: {total} problem{'s' * (total != 1)}{shown}",
+                hint="fix the files listed; after an intended change, make a new version and run "
+                "`verifily dataset hash`",
+                problems=problems,
+            )
+        typer.echo(f"{m.ref}: hashes match ({sum(len(f) for f in m.splits.values())} files), rows valid")
+        for line in report.summary_lines():
+            typer.echo(f"  {line}")
+        for f in report.examples:
+            typer.echo(f"  {f.check}: {f.file}:{f.line}: {f.detail}")
+        if report.findings:
+            msg = f"{report.findings} data-check finding{'s' * (report.findings != 1)}"
+            if strict:
+                raise VerifilyError(f"dataset {m.ref}: {msg}", hint="remove them or run without --strict")
+            typer.echo(f"warning: {msg} (recorded in the run metadata by `train`; --strict makes them fail)")
+        typer.echo(f"dataset hash {m.dataset_hash()}")
+
+
+@dataset_app.command()
+def info(
+    ref: str = typer.Argument(..., help=REF_HELP),
+    datasets_root: str = typer.Option(None, "--datasets-root", help=ROOT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Rows per split, per tag value (rows without a tag key count as `(none)`) and per label."""
+    from ..datasets import resolve
+    from ..datasets.info import dataset_info
+
+    with _json_errors(as_json):
+        d = dataset_info(resolve(ref, datasets_root))
+    if as_json:
+        _emit_json(d)
+        return
+    typer.echo(f"{d['ref']}  (parent: {d['parent'] or '-'}, task: {d['task'] or '-'})")
+    typer.echo(f"manifest: {d['manifest']}")
+    typer.echo(f"dataset hash: {d['dataset_hash']}")
+    if d["description"]:
+        typer.echo(f"description: {d['description']}")
+    rows = [("split", "key", "value", "rows")]
+    for split, s in d["splits"].items():
+        ok = "verified" if all(f["verified"] for f in s["files"]) else "HASH MISMATCH"
+        rows.append((split, "", "(all)", f"{s['rows']}  [{ok}]"))
+        for key, values in s["tags"].items():
+            rows.extend((split, key, v, str(n)) for v, n in values.items())
+        rows.extend((split, "label", v, str(n)) for v, n in s["labels"].items())
+    _table(rows)
+
+
+@dataset_app.command()
+def diff(
+    a: str = typer.Argument(..., help="The old version (name@version or manifest path)."),
+    b: str = typer.Argument(..., help="The new version."),
+    datasets_root: str = typer.Option(None, "--datasets-root", help=ROOT_HELP),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """Rows added, removed and changed from A to B, per split and per tag value, matched by example id."""
+    from ..datasets import resolve
+    from ..datasets.info import dataset_diff
+
+    with _json_errors(as_json):
+        d = dataset_diff(resolve(a, datasets_root), resolve(b, datasets_root))
+    if as_json:
+        _emit_json(d)
+        return
+    typer.echo(f"{d['a']} -> {d['b']}")
+    for key, label in (("splits_only_in_a", "removed"), ("splits_only_in_b", "added")):
+        for s in d[key]:
+            typer.echo(f"split {s}: {label} entirely")
+    rows = [("split", "tag", "value", "added", "removed", "changed", "unchanged")]
+    for split, s in d["splits"].items():
+        rows.append((split, "", "(all)", *(str(s[k]) for k in ("added", "removed", "changed", "unchanged"))))
+        for key, values in s["by_tag"].items():
+            for v, c in values.items():
+                rows.append((split, key, v, *(str(c[k]) for k in ("added", "removed", "changed", "unchanged"))))
+    _table(rows)
+    for split, s in d["splits"].items():
+        if s["changed_fields"]:
+            typer.echo(f"{split}: changed fields " + ", ".join(f"{k} ({n})" for k, n in s["changed_fields"].items()))
+
+
+def _table(rows: Sequence[tuple[str, ...]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())

@@ -8,10 +8,8 @@ from __future__ import annotations
 
 from .checks import DataReport, check_data
 from .loading import load_split
-from .manifest import FileEntry, Manifest, load_manifest
+from .manifest import NONE_TAG, FileEntry, Manifest, load_manifest
 from .registry import datasets_root, resolve
-
-NONE_TAG = "(none)"  # the slice value of rows that lack a tag key
 
 __all__ = [
     "NONE_TAG",

@@ -1,24 +1,29 @@
 """Load one split of a manifest into an Arrow-backed `datasets.Dataset`, verifying every file's sha256 first.
 
-The rows are written by `Dataset.from_generator` into an Arrow file in the datasets cache and memory-mapped, so
-peak memory does not grow with the data. The cache is keyed by the files' *actual* sha256 plus the field mapping,
-so a changed file can never be served from a stale cache, and a second load of the same data skips the parse.
+Rows are validated one at a time and streamed in record batches into an Arrow file in the datasets cache, which
+`Dataset.from_file` memory-maps, so peak memory does not grow with the data. (We write the batches ourselves:
+`Dataset.from_generator` encodes row by row and was ~5x slower.) The cache file is named by the files' *actual*
+sha256 plus the field mapping, so a changed file is never served from a stale cache, and a second load of the same
+data skips the parse.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import Problem, VerifilyError
-from ..hashing import sha256_file
+from ..hashing import sha256_file, sha256_json
 from .manifest import CONTENT_ROLES, ROLES, FileEntry, Manifest
 from .rows import MAX_SHOWN, Collector, RowSpec, scan_file
 
 log = logging.getLogger(__name__)
+
+LOADER_VERSION = 1  # part of the cache key: bump when the canonical rows or their Arrow layout change
+BATCH_ROWS = 10_000  # rows per Arrow record batch: large enough to amortize, small enough to keep memory flat
 
 
 @dataclass(frozen=True)
@@ -98,29 +103,6 @@ def raise_problems(manifest: Manifest, split: str, col: Collector) -> None:
         )
 
 
-def _generate(
-    files: list[tuple[str, str]], spec: RowSpec, ref: str, split: str, content: list[str]
-) -> Iterator[dict[str, Any]]:
-    # A module-level generator: `datasets` fingerprints it and gen_kwargs (`content`: the files' actual sha256)
-    # to name the cache file, so the cache is keyed by content.
-    col = Collector()
-    for i, (path, shown) in enumerate(files):
-        for _line, row in scan_file(Path(path), shown, spec, col, file_index=i):
-            if not col.total:  # once a row is bad the load fails; keep scanning only to report everything
-                yield row
-    col.check_duplicate_ids()
-    if col.total:
-        raise _RowsInvalid(col)
-    for w in col.warnings:
-        log.warning(w.render())
-
-
-class _RowsInvalid(Exception):
-    def __init__(self, col: Collector) -> None:
-        super().__init__(f"{col.total} row problems")
-        self.col = col
-
-
 def features_for(spec: RowSpec):
     from datasets import Features, Value
 
@@ -149,30 +131,65 @@ def load_split(
     checked = check_files(manifest, split, verify=verify)
     for vf in checked:
         if not vf.ok:
-            log.warning("UNVERIFIED DATA: %s sha256 is %s, manifest says %s", vf.path, vf.actual_sha256, vf.entry.sha256)
+            log.warning(
+                "UNVERIFIED DATA: %s sha256 is %s, manifest says %s", vf.path, vf.actual_sha256, vf.entry.sha256
+            )
     spec = row_spec(manifest, fields)
-    files = [(str(vf.path), display_path(manifest, vf.entry)) for vf in checked]
-    gen_kwargs = {
-        "files": files,
-        "spec": spec,
-        "ref": manifest.ref,
-        "split": split,
-        "content": [vf.actual_sha256 for vf in checked],
-    }
-    bars = datasets.utils.logging.is_progress_bar_enabled()
-    datasets.disable_progress_bars()
+    features = features_for(spec)
+    key = sha256_json(
+        {
+            "loader": LOADER_VERSION,
+            "content": [vf.actual_sha256 for vf in checked],
+            "fields": spec.fields,
+            "tag_keys": list(spec.tag_keys),
+            "features": features.to_dict(),
+        }
+    )
+    path = _cache_dir() / f"{key}.arrow"
+    if not path.is_file():
+        _write_arrow(manifest, split, checked, spec, features, path)
+    return datasets.Dataset.from_file(str(path), split=split)
+
+
+def _cache_dir() -> Path:
+    """Under the datasets cache; the variable is read at call time so a test's (or a job's) setting applies."""
+    import datasets
+
+    base = os.environ.get("HF_DATASETS_CACHE") or str(datasets.config.HF_DATASETS_CACHE)
+    return Path(base) / "verifily_rows"
+
+
+def _write_arrow(
+    manifest: Manifest, split: str, checked: list[VerifiedFile], spec: RowSpec, features, path: Path
+) -> None:
+    """Validate every row and stream them into an Arrow IPC file in batches (the format `Dataset.from_file`
+    memory-maps). Written under a temporary name and renamed, so a failed or concurrent load never leaves a
+    partial cache file; nothing is kept when any row is invalid."""
+    import pyarrow as pa
+
+    schema = features.arrow_schema
+    columns = list(features)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    col = Collector()
+    batch: dict[str, list[Any]] = {c: [] for c in columns}
     try:
-        ds = datasets.Dataset.from_generator(
-            _generate, features=features_for(spec), gen_kwargs=gen_kwargs, split=split
-        )
-    except Exception as e:  # noqa: BLE001 - unwrap our own error from datasets' DatasetGenerationError
-        cause: BaseException | None = e
-        while cause is not None and not isinstance(cause, _RowsInvalid):
-            cause = cause.__cause__ or cause.__context__
-        if isinstance(cause, _RowsInvalid):
-            raise_problems(manifest, split, cause.col)
-        raise
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+            for i, vf in enumerate(checked):
+                for _line, row in scan_file(vf.path, display_path(manifest, vf.entry), spec, col, file_index=i):
+                    if col.total:  # the load will fail; keep scanning only to report every problem
+                        continue
+                    for c in columns:
+                        batch[c].append(row[c])
+                    if len(batch["id"]) >= BATCH_ROWS:
+                        writer.write_batch(pa.RecordBatch.from_pydict(batch, schema=schema))
+                        batch = {c: [] for c in columns}
+            if batch["id"] and not col.total:
+                writer.write_batch(pa.RecordBatch.from_pydict(batch, schema=schema))
+        col.check_duplicate_ids()
+        raise_problems(manifest, split, col)
+        for w in col.warnings:
+            log.warning(w.render())
+        os.replace(tmp, path)
     finally:
-        if bars:
-            datasets.enable_progress_bars()
-    return ds
+        tmp.unlink(missing_ok=True)

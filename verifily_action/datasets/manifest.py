@@ -21,6 +21,7 @@ from ..schemas import validator
 SCHEMA = "dataset.schema.json"
 MANIFEST_NAMES = ("manifest.yaml", "manifest.yml", "manifest.json")
 ROLES = ("id", "text", "prompt", "response", "label", "tags")
+NONE_TAG = "(none)"  # the slice value of rows that lack a tag key
 CONTENT_ROLES = ("text", "prompt", "response", "label")  # the roles that become canonical columns
 
 # Roles used when a manifest has no `fields`: id and tags always, plus what the task needs.
@@ -152,9 +153,7 @@ def _schema_problems(src: yamlsource.Source) -> list[Problem]:
         msg = err.message
         if err.validator == "additionalProperties":
             msg = f"unknown key: {msg}"
-        out.append(
-            Problem(msg, file=src.path, line=line, column=col, json_path=yamlsource.format_json_path(jp))
-        )
+        out.append(Problem(msg, file=src.path, line=line, column=col, json_path=yamlsource.format_json_path(jp)))
     return out
 
 

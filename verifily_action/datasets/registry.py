@@ -29,10 +29,7 @@ def datasets_root(root: str | Path | None = None) -> Path:
 def is_path_ref(ref: str) -> bool:
     """A reference is a manifest path when it names a file/folder or looks like one (has a slash or extension)."""
     return (
-        "/" in ref
-        or "\\" in ref
-        or ref.endswith((".yaml", ".yml", ".json"))
-        or ("@" not in ref and Path(ref).exists())
+        "/" in ref or "\\" in ref or ref.endswith((".yaml", ".yml", ".json")) or ("@" not in ref and Path(ref).exists())
     )
 
 
@@ -59,8 +56,7 @@ def resolve(ref: str, root: str | Path | None = None) -> Manifest:
         close = difflib.get_close_matches(name, names, n=1)
         raise VerifilyError(
             f"no dataset named {name!r} in {base}",
-            hint=(f"did you mean {close[0]!r}? " if close else "")
-            + f"datasets there: {', '.join(names) or '(none)'}",
+            hint=(f"did you mean {close[0]!r}? " if close else "") + f"datasets there: {', '.join(names) or '(none)'}",
         )
     versions = list_versions(base, name)
     folder = base / name / version

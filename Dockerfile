@@ -1,0 +1,93 @@
+# Verifily Train: the CLI and the GitHub Action in one image. Two targets, same steps, different base and torch build:
+#   cuda (default, the last stage): NVIDIA CUDA runtime base, PyPI's CUDA torch build, bitsandbytes (QLoRA).
+#   cpu: slim Python base, torch's CPU build (GitHub-hosted runners, small classification jobs).
+#
+#   docker build -t verifily:cpu --target cpu .
+#   docker run --rm -v "$PWD:/github/workspace" -w /github/workspace verifily:cpu train --config train.yaml
+#
+# Dependencies come from hash-pinned lock files (docker/requirements-<target>.lock, `pip install --require-hashes`;
+# regenerate with `python docker/lock.py`). When the build context holds docker/wheelhouse/ (docker/wheelhouse.sh),
+# the build installs from it without network. No secrets are baked in: proxy variables are Docker's predefined
+# build args (kept out of the image), tokens arrive at run time (INPUT_GITHUB-TOKEN, GITHUB_TOKEN).
+#
+# GitHub's rules for container actions: no USER (the action runs as root), no WORKDIR (the runner mounts the
+# workspace at /github/workspace and makes it the working directory), absolute exec-form ENTRYPOINT.
+# See docker/README.md for GPUs on self-hosted runners.
+
+ARG CPU_BASE=python:3.11-slim-bookworm
+ARG CUDA_BASE=nvidia/cuda:13.0.0-runtime-ubuntu24.04
+
+# ---------------------------------------------------------------------------------------------------------- cpu
+FROM ${CPU_BASE} AS cpu-deps
+COPY docker/ /tmp/build/docker/
+RUN sh /tmp/build/docker/install-python.sh \
+ && sh /tmp/build/docker/install-deps.sh /tmp/build/docker/requirements-cpu.lock
+COPY pyproject.toml README.md /tmp/build/src/
+COPY schemas/ /tmp/build/src/schemas/
+COPY verifily_action/ /tmp/build/src/verifily_action/
+RUN sh /tmp/build/docker/install-app.sh /tmp/build/src
+
+FROM ${CPU_BASE} AS cpu
+ARG CPU_BASE
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG CREATED=unknown
+COPY docker/install-python.sh /tmp/install-python.sh
+RUN sh /tmp/install-python.sh && rm /tmp/install-python.sh
+COPY --from=cpu-deps /opt/venv /opt/venv
+COPY entrypoint.py /app/entrypoint.py
+LABEL org.opencontainers.image.title="verifily-train" \
+      org.opencontainers.image.description="Dataset-version-aware LoRA fine-tuning with sliced evaluation and PR comparisons (CLI and GitHub Action)" \
+      org.opencontainers.image.source="https://github.com/verifily/verifily-train" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.base.name="${CPU_BASE}" \
+      io.verifily.image.target="cpu"
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HF_HOME=/cache/huggingface \
+    VERIFILY_IMAGE_TARGET=cpu
+VOLUME ["/cache/huggingface", "/github/workspace"]
+ENTRYPOINT ["/opt/venv/bin/python", "/app/entrypoint.py"]
+
+# --------------------------------------------------------------------------------------------------------- cuda
+# Same steps as cpu; only the base, the lock file (CUDA torch + bitsandbytes) and the names differ (a unit test
+# compares the two, tests/test_dockerfile.py). Keep it last: it is the default target. The nvidia/cuda base sets
+# NVIDIA_VISIBLE_DEVICES=all and NVIDIA_DRIVER_CAPABILITIES=compute,utility for NVIDIA's container runtime.
+FROM ${CUDA_BASE} AS cuda-deps
+COPY docker/ /tmp/build/docker/
+RUN sh /tmp/build/docker/install-python.sh \
+ && sh /tmp/build/docker/install-deps.sh /tmp/build/docker/requirements-cuda.lock
+COPY pyproject.toml README.md /tmp/build/src/
+COPY schemas/ /tmp/build/src/schemas/
+COPY verifily_action/ /tmp/build/src/verifily_action/
+RUN sh /tmp/build/docker/install-app.sh /tmp/build/src
+
+FROM ${CUDA_BASE} AS cuda
+ARG CUDA_BASE
+ARG VERSION=dev
+ARG REVISION=unknown
+ARG CREATED=unknown
+COPY docker/install-python.sh /tmp/install-python.sh
+RUN sh /tmp/install-python.sh && rm /tmp/install-python.sh
+COPY --from=cuda-deps /opt/venv /opt/venv
+COPY entrypoint.py /app/entrypoint.py
+LABEL org.opencontainers.image.title="verifily-train" \
+      org.opencontainers.image.description="Dataset-version-aware LoRA fine-tuning with sliced evaluation and PR comparisons (CLI and GitHub Action)" \
+      org.opencontainers.image.source="https://github.com/verifily/verifily-train" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.created="${CREATED}" \
+      org.opencontainers.image.base.name="${CUDA_BASE}" \
+      io.verifily.image.target="cuda"
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    HF_HOME=/cache/huggingface \
+    VERIFILY_IMAGE_TARGET=cuda
+VOLUME ["/cache/huggingface", "/github/workspace"]
+ENTRYPOINT ["/opt/venv/bin/python", "/app/entrypoint.py"]

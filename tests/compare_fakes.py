@@ -1,0 +1,109 @@
+"""Hand-built run folders for compare tests: run_meta.json, config.yaml and one evaluation whose eval_results.json is
+scored by the real `evaluate.runner.score` from predictions we choose (so the answers are known)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from verifily_action.evaluate import metrics
+from verifily_action.evaluate.runner import score
+
+
+def records(
+    n_per_source: Mapping[str, int],
+    accuracy: Mapping[str, float],
+    *,
+    seed: int,
+    id_prefix: str = "ex",
+    labels: Sequence[str] = ("negative", "positive"),
+    losses: bool = False,
+) -> list[dict[str, Any]]:
+    """Classification records: for each source, that many examples, exactly round(acc * n) of them correct."""
+    rng = np.random.default_rng(seed)
+    out = []
+    k = 0
+    for source, n in n_per_source.items():
+        right = set(rng.choice(n, size=round(accuracy[source] * n), replace=False).tolist())
+        for i in range(n):
+            ref = labels[(k * 2654435761 >> 7) % len(labels)]  # depends on the id only: runs pair
+            pred = ref if i in right else labels[(labels.index(ref) + 1) % len(labels)]
+            out.append(
+                {
+                    "id": f"{id_prefix}-{k:05d}",
+                    "tags": {"source": source},
+                    "reference": ref,
+                    "prediction": pred,
+                    "score": float(ref == pred),
+                    "loss": float(rng.uniform(0.1, 1.0)) if losses else None,
+                    "correct": ref == pred,
+                }
+            )
+            k += 1
+    return out
+
+
+def make_run(
+    root: Path,
+    name: str,
+    recs: list[dict[str, Any]],
+    *,
+    task: str = "classification",
+    metric_names: Sequence[str] | None = None,
+    slice_by: Sequence[str] = ("source",),
+    eval_name: str = "ds_demo@v1-eval",
+    train_ref: str = "ds_demo@v1",
+    gates: Sequence[str] = (),
+    status: str = "completed",
+    resamples: int = 1000,
+) -> Path:
+    d = root / name
+    edir = d / "eval" / eval_name
+    edir.mkdir(parents=True)
+    names = list(metric_names or metrics.DEFAULT_METRICS[task])
+    scored = score(
+        task,
+        names,
+        recs,
+        slice_by=list(slice_by),
+        cross=[],
+        min_slice_size=30,
+        resamples=resamples,
+        confidence=0.95,
+        seed=0,
+    )
+    ds_name, _, version = eval_name.split("-")[0].partition("@")
+    results = {
+        "schema_version": 1,
+        "run_id": f"id-{name}",
+        "task": task,
+        "eval_name": eval_name,
+        "dataset": {"ref": f"{ds_name}@{version}", "name": ds_name, "version": version, "split": "eval", "hash": None},
+        "n": len(recs),
+        "confidence": 0.95,
+        "bootstrap_resamples": resamples,
+        "seed": 0,
+        "min_slice_size": 30,
+        "metrics": names,
+        "directions": {m: metrics.DIRECTIONS[m] for m in names},
+        **scored,
+        "files": {"predictions": "predictions.jsonl", "hard_examples": "hard_examples.jsonl"},
+    }
+    (edir / "eval_results.json").write_text(json.dumps(results), encoding="utf-8")
+    (edir / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")
+    tname, _, tver = train_ref.partition("@")
+    meta = {
+        "schema_version": 1,
+        "id": f"id-{name}",
+        "status": status,
+        "task": task,
+        "dataset": {"ref": train_ref, "name": tname, "version": tver, "hash": "0" * 64, "split": "train"},
+    }
+    (d / "run_meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    cfg = f"task: {task}\nmodel: m\ndataset: {train_ref}\ngates: {json.dumps(list(gates))}\n"
+    (d / "config.yaml").write_text(cfg, encoding="utf-8")
+    return d

@@ -1,0 +1,101 @@
+"""Two real runs for compare and reproduce tests: all-MiniLM-L6-v2 + LoRA trained for a few steps on a small, fixed
+subset of the real ds_demo v1 and v2 (examples/datasets), each evaluated on the same real eval rows.
+
+Built once per test session (the folder under pytest's session temp dir is reused by every module that asks), so
+the suites stay fast: tests that change a run work on a copy (`copy_run`).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import yaml
+
+from verifily_action.hashing import sha256_file
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO = REPO / "examples" / "datasets" / "ds_demo"
+PER_SOURCE = {"train": 40, "eval": 40}  # rows per source (human, synthetic) in each split
+TRAINING = {"max_steps": 3, "batch_size": 16, "learning_rate": 0.005, "max_length": 32, "seed": 0}
+
+
+def _subset(src: Path, per_source: int) -> list[str]:
+    """The first `per_source` rows of each source, alternating labels: a deterministic, balanced subset."""
+    picked: dict[tuple[str, str], list[str]] = {}
+    for line in src.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        key = (row["tags"]["source"], row["label"])
+        bucket = picked.setdefault(key, [])
+        if len(bucket) < per_source // 2:
+            bucket.append(line)
+    return [line for _, lines in sorted(picked.items()) for line in lines]
+
+
+def write_subset(root: Path) -> Path:
+    """ds_demo v1 and v2 reduced to PER_SOURCE rows per source and split, with valid manifests."""
+    for version in ("v1", "v2"):
+        out = root / "ds_demo" / version
+        out.mkdir(parents=True, exist_ok=True)
+        manifest = yaml.safe_load((DEMO / version / "manifest.yaml").read_text(encoding="utf-8"))
+        for split, files in manifest["splits"].items():
+            for entry in files["files"]:
+                lines = _subset(DEMO / version / entry["path"], PER_SOURCE[split])
+                (out / entry["path"]).write_text("".join(x + "\n" for x in lines), encoding="utf-8")
+                entry["sha256"] = sha256_file(out / entry["path"])
+                entry["rows"] = len(lines)
+        (out / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+    return root
+
+
+def write_config(folder: Path, datasets: Path, version: str, **extra) -> Path:
+    cfg = {
+        "task": "classification",
+        "model": "all-MiniLM-L6-v2",
+        "dataset": f"ds_demo@{version}",
+        "datasets_root": str(datasets),
+        "lora": {"r": 4, "alpha": 8},
+        "training": dict(TRAINING),
+        "eval": {"slice_by": ["source"], "batch_size": 40},
+        "output_dir": str(folder / "runs"),
+        "run_name": f"demo_{version}",
+        **extra,
+    }
+    path = folder / f"train_{version}.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def build(base: Path) -> dict[str, Path]:
+    """Train and evaluate demo_v1 and demo_v2 under `base` (once: later calls reuse them)."""
+    done = base / "done.json"
+    if done.is_file():
+        return {k: Path(v) for k, v in json.loads(done.read_text()).items()}
+    from verifily_action.evaluate.runner import EvalOptions, evaluate_run
+    from verifily_action.train.job import train
+    from verifily_action.train.plan import TrainOptions
+
+    datasets = write_subset(base / "datasets")
+    out: dict[str, Path] = {"datasets": datasets}
+    for version in ("v1", "v2"):
+        cfg = write_config(base, datasets, version)
+        result = train(TrainOptions(config=cfg), echo=lambda s: None)
+        # Evaluate both on v1's eval split (identical rows in v2): the runs pair example by example.
+        evaluate_run(result.run_dir, EvalOptions(dataset="ds_demo@v1", datasets_root=str(datasets)))
+        out[version] = result.run_dir
+        out[f"config_{version}"] = cfg
+    done.write_text(json.dumps({k: str(v) for k, v in out.items()}))
+    return out
+
+
+def shared_runs(tmp_path_factory) -> dict[str, Path]:
+    base = tmp_path_factory.getbasetemp() / "compare_real_runs"
+    base.mkdir(exist_ok=True)
+    return build(base)
+
+
+def copy_run(run: Path, dest: Path) -> Path:
+    target = dest / run.name
+    shutil.copytree(run, target)
+    return target

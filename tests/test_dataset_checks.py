@@ -1,0 +1,54 @@
+"""Data checks: empty texts, exact duplicates and train/eval leakage, counted and located."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.dataset_helpers import DEMO_ROOT, jsonl, make_dataset, row
+from verifily_action.datasets import DataReport, check_data, load_manifest, resolve
+
+pytestmark = pytest.mark.unit
+
+
+def test_demo_dataset_is_clean():
+    for ref in ("ds_demo@v1", "ds_demo@v2"):
+        r = check_data(resolve(ref, DEMO_ROOT))
+        assert isinstance(r, DataReport)
+        assert r.rows == {"train": 2000, "eval": 1200}
+        assert r.clean and r.findings == 0 and r.leakage == {"train/eval": 0}
+
+
+def test_findings_are_counted_and_located(tmp_path):
+    train = [
+        row(1, text="Great movie"),
+        row(2, text="   "),
+        row(3, text=""),
+        {"id": "r4", "text": "Great movie", "label": "positive", "tags": {"source": "human"}},  # duplicate of r1
+        row(5, text="Shared  with EVAL"),
+        row(6, text="unique"),
+    ]
+    evals = [row(10, text="shared with eval"), row(11, text="fine"), row(12, text="Great movie", label="negative")]
+    p = make_dataset(tmp_path, {"train": jsonl(train), "eval": jsonl(evals)})
+    r = check_data(load_manifest(p))
+    assert r.rows == {"train": 6, "eval": 3}
+    assert r.empty_text == {"train": 2, "eval": 0}
+    assert r.duplicates == {"train": 1, "eval": 0}
+    # leakage compares normalized text (case, whitespace), whatever the label
+    assert r.leakage == {"train/eval": 2}
+    assert r.findings == 5 and not r.clean
+    where = {(f.check, f.file.rsplit("/", 1)[-1], f.line) for f in r.examples}
+    assert {("empty_text", "train.jsonl", 2), ("empty_text", "train.jsonl", 3)} <= where
+    assert ("duplicate", "train.jsonl", 4) in where
+    assert {("leakage", "eval.jsonl", 1), ("leakage", "eval.jsonl", 3)} <= where
+    d = r.to_dict()
+    assert d["schema_version"] == 1 and d["dataset"] == "ds@v1"
+    json.dumps(d)  # JSON-able for run_meta.json
+
+
+def test_only_requested_splits_and_invalid_rows_reported(tmp_path):
+    p = make_dataset(tmp_path, {"train": jsonl([row(1)]) + b"{bad\n", "eval": jsonl([row(1, text="text number 1")])})
+    r = check_data(load_manifest(p), splits=["train"])
+    assert list(r.rows) == ["train"] and r.leakage == {}
+    assert r.row_problem_total == 1 and r.row_problems[0].line == 2 and not r.clean

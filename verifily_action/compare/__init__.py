@@ -1,0 +1,61 @@
+"""Compare runs slice by slice: deltas against a baseline with paired significance, plain-English summary, gating.
+
+Reads only run folders (json, yaml, numpy; never torch), so it runs wherever a run folder was downloaded.
+
+    comparison = compare(["runs/a", "runs/b"], slice_by=["source"], fail_on=["macro_f1@source=human<-0.02"])
+    comparison["summary"], comparison["gates"], render.markdown(comparison)
+
+Modules: loading (run folders), paired (statistics), engine (rows of values and deltas), gates (rules), summary
+(sentences), datadiff (dataset versions), render (table, markdown, json).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from . import engine, gates, loading, summary
+
+
+def compare(
+    paths: Sequence[str | Path],
+    *,
+    metrics: Sequence[str] | None = None,
+    slice_by: Sequence[str] | None = None,
+    eval_name: str | None = None,
+    fail_on: Sequence[str] = (),
+    config_gates: bool = True,
+    datasets_root: str | Path | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Compare runs (the first is the baseline); returns the comparison dict (schemas/comparison.schema.json) with
+    `summary`, `dataset_diffs` and `gates` filled. Raises VerifilyError on bad input; never on a failing gate (read
+    `failed_gates(comparison)`)."""
+    rules = gates.parse_rules(fail_on, "--fail-on")
+    runs = loading.load_runs(paths, eval_name)
+    if config_gates:
+        for r in runs[1:]:
+            rules += gates.parse_rules(r.gates, f"config of {r.name}")
+    wanted = list(metrics or [])
+    chosen = loading.choose_metrics(runs, wanted or None)
+    chosen += [m for m in dict.fromkeys(rule.metric for rule in rules) if m not in chosen]
+    chosen = loading.choose_metrics(runs, chosen)  # validates the rules' metrics against the task too
+    keys = list(slice_by) if slice_by else loading.default_slice_keys(runs)
+    keys += [k for k in dict.fromkeys(r.slice_key for r in rules if r.slice_key) if k not in keys]
+    loading.check_slice_keys(runs, keys)
+
+    comparison = engine.build(runs, chosen, keys, seed=seed)
+    gates.check_rules_apply(rules, comparison["rows"])
+    conf = comparison["confidence"]
+    results = gates.evaluate(rules, comparison["rows"], lambda row, i: summary.change_text(row, i, conf))
+    comparison["summary"] = summary.lines(comparison)
+    from .datadiff import dataset_diffs
+
+    comparison["dataset_diffs"] = dataset_diffs(runs, datasets_root)
+    comparison["gates"] = [g.to_dict() for g in results]
+    return comparison
+
+
+def failed_gates(comparison: dict[str, Any]) -> list[dict[str, Any]]:
+    return [g for g in comparison.get("gates", []) if g["failed"]]

@@ -1,0 +1,144 @@
+"""Render a comparison: a terminal table (rich), GitHub-flavoured markdown (a pipe table that renders on GitHub) or
+JSON. All three show the same cells, built once by `cells()`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .summary import fmt_change, fmt_p, fmt_value, metric_name, slice_name
+
+FORMATS = ("table", "markdown", "json")
+SMALL = "†"  # marks a slice under the eval's min_slice_size
+
+
+def _value_cell(metric: str, v: Mapping[str, Any], with_ci: bool = True) -> str:
+    if v["value"] is None:
+        return "absent"
+    text = fmt_value(metric, v["value"])
+    if with_ci and v.get("ci_low") is not None:
+        text += f" [{fmt_value(metric, v['ci_low'])}, {fmt_value(metric, v['ci_high'])}]"
+    return text + (SMALL if v.get("too_small") else "")
+
+
+_STATUS = {"only_in_baseline": "only in baseline", "only_in_run": "only in this run"}
+
+
+def header(comparison: Mapping[str, Any]) -> list[str]:
+    runs = [r["name"] for r in comparison["runs"]]
+    cols = ["slice", "metric"]
+    for name in runs:
+        cols += [name, "n"]
+    conf = f"{round(comparison['confidence'] * 100):g}% CI"
+    for name in runs[1:]:
+        cols += [f"Δ {name}", conf, "p"]
+    return cols
+
+
+def cells(comparison: Mapping[str, Any], with_ci: bool = True) -> list[list[str]]:
+    """One list of strings per comparison row; `with_ci=False` leaves the runs' own intervals out (narrow
+    terminals), the deltas' intervals stay."""
+    out = []
+    for row in comparison["rows"]:
+        m = row["metric"]
+        line = [slice_name(row["slice"]), metric_name(m) + (" ↓" if row["direction"] == "lower" else "")]
+        for v in row["values"]:
+            line += [_value_cell(m, v, with_ci), str(v["n"])]
+        for d in row["deltas"]:
+            if d["status"] != "compared":
+                line += [_STATUS.get(d["status"], "absent"), "", ""]
+                continue
+            delta = fmt_change(m, d["delta"], False)
+            if d["significant"]:
+                delta += " ▲" if d["improved"] else " ▼"
+            ci = f"{fmt_change(m, d['ci_low'], False)}…{fmt_change(m, d['ci_high'], False)}"
+            p = fmt_p(d["p_value"]).removeprefix("p=") + ("" if d["method"] == "paired" else " u")
+            line += [delta, ci, p]
+        out.append(line)
+    return out
+
+
+def footnotes(comparison: Mapping[str, Any]) -> list[str]:
+    notes = [
+        "Δ: the run minus the baseline, in points (hundredths) for metrics in [0, 1]; "
+        "▲/▼: significant improvement/regression; ↓: lower is better."
+    ]
+    if any(d["status"] == "compared" and d["method"] != "paired" for r in comparison["rows"] for d in r["deltas"]):
+        notes.append("u: unpaired (the runs' examples differ): independent bootstrap interval and p-value.")
+    if any(v.get("too_small") for r in comparison["rows"] for v in r["values"]):
+        notes.append(f"{SMALL}: fewer examples than the eval's min_slice_size; read with care.")
+    return notes + list(comparison.get("notes", []))
+
+
+# ---------------------------------------------------------------- markdown
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def markdown(comparison: Mapping[str, Any]) -> str:
+    """Summary bullets, a GitHub pipe table, dataset diffs, gate results and notes."""
+    cols = header(comparison)
+    lines = [f"### Comparison against `{_md_escape(comparison['baseline'])}` (baseline)", ""]
+    lines += [f"- {_md_escape(s)}" for s in comparison.get("summary", [])]
+    lines += [""] if comparison.get("summary") else []
+    lines.append("| " + " | ".join(_md_escape(c) for c in cols) + " |")
+    # Text columns left, numbers right.
+    lines.append("|" + "|".join(":---" if i < 2 else "---:" for i in range(len(cols))) + "|")
+    for line in cells(comparison):
+        lines.append("| " + " | ".join(_md_escape(c) for c in line) + " |")
+    lines.append("")
+    for diff in comparison.get("dataset_diffs", []):
+        lines.append(f"- Data: {_md_escape(diff['text'])}")
+    for g in comparison.get("gates", []):
+        mark = "❌" if g["failed"] else ("✅" if g["checked"] else "➖")
+        lines.append(f"- {mark} gate `{_md_escape(g['rule'])}`: {_md_escape(g['message'])}")
+    lines += [f"<sub>{_md_escape(n)}</sub><br>" for n in footnotes(comparison)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------- terminal
+
+
+def print_table(comparison: Mapping[str, Any]) -> None:
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
+    head, body = header(comparison), cells(comparison, with_ci=False)
+    # Never squeeze the table below its natural width (rich would cut numbers): a narrow or piped terminal gets
+    # longer lines instead.
+    natural = sum(max(len(r[i]) for r in [head, *body]) + 3 for i in range(len(head))) + 2
+    console = Console()
+    if console.width < natural:
+        console = Console(width=natural)
+    for s in comparison.get("summary", []):
+        console.print(s, highlight=False, markup=False)
+    table = Table(title=f"Comparison against {comparison['baseline']} (baseline)", title_justify="left", box=box.SIMPLE_HEAD)
+    for i, c in enumerate(head):
+        table.add_column(c, justify="left" if i < 2 else "right", no_wrap=True)
+    previous = None
+    for line in body:
+        # Show each slice name once: the rows of one slice follow each other.
+        shown = [line[0] if line[0] != previous else "", *line[1:]]
+        previous = line[0]
+        table.add_row(*shown)
+    console.print(table)
+    for diff in comparison.get("dataset_diffs", []):
+        console.print(f"data: {diff['text']}", highlight=False, markup=False)
+    gates = comparison.get("gates", [])
+    for g in gates:
+        if g["failed"] or not g["checked"]:
+            console.print(f"gate {g['message']}", highlight=False, markup=False)
+    passed = sum(1 for g in gates if g["checked"] and not g["failed"])
+    if passed:
+        console.print(f"gates: {passed} check(s) passed", highlight=False, markup=False)
+    for n in footnotes(comparison):
+        console.print(n, style="dim", highlight=False, markup=False)
+
+
+def to_json(comparison: Mapping[str, Any]) -> str:
+    return json.dumps(comparison, indent=2, ensure_ascii=False, allow_nan=False) + "\n"

@@ -1,0 +1,185 @@
+"""Data checks (roadmap shortcut #5): empty or whitespace-only texts, exact duplicate rows, and rows whose text
+appears in two splits (train/eval leakage). Counted per split, with the first few locations as `file:line`.
+
+Memory stays flat: each row leaves only an 8-byte content key, an 8-byte text key and its location in numpy arrays;
+duplicates and overlaps are found by sorting them, never by holding the rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import Problem
+from ..hashing import canonical_json
+from .loading import display_path, row_spec
+from .manifest import Manifest
+from .rows import Collector, scan_file
+
+MAX_EXAMPLES = 20  # locations listed per check; counts are always complete
+_SPACES = re.compile(r"\s+")
+
+
+def normalize_text(text: str) -> str:
+    """The text compared for leakage: case-folded, whitespace collapsed, trimmed."""
+    return _SPACES.sub(" ", text).strip().casefold()
+
+
+def _key(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little", signed=True)
+
+
+@dataclass
+class Finding:
+    check: str  # empty_text | duplicate | leakage
+    file: str
+    line: int
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"check": self.check, "file": self.file, "line": self.line, "detail": self.detail}
+
+
+@dataclass
+class DataReport:
+    """What the checks found. `to_dict()` is what runs record in run_meta.json (`data_report`)."""
+
+    ref: str
+    dataset_hash: str
+    rows: dict[str, int] = field(default_factory=dict)
+    empty_text: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)  # rows repeating an earlier row of the same split
+    leakage: dict[str, int] = field(default_factory=dict)  # "train/eval" -> rows of the later split seen earlier
+    examples: list[Finding] = field(default_factory=list)
+    row_problems: list[Problem] = field(default_factory=list)  # invalid rows (first few); they are not checked
+    row_problem_total: int = 0
+    warnings: list[Problem] = field(default_factory=list)
+
+    @property
+    def findings(self) -> int:
+        return sum(self.empty_text.values()) + sum(self.duplicates.values()) + sum(self.leakage.values())
+
+    @property
+    def clean(self) -> bool:
+        return self.findings == 0 and self.row_problem_total == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema_version": 1,
+            "dataset": self.ref,
+            "dataset_hash": self.dataset_hash,
+            "rows": self.rows,
+            "empty_text": self.empty_text,
+            "duplicates": self.duplicates,
+            "leakage": self.leakage,
+            "findings": self.findings,
+            "examples": [f.to_dict() for f in self.examples],
+            "row_problem_total": self.row_problem_total,
+            "row_problems": [p.to_dict() for p in self.row_problems],
+            "warnings": [w.to_dict() for w in self.warnings],
+        }
+
+    def summary_lines(self) -> list[str]:
+        out = []
+        for s, n in self.rows.items():
+            out.append(
+                f"{s}: {n} rows, {self.empty_text.get(s, 0)} empty text, {self.duplicates.get(s, 0)} exact duplicates"
+            )
+        for pair, n in self.leakage.items():
+            a, b = pair.split("/")
+            out.append(f"leakage {pair}: {n} rows of {b} have the same text as a row of {a}")
+        return out
+
+
+@dataclass
+class _SplitKeys:
+    content: array = field(default_factory=lambda: array("q"))
+    text: array = field(default_factory=lambda: array("q"))
+    where: array = field(default_factory=lambda: array("q"))  # file index << 40 | line
+    files: list[str] = field(default_factory=list)
+
+    def loc(self, i: int) -> tuple[str, int]:
+        w = self.where[i]
+        return self.files[w >> 40], w & ((1 << 40) - 1)
+
+
+def check_data(manifest: Manifest, splits: list[str] | None = None) -> DataReport:
+    """Run the data checks over `splits` (default: all, in manifest order). Files are not hash-verified here:
+    call `load_split` (or `dataset verify`) for that."""
+    import numpy as np
+
+    names = list(splits) if splits is not None else manifest.split_names()
+    spec = row_spec(manifest)
+    text_role = next((r for r in ("text", "prompt") if spec.fields.get(r)), None)
+    text_roles = [r for r in ("text", "prompt", "response") if spec.fields.get(r)]
+    content_roles = spec.content_roles
+    report = DataReport(ref=manifest.ref, dataset_hash=manifest.dataset_hash())
+    col = Collector()
+    keys: dict[str, _SplitKeys] = {}
+
+    def example(check: str, file: str, line: int, detail: str) -> None:
+        if len(report.examples) < MAX_EXAMPLES:
+            report.examples.append(Finding(check, file, line, detail))
+
+    for split in names:
+        entries = manifest.require_split(split)
+        k = keys[split] = _SplitKeys()
+        rows = empty = 0
+        for fi, entry in enumerate(entries):
+            shown = display_path(manifest, entry)
+            k.files.append(shown)
+            path = manifest.file_path(entry)
+            if not path.is_file():
+                col.add("file not found", shown)
+                continue
+            for line, row in scan_file(path, shown, spec, col, file_index=fi):
+                rows += 1
+                blank = [r for r in text_roles if not row[r].strip()]
+                if blank:
+                    empty += 1
+                    example("empty_text", shown, line, f"{'/'.join(blank)} is empty or whitespace only")
+                k.content.append(_key(canonical_json({r: row[r] for r in content_roles})))
+                k.text.append(_key(normalize_text(row[text_role]).encode()) if text_role else 0)
+                k.where.append((fi << 40) | line)
+        report.rows[split] = rows
+        report.empty_text[split] = empty
+        report.duplicates[split] = _duplicates(np, k, example)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if text_role:
+                report.leakage[f"{a}/{b}"] = _leakage(np, keys[a], keys[b], a, example)
+    col.check_duplicate_ids()
+    report.row_problems, report.row_problem_total, report.warnings = col.problems, col.total, col.warnings
+    return report
+
+
+def _duplicates(np, k: _SplitKeys, example) -> int:
+    if not k.content:
+        return 0
+    h = np.frombuffer(k.content, dtype=np.int64)
+    order = np.argsort(h, kind="stable")  # stable: within equal keys, file order, so the first stays the original
+    sh = h[order]
+    dup = np.flatnonzero(sh[1:] == sh[:-1]) + 1
+    for i in dup[:MAX_EXAMPLES]:
+        f0, l0 = k.loc(int(order[i - 1]))
+        f, line = k.loc(int(order[i]))
+        example("duplicate", f, line, f"same content as {f0}:{l0}")
+    return int(dup.size)
+
+
+def _leakage(np, a: _SplitKeys, b: _SplitKeys, a_name: str, example) -> int:
+    if not a.text or not b.text:
+        return 0
+    ha, hb = np.frombuffer(a.text, dtype=np.int64), np.frombuffer(b.text, dtype=np.int64)
+    ua, first = np.unique(ha, return_index=True)
+    shared = np.isin(hb, ua)
+    idx = np.flatnonzero(shared)
+    for i in idx[:MAX_EXAMPLES]:
+        j = first[np.searchsorted(ua, hb[i])]
+        fa, la = a.loc(int(j))
+        f, line = b.loc(int(i))
+        example("leakage", f, line, f"same text as {a_name} row {fa}:{la}")
+    return int(idx.size)

@@ -19,13 +19,11 @@ ARG CUDA_BASE=nvidia/cuda:13.0.0-runtime-ubuntu24.04
 
 # ---------------------------------------------------------------------------------------------------------- cpu
 FROM ${CPU_BASE} AS cpu-deps
-COPY docker/ /tmp/build/docker/
+COPY docker/install-python.sh docker/install-deps.sh docker/requirements-cpu.lock /tmp/build/docker/
+# the optional wheelhouse (docker/wheelhouse.sh); naming the lock too gives this COPY a source when there is none
+COPY docker/requirements-cpu.lock docker/wheelhouse* /tmp/build/docker/wheelhouse/
 RUN sh /tmp/build/docker/install-python.sh \
  && sh /tmp/build/docker/install-deps.sh /tmp/build/docker/requirements-cpu.lock
-COPY pyproject.toml README.md /tmp/build/src/
-COPY schemas/ /tmp/build/src/schemas/
-COPY verifily_action/ /tmp/build/src/verifily_action/
-RUN sh /tmp/build/docker/install-app.sh /tmp/build/src
 
 FROM ${CPU_BASE} AS cpu
 ARG CPU_BASE
@@ -35,6 +33,11 @@ ARG CREATED=unknown
 COPY docker/install-python.sh /tmp/install-python.sh
 RUN sh /tmp/install-python.sh && rm /tmp/install-python.sh
 COPY --from=cpu-deps /opt/venv /opt/venv
+# the package last, in its own small layer: a code change rebuilds neither the dependencies nor their copy
+COPY docker/install-app.sh pyproject.toml README.md /tmp/build/src/
+COPY schemas/ /tmp/build/src/schemas/
+COPY verifily_action/ /tmp/build/src/verifily_action/
+RUN sh /tmp/build/src/install-app.sh /tmp/build/src && rm -rf /tmp/build
 COPY entrypoint.py /app/entrypoint.py
 LABEL org.opencontainers.image.title="verifily-train" \
       org.opencontainers.image.description="Dataset-version-aware LoRA fine-tuning with sliced evaluation and PR comparisons (CLI and GitHub Action)" \
@@ -58,13 +61,11 @@ ENTRYPOINT ["/opt/venv/bin/python", "/app/entrypoint.py"]
 # compares the two, tests/test_dockerfile.py). Keep it last: it is the default target. The nvidia/cuda base sets
 # NVIDIA_VISIBLE_DEVICES=all and NVIDIA_DRIVER_CAPABILITIES=compute,utility for NVIDIA's container runtime.
 FROM ${CUDA_BASE} AS cuda-deps
-COPY docker/ /tmp/build/docker/
+COPY docker/install-python.sh docker/install-deps.sh docker/requirements-cuda.lock /tmp/build/docker/
+# the optional wheelhouse (docker/wheelhouse.sh); naming the lock too gives this COPY a source when there is none
+COPY docker/requirements-cuda.lock docker/wheelhouse* /tmp/build/docker/wheelhouse/
 RUN sh /tmp/build/docker/install-python.sh \
  && sh /tmp/build/docker/install-deps.sh /tmp/build/docker/requirements-cuda.lock
-COPY pyproject.toml README.md /tmp/build/src/
-COPY schemas/ /tmp/build/src/schemas/
-COPY verifily_action/ /tmp/build/src/verifily_action/
-RUN sh /tmp/build/docker/install-app.sh /tmp/build/src
 
 FROM ${CUDA_BASE} AS cuda
 ARG CUDA_BASE
@@ -74,6 +75,11 @@ ARG CREATED=unknown
 COPY docker/install-python.sh /tmp/install-python.sh
 RUN sh /tmp/install-python.sh && rm /tmp/install-python.sh
 COPY --from=cuda-deps /opt/venv /opt/venv
+# the package last, in its own small layer: a code change rebuilds neither the dependencies nor their copy
+COPY docker/install-app.sh pyproject.toml README.md /tmp/build/src/
+COPY schemas/ /tmp/build/src/schemas/
+COPY verifily_action/ /tmp/build/src/verifily_action/
+RUN sh /tmp/build/src/install-app.sh /tmp/build/src && rm -rf /tmp/build
 COPY entrypoint.py /app/entrypoint.py
 LABEL org.opencontainers.image.title="verifily-train" \
       org.opencontainers.image.description="Dataset-version-aware LoRA fine-tuning with sliced evaluation and PR comparisons (CLI and GitHub Action)" \

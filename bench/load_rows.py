@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,8 +26,15 @@ sys.path.insert(0, sys.argv[1])
 from verifily_action.datasets import load_manifest, load_split, check_data
 m = load_manifest(sys.argv[2])
 out = {}
-t = time.perf_counter(); ds = load_split(m, "train"); out["cold_load_s"] = time.perf_counter() - t
-t = time.perf_counter(); n = sum(len(b["text"]) for b in ds.iter(batch_size=10000)); out["scan_s"] = time.perf_counter() - t
+def rss():  # resident memory now, split into anonymous (heap) and file-backed (the Arrow memory map, libraries)
+    f = dict(ln.split(":", 1) for ln in open("/proc/self/status"))
+    return {k: int(f[k].split()[0]) / 1024 for k in ("RssAnon", "RssFile")}
+t, c = time.perf_counter(), time.process_time(); ds = load_split(m, "train")
+out["cold_load_s"], out["cold_cpu_s"] = time.perf_counter() - t, time.process_time() - c
+out["rss_after_load"] = rss()
+t = time.perf_counter(); n = sum(len(b["text"]) for b in ds.iter(batch_size=10000))
+out["scan_s"] = time.perf_counter() - t
+out["rss_after_scan"] = rss()
 t = time.perf_counter(); ds2 = load_split(m, "train"); out["warm_load_s"] = time.perf_counter() - t
 out["rows"] = ds.num_rows
 out["peak_rss_load_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -81,7 +87,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, nargs="+", default=[200_000, 1_000_000])
     args = ap.parse_args()
-    with tempfile.TemporaryDirectory(dir=REPO / "bench") as tmp:
+    (REPO / "bench" / "out").mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=REPO / "bench" / "out") as tmp:
         env = dict(os.environ, HF_DATASETS_CACHE=str(Path(tmp) / "cache"), HF_DATASETS_OFFLINE="1")
         base = subprocess.run([sys.executable, "-c", BASE, str(REPO)], capture_output=True, text=True, env=env)
         print(f"baseline peak RSS after importing datasets+numpy+verifily: {float(base.stdout):.0f} MB")
@@ -96,11 +103,17 @@ def main() -> None:
             d = json.loads(r.stdout.strip().splitlines()[-1])
             print(
                 f"{n:>9,} rows ({size:,.0f} MB JSONL): cold load {d['cold_load_s']:.1f} s "
-                f"({n / d['cold_load_s']:,.0f} rows/s), full scan {d['scan_s']:.1f} s, warm load "
+                f"(CPU {d['cold_cpu_s']:.1f} s, {n / d['cold_cpu_s']:,.0f} rows/CPU-s), "
+                f"full scan {d['scan_s']:.1f} s, warm load "
                 f"{d['warm_load_s']:.2f} s, peak RSS {d['peak_rss_load_mb']:.0f} MB; check_data "
                 f"{d['check_data_s']:.1f} s, peak RSS with checks {d['peak_rss_all_mb']:.0f} MB"
             )
-    _ = resource  # imported for the children's method, kept for readers
+            for when in ("after_load", "after_scan"):
+                r_ = d[f"rss_{when}"]
+                print(
+                    f"    RSS {when.replace('_', ' ')}: anonymous {r_['RssAnon']:.0f} MB, "
+                    f"file-backed {r_['RssFile']:.0f} MB"
+                )
 
 
 if __name__ == "__main__":

@@ -15,13 +15,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import subprocess
 import sys
 import tempfile
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,6 +74,12 @@ def frozen_versions() -> dict[str, str]:
         text=True,
     ).stdout
     return {_norm(d["name"]): d["version"] for d in json.loads(out)}
+
+
+def lock_versions(path: Path) -> dict[str, str]:
+    """name -> version pinned by an existing lock file (local version labels such as +cpu dropped)."""
+    pins = re.findall(r"^([A-Za-z0-9._-]+)==([^\s\\]+)", path.read_text(), re.M)
+    return {_norm(n): v.split("+")[0] for n, v in pins}
 
 
 def _norm(name: str) -> str:
@@ -128,11 +136,16 @@ def write_lock(target: Target, rows: list[tuple[str, str, str, str]]) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("targets", nargs="*", metavar="TARGET", help=f"one of {', '.join(TARGETS)} (default: all)")
+    parser.add_argument(
+        "--versions-from",
+        type=Path,
+        help="take the versions from this lock file (e.g. docker/requirements-cpu.lock) instead of this environment",
+    )
     args = parser.parse_args(argv)
     unknown = set(args.targets) - set(TARGETS)
     if unknown:
         parser.error(f"unknown target(s) {sorted(unknown)}; choose from {list(TARGETS)}")
-    versions = frozen_versions()
+    versions = lock_versions(args.versions_from) if args.versions_from else frozen_versions()
     for name in args.targets or list(TARGETS):
         rows = resolve(TARGETS[name], versions)
         path = write_lock(TARGETS[name], rows)

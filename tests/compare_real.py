@@ -8,6 +8,7 @@ the suites stay fast: tests that change a run work on a copy (`copy_run`).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from verifily_action.hashing import sha256_file
 REPO = Path(__file__).resolve().parent.parent
 DEMO = REPO / "examples" / "datasets" / "ds_demo"
 PER_SOURCE = {"train": 40, "eval": 40}  # rows per source (human, synthetic) in each split
-TRAINING = {"max_steps": 3, "batch_size": 16, "learning_rate": 0.005, "max_length": 32, "seed": 0}
+TRAINING = {"max_steps": 3, "batch_size": 16, "learning_rate": 0.005, "max_length": 32, "seed": 0, "logging_steps": 1}
 
 
 def _subset(src: Path, per_source: int) -> list[str]:
@@ -90,8 +91,11 @@ def build(base: Path) -> dict[str, Path]:
 
 
 def shared_runs(tmp_path_factory) -> dict[str, Path]:
-    base = tmp_path_factory.getbasetemp() / "compare_real_runs"
-    base.mkdir(exist_ok=True)
+    """The session's two runs. Set VERIFILY_TEST_RUNS_DIR to keep them across sessions while developing (delete
+    the folder after changing training or eval code)."""
+    keep = os.environ.get("VERIFILY_TEST_RUNS_DIR")
+    base = Path(keep) if keep else tmp_path_factory.getbasetemp() / "compare_real_runs"
+    base.mkdir(parents=True, exist_ok=True)
     return build(base)
 
 

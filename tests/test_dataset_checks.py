@@ -52,3 +52,13 @@ def test_only_requested_splits_and_invalid_rows_reported(tmp_path):
     r = check_data(load_manifest(p), splits=["train"])
     assert list(r.rows) == ["train"] and r.leakage == {}
     assert r.row_problem_total == 1 and r.row_problems[0].line == 2 and not r.clean
+
+
+def test_api_diff_one_split_and_info():
+    from verifily_action.datasets import diff, info
+
+    a, b = resolve("ds_demo@v1", DEMO_ROOT), resolve("ds_demo@v2", DEMO_ROOT)
+    d = diff(a, b, "eval")
+    assert list(d["splits"]) == ["eval"] and d["splits"]["eval"]["unchanged"] == 1200
+    assert (d["a"], d["b"]) == ("ds_demo@v1", "ds_demo@v2")
+    assert info(b)["splits"]["train"]["tags"]["origin"]["supergen"] == 1000

@@ -101,11 +101,11 @@ def cls_run(workspace):
     rows = sentiment_rows()
     data = workspace / "datasets"
     write_dataset(
-        data, "senti", "v1", {"train": rows[:800], "eval": rows[800:1100]}, "classification", ["source", "origin"]
+        data, "senti", "v1", {"train": rows[:800], "eval": rows[800:1000]}, "classification", ["source", "origin"]
     )
     # v2: another eval set (different rows), plus one label the model never saw.
     extra = [{"id": "neu-1", "text": "It is a film.", "label": "neutral", "tags": {"source": "human", "origin": "x"}}]
-    write_dataset(data, "senti", "v2", {"eval": rows[1100:1200] + extra}, "classification", ["source", "origin"])
+    write_dataset(data, "senti", "v2", {"eval": rows[1000:1100] + extra}, "classification", ["source", "origin"])
     write_dataset(data, "senti", "v3", {"eval": []}, "classification", ["source", "origin"])
     run = train_run(
         run_cli,
@@ -116,7 +116,8 @@ def cls_run(workspace):
             "dataset": "senti@v1",
             "datasets_root": "datasets",
             "lora": {"r": 8, "alpha": 16},
-            "training": {"max_steps": 40, "batch_size": 32, "learning_rate": 0.002, "max_length": 64},
+            # Few short steps: the machine is shared; MiniLM's embeddings make sentiment learnable fast.
+            "training": {"max_steps": 15, "batch_size": 16, "learning_rate": 0.003, "max_length": 48},
             "eval": {"slice_by": ["source"], "min_slice_size": 30},
             "output_dir": "runs",
         },
@@ -143,11 +144,11 @@ def cls_eval(cls_run):
 def test_classification_eval_results_and_files(cls_run, cls_eval):
     r = cls_eval
     assert sorted(validator("eval_results.schema.json").iter_errors(r), key=str) == []
-    assert r["eval_name"] == "senti@v1-eval" and r["n"] == 300 and r["task"] == "classification"
+    assert r["eval_name"] == "senti@v1-eval" and r["n"] == 200 and r["task"] == "classification"
     assert r["overall"]["accuracy"]["value"] > 0.65  # learned (chance is 0.5)
     out = cls_run / "eval" / "senti@v1-eval"
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    assert len(preds) == 300 and set(preds[0]) >= {"id", "tags", "reference", "prediction", "score", "loss", "correct"}
+    assert len(preds) == 200 and set(preds[0]) >= {"id", "tags", "reference", "prediction", "score", "loss", "correct"}
     # The file alone reproduces the reported numbers (what `compare` relies on).
     again = metrics.compute(
         "classification", ["accuracy", "macro_f1"], [p["reference"] for p in preds], [p["prediction"] for p in preds]
@@ -163,7 +164,7 @@ def test_classification_eval_results_and_files(cls_run, cls_eval):
     )
     human = r["slices"][names.index("source=human")]
     assert human["n"] == sum(p["tags"]["source"] == "human" for p in preds)
-    assert sum(cm for row in r["confusion_matrix"]["matrix"] for cm in row) == 300
+    assert sum(cm for row in r["confusion_matrix"]["matrix"] for cm in row) == 200
     assert r["unseen_labels"] == {"count": 0, "labels": {}}
     hard = [json.loads(line) for line in (out / "hard_examples.jsonl").read_text().splitlines()]
     assert hard and all(h["input"] for h in hard)

@@ -22,6 +22,8 @@ Hash chain. `entries` maps names to sha256 hex digests:
   * `config:canonical` is the hash of the resolved config in canonical JSON: `hashing.canonical_json` of the dict
     read from config.yaml, i.e. `json.dumps(config, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
     allow_nan=False)` as UTF-8 (recomputed from config.yaml by `verify_chain`);
+  * `run_meta:canonical` is the hash of run_meta.json's fields but `root_hash` in canonical JSON (`seal` writes it,
+    `verify_chain` recomputes it), so an edit of the status, metrics or data report is caught too;
   * `dataset:<ref>/manifest`, `dataset:<ref>/<file>` and `dataset:<ref>` are the manifest file, each data file and
     the dataset hash (`Manifest.dataset_hash()`); `model:<file>` each base-model file and `model:revision` a hub
     revision. These name inputs outside the run folder; `verify_chain` reports them as recorded, not recomputed.
@@ -162,6 +164,26 @@ def write_entries(run_dir: Path, entries: dict[str, str]) -> str:
     return sha256_json(entries)
 
 
+META_ENTRY = "run_meta:canonical"  # run_meta.json's own fields (all but root_hash) are part of the chain too
+
+
+def meta_digest(meta: dict[str, Any]) -> str:
+    return sha256_json({k: v for k, v in meta.items() if k != "root_hash"})
+
+
+def seal(run_dir: Path, entries: dict[str, str], **meta_changes: Any) -> dict[str, Any]:
+    """Apply `meta_changes` to run_meta.json, hash its fields into `entries` (META_ENTRY), write hashes.json, then
+    run_meta.json with the new root hash; returns the meta. Any later edit of run_meta.json fails verify_chain."""
+    path = run_dir / RUN_META
+    meta = read_json(path) if path.is_file() else {}
+    meta.update(meta_changes)
+    meta.pop("root_hash", None)
+    entries = {**entries, META_ENTRY: meta_digest(meta)}
+    meta["root_hash"] = write_entries(run_dir, entries)
+    write_json_atomic(path, meta)
+    return meta
+
+
 def hash_run_files(run_dir: Path, paths: Iterable[str | Path]) -> dict[str, str]:
     """sha256 of each file (absolute or relative to run_dir; folders expand to their files), keyed by posix
     path relative to run_dir."""
@@ -185,9 +207,7 @@ def add_artifacts(run_dir: str | Path, paths: list[Path]) -> str:
     d = Path(run_dir)
     entries = read_entries(d)
     entries.update(hash_run_files(d, paths))
-    root = write_entries(d, entries)
-    update_meta(d, root_hash=root)
-    return root
+    return str(seal(d, entries)["root_hash"])
 
 
 def verify_chain(run_dir: str | Path) -> list[Problem]:
@@ -201,7 +221,13 @@ def verify_chain(run_dir: str | Path) -> list[Problem]:
         return [Problem(f"{HASHES} is missing", file=str(hashes))]
     entries = read_entries(d)
     for name, want in sorted(entries.items()):
-        if name == "config:canonical":
+        if name == META_ENTRY:
+            try:
+                got = meta_digest(read_json(d / RUN_META))
+            except (OSError, ValueError) as e:
+                problems.append(Problem(f"cannot read {RUN_META}: {e}", file=str(d / RUN_META)))
+                continue
+        elif name == "config:canonical":
             try:
                 with open(d / CONFIG, encoding="utf-8") as f:
                     got = sha256_json(yaml.safe_load(f))

@@ -114,8 +114,16 @@ def verify(
                         file=display_path(m, entries[0]),
                     )
                 )
-        problems.extend(report.row_problems)
-        total = len(problems) - len(report.row_problems) + report.row_problem_total
+        # a missing file is already reported by the hash check; the row scan notes it too
+        missing = {(p.file, p.message) for p in problems}
+        row_problems = [p for p in report.row_problems if (p.file, p.message) not in missing]
+        problems.extend(row_problems)
+        total = (
+            len(problems)
+            - len(row_problems)
+            + report.row_problem_total
+            - (len(report.row_problems) - len(row_problems))
+        )
         ok = total == 0 and (report.findings == 0 or not strict)
         if as_json:
             _emit_json(

@@ -1,14 +1,96 @@
-"""`verifily reproduce`: Verify a run's hash chain, or retrain it and compare."""
+"""`verifily reproduce`: verify a run's hash chain (--verify-only), or retrain it and compare the metrics.
+
+Exit codes: 0 the chain holds / the reproduction matches; 1 a hash differs / a metric moved beyond the tolerance;
+2 bad input (not a run folder, dataset not found).
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import typer
 
-from ..errors import not_implemented
+
+def _print_verify(report) -> None:  # report: compare.verify.VerifyReport
+    if report.ok:
+        typer.echo(f"{report.run_dir}: intact: {report.checked} hashes recomputed, root {str(report.root_hash)[:16]}")
+    for note in report.notes:
+        typer.echo(f"note: {note}")
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(name="reproduce", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def reproduce() -> None:
-        """Verify a run's hash chain, or retrain it and compare. (not implemented yet)"""
-        raise not_implemented("reproduce", "Compare and reproduce")
+    @app.command(name="reproduce")
+    def reproduce(
+        run: Path = typer.Argument(..., help="The run folder (runs/<name>)."),
+        verify_only: bool = typer.Option(
+            False,
+            "--verify-only",
+            help="Recompute every hash of the run's chain from disk (run files, config, run_meta, and the dataset "
+            "and base model when at hand) and report each mismatch by file; retrain nothing.",
+        ),
+        tolerance: float = typer.Option(
+            0.0, "--tolerance", min=0.0, help="Largest allowed |reproduced - original| of any metric (default 0)."
+        ),
+        output_dir: Path = typer.Option(
+            None, "--output-dir", help="Where the new run goes (default: beside the original, as <name>-repro)."
+        ),
+        run_name: str = typer.Option(None, "--run-name", help="Name of the new run (default <name>-repro)."),
+        datasets_root: str = typer.Option(
+            None, "--datasets-root", help="Folder of <name>/<version>/manifest.yaml (else the recorded one)."
+        ),
+        as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    ) -> None:
+        """Verify a run's hash chain (--verify-only), or retrain it from its recorded config and data and compare
+        every metric with the original's (exit 1 on any difference beyond --tolerance)."""
+        from ..errors import GateFailure, Problem
+
+        if verify_only:
+            from ..compare.verify import verify_run
+
+            report = verify_run(run, datasets_root)
+            if as_json:
+                typer.echo(json.dumps(report.to_dict(), indent=2))
+            else:
+                _print_verify(report)
+            if not report.ok:
+                raise GateFailure(
+                    f"{run}: the hash chain does not hold: {len(report.problems)} problem(s)",
+                    problems=report.problems,
+                )
+            return
+
+        from ..compare.reproduce import reproduce as run_reproduce
+
+        out = run_reproduce(
+            run,
+            tolerance=tolerance,
+            output_dir=output_dir,
+            run_name=run_name,
+            datasets_root=datasets_root,
+            echo=lambda s: typer.echo(s, err=True),
+        )
+        if as_json:
+            typer.echo(json.dumps(out.to_dict(), indent=2))
+        else:
+            typer.echo(f"reproduction: {out.reproduction}")
+            typer.echo(f"run key {'identical' if out.same_run_key else 'DIFFERENT (data, config or model changed)'}")
+            typer.echo(f"adapter weights {'bit-identical' if out.same_weights else 'differ'}")
+            for name, n in out.changed_predictions.items():
+                typer.echo(f"{name}: {n} example(s) predicted differently")
+            worst = max((abs((c.reproduced or 0) - c.original) for c in out.checks), default=0.0)
+            typer.echo(f"{len(out.checks)} metric values compared, largest difference {worst:.6g} "
+                       f"(tolerance {tolerance:g})")
+        bad = [c for c in out.checks if not c.ok]
+        if bad:
+            raise GateFailure(
+                f"the reproduction differs from {run}: {len(bad)} metric value(s) beyond the tolerance {tolerance:g}",
+                problems=[
+                    Problem(
+                        f"{c.eval_name} {','.join(f'{k}={v}' for k, v in c.slice.items()) or 'overall'} {c.metric}: "
+                        f"{c.original:.6g} originally, {'missing' if c.reproduced is None else f'{c.reproduced:.6g}'}"
+                        " now"
+                    )
+                    for c in bad
+                ],
+            )

@@ -52,7 +52,7 @@ def compare(
     comparison["summary"] = summary.lines(comparison)
     from .datadiff import dataset_diffs
 
-    comparison["dataset_diffs"] = dataset_diffs(runs, datasets_root)
+    comparison["dataset_diffs"] = dataset_diffs(runs, datasets_root, keys)
     comparison["gates"] = [g.to_dict() for g in results]
     return comparison
 

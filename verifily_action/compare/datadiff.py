@@ -50,9 +50,11 @@ def _train_ref(run: EvalRun) -> str | None:
     return str(ds["ref"]) if isinstance(ds, dict) and ds.get("ref") else None
 
 
-def dataset_diffs(runs: Sequence[EvalRun], root: str | Path | None = None) -> list[dict[str, Any]]:
+def dataset_diffs(
+    runs: Sequence[EvalRun], root: str | Path | None = None, keys: Sequence[str] = ()
+) -> list[dict[str, Any]]:
     """One entry per candidate whose training dataset version differs from the baseline's and whose two manifests
-    resolve: {run, from, to, split, text, details}."""
+    resolve: {run, from, to, split, text, details}. `keys`: tag keys to break the counts down by (the slices)."""
     base_ref = _train_ref(runs[0])
     if base_ref is None:
         return []
@@ -61,24 +63,51 @@ def dataset_diffs(runs: Sequence[EvalRun], root: str | Path | None = None) -> li
         ref = _train_ref(run)
         if ref is None or ref == base_ref:
             continue
-        entry = diff_entry(base_ref, ref, root, runs[0], run)
+        entry = diff_entry(base_ref, ref, root, runs[0], run, keys)
         if entry is not None:
             out.append(entry)
     return out
 
 
-def diff_entry(base_ref: str, ref: str, root: str | Path | None, base: EvalRun, run: EvalRun) -> dict[str, Any] | None:
-    try:
-        from ..datasets import diff as data_diff  # type: ignore[attr-defined]
-    except ImportError:
-        return None  # the datasets package has no diff (yet): say nothing rather than guess
+def diff_entry(
+    base_ref: str, ref: str, root: str | Path | None, base: EvalRun, run: EvalRun, keys: Sequence[str] = ()
+) -> dict[str, Any] | None:
+    from ..datasets import diff as data_diff
+
     a, b = _manifest(base_ref, root, base), _manifest(ref, root, run)
     if a is None or b is None:
         return None
     split = str((run.meta.get("dataset") or {}).get("split") or "train")
     try:
-        result = data_diff(a, b, split)
+        details = data_diff(a, b, split)
     except VerifilyError:
         return None
-    details = result.to_dict() if hasattr(result, "to_dict") else result
-    return {"run": run.name, "from": base_ref, "to": ref, "split": split, "text": str(details), "details": details}
+    counts = details["splits"].get(split)
+    if counts is None:
+        return None
+    return {"run": run.name, "from": base_ref, "to": ref, "split": split, "text": phrase(details, split, keys),
+            "details": details}
+
+
+def _n(x: int) -> str:
+    return f"{x:,}"
+
+
+def phrase(details: dict[str, Any], split: str, keys: Sequence[str] = ()) -> str:
+    """`ds_demo@v1 → ds_demo@v2 (train): added 1,000 rows (source=synthetic 1,000), removed 1,000 (...), ...`"""
+    c = details["splits"][split]
+    by_tag = c.get("by_tag") or {}
+    key = next((k for k in keys if k in by_tag), next(iter(by_tag), None))
+
+    def parts(kind: str) -> str:
+        if key is None:
+            return ""
+        vals = [(v, n.get(kind, 0)) for v, n in by_tag[key].items() if n.get(kind, 0)]
+        vals.sort(key=lambda t: -t[1])
+        return f" ({', '.join(f'{key}={v} {_n(n)}' for v, n in vals)})" if vals else ""
+
+    text = f"{details['a']} → {details['b']} ({split}): added {_n(c['added'])} rows{parts('added')}, "
+    text += f"removed {_n(c['removed'])}{parts('removed')}"
+    if c.get("changed"):
+        text += f", changed {_n(c['changed'])}{parts('changed')}"
+    return text + f"; {_n(c.get('unchanged', 0))} unchanged."

@@ -87,8 +87,12 @@ def _fingerprint(row: dict[str, Any]) -> dict[str, str]:
     return {k: sha256_bytes(canonical_json(v))[:12] for k, v in row.items() if k != "id"}
 
 
-def dataset_diff(a: Manifest, b: Manifest) -> dict[str, Any]:
-    """Rows added, removed and changed from `a` to `b` per split (matched by id), also per tag value."""
+def dataset_diff(a: Manifest, b: Manifest, split: str | None = None) -> dict[str, Any]:
+    """Rows added, removed and changed from `a` to `b` per split (matched by id), also per tag value.
+    `split` limits the row comparison to that split (both versions must have it)."""
+    if split is not None:
+        a.require_split(split)
+        b.require_split(split)
     out: dict[str, Any] = {
         "schema_version": 1,
         "a": a.ref,
@@ -100,8 +104,8 @@ def dataset_diff(a: Manifest, b: Manifest) -> dict[str, Any]:
         "splits": {},
     }
     tag_keys = list(dict.fromkeys([*a.tag_keys, *b.tag_keys]))
-    for split in [s for s in a.splits if s in b.splits]:
-        out["splits"][split] = _diff_split(a, b, split, tag_keys)
+    for s in [s for s in a.splits if s in b.splits and split in (None, s)]:
+        out["splits"][s] = _diff_split(a, b, s, tag_keys)
     return out
 
 

@@ -298,5 +298,4 @@ def finish(run_dir: Path, plan: Plan) -> dict[str, Any]:
     entries.update(plan.model_entries)
     files = ["config.yaml", "environment.json", "train_log.jsonl", "adapter", "tokenizer"]
     entries.update(runs.hash_run_files(run_dir, [p for p in files if (run_dir / p).exists()]))
-    root = runs.write_entries(run_dir, entries)
-    return runs.update_meta(run_dir, status="completed", ended_at=_now(), root_hash=root, error=None)
+    return runs.seal(run_dir, entries, status="completed", ended_at=_now(), error=None)

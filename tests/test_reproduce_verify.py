@@ -1,0 +1,184 @@
+"""`verifily reproduce --verify-only` on a real run (all-MiniLM-L6-v2 + LoRA on ds_demo, evaluated): the intact chain
+holds, and every kind of tampering is detected and named by file: a flipped byte in every file, a deleted file, an
+added file, an edited hashes.json, an edited root hash, an edited run_meta.json field, a changed dataset file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.compare_real import copy_run, shared_runs
+from verifily_action.compare.verify import verify_run
+from verifily_action.errors import VerifilyError
+
+pytestmark = pytest.mark.integration
+
+EVAL = "eval/ds_demo@v1-eval"
+# The layout of a trained and evaluated classification run; `test_the_list_covers_every_file` keeps it complete.
+FILES = [
+    "run_meta.json",
+    "hashes.json",
+    "config.yaml",
+    "environment.json",
+    "train_log.jsonl",
+    "adapter/adapter_model.safetensors",
+    "adapter/adapter_config.json",
+    "adapter/label_map.json",
+    "adapter/README.md",
+    "tokenizer/tokenizer.json",
+    "tokenizer/tokenizer_config.json",
+    f"{EVAL}/eval_results.json",
+    f"{EVAL}/predictions.jsonl",
+    f"{EVAL}/hard_examples.jsonl",
+]
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory):
+    return shared_runs(tmp_path_factory)
+
+
+@pytest.fixture
+def run(real, tmp_path):
+    """A private copy of the v1 run: each test may damage it."""
+    return copy_run(real["v1"], tmp_path)
+
+
+def names(report) -> str:
+    return "\n".join(p.render() for p in report.problems)
+
+
+def test_the_list_covers_every_file(real):
+    have = sorted(p.relative_to(real["v1"]).as_posix() for p in real["v1"].rglob("*") if p.is_file())
+    assert have == sorted(FILES)
+
+
+def test_intact_run_holds_including_its_inputs(real):
+    report = verify_run(real["v1"], real["datasets"])
+    assert report.ok, names(report)
+    entries = json.loads((real["v1"] / "hashes.json").read_text())["entries"]
+    # every entry recomputed: run files, config and run_meta canonical forms, dataset files and model files
+    assert report.checked == len(entries)
+    assert report.notes == []
+
+
+@pytest.mark.parametrize("rel", FILES)
+def test_flipping_one_byte_of_any_file_is_detected(run, rel):
+    f = run / rel
+    data = bytearray(f.read_bytes())
+    data[len(data) // 2] ^= 0x01  # the smallest change: one bit of one byte
+    f.write_bytes(bytes(data))
+    report = verify_run(run, inputs=False)
+    assert not report.ok
+    assert any(p.file and Path(p.file) == f for p in report.problems), names(report)
+
+
+@pytest.mark.parametrize("rel", FILES)
+def test_deleting_any_file_is_detected(run, rel):
+    (run / rel).unlink()
+    report = verify_run(run, inputs=False)
+    assert not report.ok
+    assert any(p.file and Path(p.file) == run / rel for p in report.problems), names(report)
+
+
+@pytest.mark.parametrize("rel", ["notes.txt", "adapter/extra.safetensors", f"{EVAL}/more.jsonl", "eval/x/y.json"])
+def test_adding_a_file_is_detected(run, rel):
+    (run / rel).parent.mkdir(parents=True, exist_ok=True)
+    (run / rel).write_text("added later\n")
+    report = verify_run(run, inputs=False)
+    assert [p.file for p in report.problems] == [str(run / rel)]
+    assert "not in hashes.json" in report.problems[0].message
+
+
+def test_editing_an_entry_of_hashes_json_is_detected(run):
+    doc = json.loads((run / "hashes.json").read_text())
+    doc["entries"]["adapter/adapter_config.json"] = "0" * 64
+    (run / "hashes.json").write_text(json.dumps(doc, indent=2))
+    text = names(verify_run(run, inputs=False))
+    assert "adapter/adapter_config.json changed" in text
+    assert "root_hash in run_meta.json does not match hashes.json" in text
+
+
+def test_rehashing_a_changed_file_still_breaks_the_root(run):
+    """Whoever edits a file and its entry must also forge the root hash, which lives in the sealed run_meta."""
+    from verifily_action.hashing import sha256_file
+
+    f = run / f"{EVAL}/eval_results.json"
+    doc = json.loads(f.read_text())
+    doc["overall"]["accuracy"]["value"] = 0.99
+    f.write_text(json.dumps(doc))
+    hashes = json.loads((run / "hashes.json").read_text())
+    hashes["entries"][f"{EVAL}/eval_results.json"] = sha256_file(f)
+    (run / "hashes.json").write_text(json.dumps(hashes))
+    assert "root_hash in run_meta.json does not match" in names(verify_run(run, inputs=False))
+
+
+def test_editing_the_root_hash_is_detected(run):
+    meta = json.loads((run / "run_meta.json").read_text())
+    meta["root_hash"] = "f" * 64
+    (run / "run_meta.json").write_text(json.dumps(meta, indent=2))
+    assert "root_hash in run_meta.json does not match" in names(verify_run(run, inputs=False))
+
+
+@pytest.mark.parametrize(("field", "value"), [("status", "failed"), ("metrics", {"train_loss": 0.01}), ("task", "sft")])
+def test_editing_a_run_meta_field_is_detected(run, field, value):
+    meta = json.loads((run / "run_meta.json").read_text())
+    meta[field] = value
+    (run / "run_meta.json").write_text(json.dumps(meta, indent=2))
+    assert "run_meta:canonical changed" in names(verify_run(run, inputs=False))
+
+
+def test_hashes_json_with_another_algorithm_is_detected(run):
+    doc = json.loads((run / "hashes.json").read_text())
+    doc["algorithm"] = "md5"
+    (run / "hashes.json").write_text(json.dumps(doc))
+    assert "hashes.json is not a valid hash chain" in names(verify_run(run, inputs=False))
+
+
+def test_a_changed_dataset_file_is_detected(real, run, tmp_path):
+    datasets = tmp_path / "datasets"
+    shutil.copytree(real["datasets"], datasets)
+    train = datasets / "ds_demo" / "v1" / "train.jsonl"
+    train.write_text(train.read_text().replace("negative", "positive", 1))
+    report = verify_run(run, datasets)
+    assert not report.ok
+    assert any(p.file == str(train) and "dataset:ds_demo@v1/train.jsonl changed" in p.message
+               for p in report.problems), names(report)
+
+
+def test_inputs_not_at_hand_are_noted_not_failed(run, monkeypatch):
+    cfg = (run / "config.yaml").read_text()
+    # A copy of the run whose recorded dataset folder is gone: the chain itself still holds.
+    meta = json.loads((run / "run_meta.json").read_text())
+    report = verify_run(run, run / "nowhere")
+    assert report.ok, names(report)
+    assert cfg and meta["dataset"]["ref"] == "ds_demo@v1"
+
+
+def test_not_a_run_folder(tmp_path):
+    with pytest.raises(VerifilyError, match="not a run folder"):
+        verify_run(tmp_path)
+    with pytest.raises(VerifilyError, match="not a folder"):
+        verify_run(tmp_path / "missing")
+
+
+def test_cli_exit_codes_and_messages(cli, real, run, tmp_path):
+    ok = cli("reproduce", "--verify-only", str(real["v1"]), "--datasets-root", str(real["datasets"]))
+    assert ok.returncode == 0, ok.stderr
+    assert "intact" in ok.stdout
+    f = run / "adapter/adapter_model.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-1] ^= 0xFF
+    f.write_bytes(bytes(data))
+    (run / "extra.txt").write_text("x")
+    bad = cli("reproduce", "--verify-only", str(run), "--json")
+    assert bad.returncode == 1
+    doc = json.loads(bad.stdout)
+    assert doc["ok"] is False
+    assert sorted(Path(p["file"]).name for p in doc["problems"]) == ["adapter_model.safetensors", "extra.txt"]
+    assert "adapter/adapter_model.safetensors changed" in bad.stderr
+    notrun = cli("reproduce", "--verify-only", str(tmp_path / "nothing-here"))
+    assert notrun.returncode == 2 and "not a folder" in notrun.stderr

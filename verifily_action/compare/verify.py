@@ -1,0 +1,206 @@
+"""`reproduce --verify-only`: recompute a run's whole hash chain from disk and name every file that differs.
+
+Checks, each reported as a Problem naming the file:
+  * hashes.json and run_meta.json can be read, hashes.json has its schema (algorithm, entries), the run completed;
+  * every entry of hashes.json that names a file in the run folder, `config:canonical` and `run_meta:canonical`
+    (runs.verify_chain), and the root hash in run_meta.json;
+  * no file in the run folder is missing from hashes.json (a file added after the run was sealed);
+  * the inputs outside the run folder when they are at hand: the dataset manifest, its data files and the dataset
+    hash (resolved by name@version), and the base model's files (run_meta.json `model_path`). Inputs not found are
+    listed as not rechecked; they do not fail the check.
+No torch: the check runs wherever the run folder is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import Problem, VerifilyError
+from ..hashing import sha256_file
+
+RUN_META = "run_meta.json"
+HASHES = "hashes.json"
+SEALS = (RUN_META, HASHES)  # the two files that hold the chain itself
+
+
+@dataclass
+class VerifyReport:
+    run_dir: Path
+    problems: list[Problem] = field(default_factory=list)
+    checked: int = 0  # hashes recomputed
+    notes: list[str] = field(default_factory=list)  # inputs that could not be rechecked
+    root_hash: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run": str(self.run_dir),
+            "ok": self.ok,
+            "checked": self.checked,
+            "root_hash": self.root_hash,
+            "problems": [p.to_dict() for p in self.problems],
+            "notes": self.notes,
+        }
+
+
+def _load(path: Path, report: VerifyReport) -> Any:
+    if not path.is_file():
+        report.problems.append(Problem(f"{path.name} is missing", file=str(path)))
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        report.problems.append(Problem(f"{path.name} cannot be read: {e}", file=str(path)))
+        return None
+
+
+def _check_hashes_doc(doc: Any, path: Path, report: VerifyReport) -> dict[str, str] | None:
+    from ..schemas import validator
+
+    errors = sorted(validator("hashes.schema.json").iter_errors(doc), key=lambda e: list(e.absolute_path))
+    for e in errors:
+        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        report.problems.append(Problem(f"{HASHES} is not a valid hash chain at {where}: {e.message}", file=str(path)))
+    if errors:
+        return None
+    return dict(doc["entries"])
+
+
+def _unrecorded(run_dir: Path, entries: dict[str, str]) -> list[Problem]:
+    out = []
+    for f in sorted(p for p in run_dir.rglob("*") if p.is_file() or p.is_symlink()):
+        rel = f.relative_to(run_dir).as_posix()
+        if rel in SEALS or rel in entries:
+            continue
+        out.append(Problem(f"{rel} is not in {HASHES}: it was added after the run was sealed", file=str(f)))
+    return out
+
+
+def _dataset_roots(run_dir: Path, datasets_root: str | Path | None) -> list[str | Path | None]:
+    roots: list[str | Path | None] = []
+    if datasets_root:
+        roots.append(datasets_root)
+    if os.environ.get("VERIFILY_DATASETS"):
+        roots.append(None)  # resolve() reads the variable
+    try:
+        import yaml
+
+        with open(run_dir / "config.yaml", encoding="utf-8") as f:
+            recorded = (yaml.safe_load(f) or {}).get("datasets_root")
+        if isinstance(recorded, str) and Path(recorded).is_dir():
+            roots.append(recorded)
+    except (OSError, ValueError, AttributeError):
+        pass
+    return roots
+
+
+def _check_datasets(run_dir: Path, entries: dict[str, str], root: str | Path | None, report: VerifyReport) -> None:
+    from ..datasets import resolve
+
+    refs = sorted({name[len("dataset:"):].split("/")[0] for name in entries if name.startswith("dataset:")})
+    roots = _dataset_roots(run_dir, root)
+    for ref in refs:
+        manifest = None
+        for r in roots:
+            try:
+                manifest = resolve(ref, r)
+                break
+            except VerifilyError:
+                continue
+        prefix = f"dataset:{ref}"
+        recorded = {k: v for k, v in entries.items() if k == prefix or k.startswith(prefix + "/")}
+        if manifest is None:
+            report.notes.append(f"dataset {ref} not found (give --datasets-root): {len(recorded)} hash(es) not rechecked")
+            continue
+        for name, want in sorted(recorded.items()):
+            rel = name[len(prefix) + 1:]
+            if name == prefix:
+                got, file = manifest.dataset_hash(), manifest.path
+            elif rel == "manifest":
+                got, file = sha256_file(manifest.path), manifest.path
+            else:
+                file = manifest.dir / rel
+                if not file.is_file():
+                    report.problems.append(Problem(f"{name}: the data file is missing", file=str(file)))
+                    continue
+                got = sha256_file(file)
+            report.checked += 1
+            if got != want:
+                report.problems.append(
+                    Problem(f"{name} changed: sha256 {got} but {HASHES} records {want}", file=str(file))
+                )
+
+
+def _check_model(meta: dict[str, Any], entries: dict[str, str], report: VerifyReport) -> None:
+    files = {k[len("model:"):]: v for k, v in entries.items() if k.startswith("model:") and k != "model:revision"}
+    if not files:
+        return
+    folder = Path(str(meta.get("model_path") or ""))
+    if not meta.get("model_path") or not folder.is_dir():
+        report.notes.append(f"base model folder not found: {len(files)} model hash(es) not rechecked")
+        return
+    for rel, want in sorted(files.items()):
+        f = folder / rel
+        if not f.is_file():
+            report.problems.append(Problem(f"model:{rel}: the base model file is missing", file=str(f)))
+            continue
+        report.checked += 1
+        got = sha256_file(f)
+        if got != want:
+            report.problems.append(Problem(f"model:{rel} changed: sha256 {got} but {HASHES} records {want}",
+                                           file=str(f)))
+
+
+def verify_run(run_dir: str | Path, datasets_root: str | Path | None = None, inputs: bool = True) -> VerifyReport:
+    """Recompute every hash of a run's chain; the report lists each difference by file (empty: intact)."""
+    from .. import runs
+
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise VerifilyError(f"{d} is not a folder", hint="give the folder of a run written by `verifily train`")
+    if not (d / RUN_META).exists() and not (d / HASHES).exists():
+        raise VerifilyError(
+            f"{d} is not a run folder (neither {RUN_META} nor {HASHES} is there)",
+            hint="give the folder of a run written by `verifily train` (e.g. runs/<name>/)",
+        )
+    report = VerifyReport(d.resolve())
+    meta = _load(d / RUN_META, report)
+    doc = _load(d / HASHES, report)
+    entries = _check_hashes_doc(doc, d / HASHES, report) if doc is not None else None
+    if isinstance(meta, dict):
+        report.root_hash = meta.get("root_hash")
+        if meta.get("status") != "completed":
+            report.problems.append(
+                Problem(f"status is {meta.get('status')!r}, not completed: the chain was never sealed",
+                        file=str(d / RUN_META))
+            )
+    elif meta is not None:
+        report.problems.append(Problem(f"{RUN_META} is not a JSON object", file=str(d / RUN_META)))
+    if entries is None:
+        return report
+    if isinstance(meta, dict):
+        # Both files read: recompute every in-folder hash and the root (runs.verify_chain is the one definition).
+        chain = runs.verify_chain(d)
+        report.problems.extend(chain)
+        if any("root_hash" in p.message for p in chain):
+            # Which of the two sealed files was edited cannot be told apart: name hashes.json too.
+            report.problems.append(
+                Problem(f"the entries of {HASHES} do not hash to the root sealed in {RUN_META}: one of them was "
+                        "edited", file=str(d / HASHES))
+            )
+        if runs.META_ENTRY not in entries:
+            report.notes.append(f"{HASHES} has no {runs.META_ENTRY}: edits of {RUN_META}'s fields are not covered")
+    report.checked += sum(1 for k in entries if ":" not in k or k in ("config:canonical", runs.META_ENTRY))
+    report.problems.extend(_unrecorded(d, entries))
+    if inputs:
+        _check_datasets(d, entries, datasets_root, report)
+        _check_model(meta if isinstance(meta, dict) else {}, entries, report)
+    return report

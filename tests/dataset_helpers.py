@@ -15,7 +15,8 @@ DEMO_ROOT = REPO / "examples" / "datasets"
 
 
 def row(i: int, text: str | None = None, label: str = "positive", **tags: str) -> dict[str, Any]:
-    return {"id": f"r{i}", "text": f"text number {i}" if text is None else text, "label": label, "tags": tags or {"source": "human"}}
+    text = f"text number {i}" if text is None else text
+    return {"id": f"r{i}", "text": text, "label": label, "tags": tags or {"source": "human"}}
 
 
 def jsonl(rows: list[Any]) -> bytes:

@@ -100,6 +100,8 @@ def test_unhashed_manifest_and_missing_file(tmp_path):
 
 
 # Each entry: the file bytes, then (line, words expected in the problem message) for every problem.
+A = b'{"id": "a", "text": "x", "label": "p"}'
+B = b'{"id": "b", "text": "y", "label": "p"}'
 BAD = {
     "invalid_json": (b'{"id": "a", "text": "x", "label": "p"}\n{"id": "b", "text": \n', [(2, "invalid JSON")]),
     "not_object": (b'["a", "b"]\n"just a string"\n', [(1, "an array, not a JSON object"), (2, "a string")]),
@@ -112,9 +114,9 @@ BAD = {
     "unknown_tag": (b'{"id": "a", "text": "x", "label": "p", "tags": {"colour": "red"}}\n', [(1, "unknown tag")]),
     "invalid_utf8": (b'{"id": "a", "text": "caf\xe9", "label": "p"}\n', [(1, "invalid UTF-8 byte 0xe9")]),
     "bom": (b'\xef\xbb\xbf{"id": "a", "text": "x", "label": "p"}\n', [(1, "BOM")]),
-    "crlf": (b'{"id": "a", "text": "x", "label": "p"}\r\n{"id": "b", "text": "y", "label": "p"}\r\n', [(1, "CRLF")]),
-    "blank_middle": (b'{"id": "a", "text": "x", "label": "p"}\n\n{"id": "b", "text": "y", "label": "p"}\n', [(2, "blank")]),
-    "duplicate_id": (b'{"id": "a", "text": "x", "label": "p"}\n{"id": "a", "text": "y", "label": "p"}\n', [(2, "duplicate id")]),
+    "crlf": (A + b"\r\n" + B + b"\r\n", [(1, "CRLF")]),
+    "blank_middle": (A + b"\n\n" + B + b"\n", [(2, "blank")]),
+    "duplicate_id": (A + b"\n" + B.replace(b'"b"', b'"a"') + b"\n", [(2, "duplicate id")]),
 }
 
 

@@ -171,7 +171,8 @@ def test_fields_default_by_task(tmp_path):
     data["task"] = "sft"
     p.write_text(yaml.safe_dump(data), encoding="utf-8")
     m = load_manifest(p)
-    assert m.fields == {"id": "id", "text": None, "prompt": "prompt", "response": "response", "label": None, "tags": "tags"}
+    expected = {"id": "id", "text": None, "prompt": "prompt", "response": "response", "label": None, "tags": "tags"}
+    assert m.fields == expected
 
 
 def test_unknown_split(tmp_path):

@@ -18,18 +18,18 @@ def real(tmp_path_factory):
 
 
 def test_reproduction_on_cpu_is_identical(cli, real, tmp_path):
-    out = cli(
-        "reproduce", str(real["v1"]), "--output-dir", str(tmp_path / "repro"), "--json",
-        "--datasets-root", str(real["datasets"]),
-    )  # fmt: skip
-    assert out.returncode == 0, out.stderr
-    doc = json.loads(out.stdout)
+    # In-process (the session already imported torch for the shared runs): a subprocess would pay that again.
+    from verifily_action.compare.reproduce import reproduce
+
+    report = reproduce(real["v1"], output_dir=tmp_path / "repro", datasets_root=str(real["datasets"]), echo=lambda s: None)
+    doc = json.loads(json.dumps(report.to_dict()))
     assert doc["ok"] and doc["same_run_key"] and doc["same_weights"]
     assert doc["changed_predictions"] == {"ds_demo@v1-eval": 0}
     checks = doc["checks"]
     assert {c["metric"] for c in checks} == {"accuracy", "macro_f1"} and len(checks) == 6  # overall + 2 slices
     assert all(c["reproduced"] == c["original"] for c in checks)
     new = tmp_path / "repro" / "demo_v1-repro"
+    assert report.reproduction == new.resolve()
     assert (new / "eval" / "ds_demo@v1-eval" / "eval_results.json").is_file()
     # the reproduction is a complete run of its own, with an intact chain
     verify = cli("reproduce", "--verify-only", str(new))

@@ -6,7 +6,9 @@ Exit codes: 0 the chain holds / the reproduction matches; 1 a hash differs / a m
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -62,14 +64,16 @@ def register(app: typer.Typer) -> None:
 
         from ..compare.reproduce import reproduce as run_reproduce
 
-        out = run_reproduce(
-            run,
-            tolerance=tolerance,
-            output_dir=output_dir,
-            run_name=run_name,
-            datasets_root=datasets_root,
-            echo=lambda s: typer.echo(s, err=True),
-        )
+        # Libraries print to stdout while training (transformers' wandb notice): keep stdout for the report.
+        with contextlib.redirect_stdout(sys.stderr):
+            out = run_reproduce(
+                run,
+                tolerance=tolerance,
+                output_dir=output_dir,
+                run_name=run_name,
+                datasets_root=datasets_root,
+                echo=lambda s: typer.echo(s, err=True),
+            )
         if as_json:
             typer.echo(json.dumps(out.to_dict(), indent=2))
         else:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +76,7 @@ def load_for_eval(
     """Load the base model, apply the adapter with `PeftModel.from_pretrained` (merged into the base weights unless
     `merge=False`), move it to the best device, eval mode."""
     import torch
+    import transformers
     from peft import PeftModel
     from transformers import (
         AutoModelForCausalLM,
@@ -83,6 +85,10 @@ def load_for_eval(
         AutoTokenizer,
     )
 
+    # The base checkpoint lacks the task head the adapter restores (e.g. a classifier): transformers' load report
+    # about those "missing" weights is expected here and would only alarm users.
+    transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()
     device = pick_device()
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else None
     tok_src = tokenizer_dir if tokenizer_dir.is_dir() else base_model
@@ -108,7 +114,9 @@ def load_for_eval(
         tokenizer.pad_token = tokenizer.eos_token
     if getattr(base.config, "pad_token_id", None) is None:
         base.config.pad_token_id = tokenizer.pad_token_id
-    model = PeftModel.from_pretrained(base, str(adapter_dir))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # peft calls a transformers API deprecated in v5
+        model = PeftModel.from_pretrained(base, str(adapter_dir))
     if merge:
         # Fold the LoRA deltas into the base weights: one matmul per layer instead of base + two low-rank ones.
         model = model.merge_and_unload()

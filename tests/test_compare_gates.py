@@ -64,9 +64,7 @@ def _row(slice_, metric, delta, relative, significant, status="compared", run="b
         "slice": slice_,
         "metric": metric,
         "values": [{"value": 0.5}, {"value": 0.5 + (delta or 0)}],
-        "deltas": [
-            {"run": run, "status": status, "delta": delta, "relative": relative, "significant": significant}
-        ],
+        "deltas": [{"run": run, "status": status, "delta": delta, "relative": relative, "significant": significant}],
     }
 
 

@@ -118,7 +118,7 @@ def _workspace(tmp_path: Path, **config) -> Path:
         "datasets_root": "datasets",
         "output_dir": "runs",
         "training": TRAINING,
-        "eval": {"slice_by": ["source"], "bootstrap_resamples": 50},
+        "eval": {"slice_by": ["source"]},
         **config,
     }
     (ws / "train.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))

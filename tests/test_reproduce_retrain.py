@@ -21,7 +21,9 @@ def test_reproduction_on_cpu_is_identical(cli, real, tmp_path):
     # In-process (the session already imported torch for the shared runs): a subprocess would pay that again.
     from verifily_action.compare.reproduce import reproduce
 
-    report = reproduce(real["v1"], output_dir=tmp_path / "repro", datasets_root=str(real["datasets"]), echo=lambda s: None)
+    report = reproduce(
+        real["v1"], output_dir=tmp_path / "repro", datasets_root=str(real["datasets"]), echo=lambda s: None
+    )
     doc = json.loads(json.dumps(report.to_dict()))
     assert doc["ok"] and doc["same_run_key"] and doc["same_weights"]
     assert doc["changed_predictions"] == {"ds_demo@v1-eval": 0}

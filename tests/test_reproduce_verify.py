@@ -128,7 +128,10 @@ def test_editing_a_run_meta_field_is_detected(run, field, value):
     meta = json.loads((run / "run_meta.json").read_text())
     meta[field] = value
     (run / "run_meta.json").write_text(json.dumps(meta, indent=2))
-    assert "run_meta:canonical changed" in names(verify_run(run, inputs=False))
+    report = verify_run(run, inputs=False)
+    assert any(
+        "run_meta:canonical changed" in p.message and p.file == str(run / "run_meta.json") for p in report.problems
+    ), names(report)
 
 
 def test_hashes_json_with_another_algorithm_is_detected(run):
@@ -145,8 +148,9 @@ def test_a_changed_dataset_file_is_detected(real, run, tmp_path):
     train.write_text(train.read_text().replace("negative", "positive", 1))
     report = verify_run(run, datasets)
     assert not report.ok
-    assert any(p.file == str(train) and "dataset:ds_demo@v1/train.jsonl changed" in p.message
-               for p in report.problems), names(report)
+    assert any(
+        p.file == str(train) and "dataset:ds_demo@v1/train.jsonl changed" in p.message for p in report.problems
+    ), names(report)
 
 
 def test_inputs_not_at_hand_are_noted_not_failed(run, monkeypatch):

@@ -229,8 +229,8 @@ def verify_chain(run_dir: str | Path) -> list[Problem]:
                 continue
         elif name == "config:canonical":
             try:
-                with open(d / CONFIG, encoding="utf-8") as f:
-                    got = sha256_json(yaml.safe_load(f))
+                with open(d / CONFIG, encoding="utf-8") as fh:
+                    got = sha256_json(yaml.safe_load(fh))
             except (OSError, yaml.YAMLError) as e:
                 problems.append(Problem(f"cannot read {CONFIG}: {e}", file=str(d / CONFIG)))
                 continue
@@ -244,7 +244,10 @@ def verify_chain(run_dir: str | Path) -> list[Problem]:
             got = sha256_file(f)
         if got != want:
             problems.append(
-                Problem(f"{name} changed: sha256 {got} but {HASHES} records {want}", file=str(d / name.split(":")[0]))
+                Problem(
+                    f"{name} changed: sha256 {got} but {HASHES} records {want}",
+                    file=str(d / {META_ENTRY: RUN_META, "config:canonical": CONFIG}.get(name, name)),
+                )
             )
     meta_path = d / RUN_META
     if meta_path.is_file():

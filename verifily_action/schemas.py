@@ -14,7 +14,7 @@ def schema_path(name: str) -> Path:
     repo = Path(__file__).resolve().parent.parent / "schemas" / name
     if repo.is_file():
         return repo
-    return Path(str(resources.files("verifily_action.schemas").joinpath(name)))
+    return Path(str(resources.files("verifily_action.schema_files").joinpath(name)))
 
 
 @cache

@@ -83,8 +83,9 @@ def register(app: typer.Typer) -> None:
             for name, n in out.changed_predictions.items():
                 typer.echo(f"{name}: {n} example(s) predicted differently")
             worst = max((abs((c.reproduced or 0) - c.original) for c in out.checks), default=0.0)
-            typer.echo(f"{len(out.checks)} metric values compared, largest difference {worst:.6g} "
-                       f"(tolerance {tolerance:g})")
+            typer.echo(
+                f"{len(out.checks)} metric values compared, largest difference {worst:.6g} (tolerance {tolerance:g})"
+            )
         bad = [c for c in out.checks if not c.ok]
         if bad:
             raise GateFailure(

@@ -85,8 +85,14 @@ def diff_entry(
     counts = details["splits"].get(split)
     if counts is None:
         return None
-    return {"run": run.name, "from": base_ref, "to": ref, "split": split, "text": phrase(details, split, keys),
-            "details": details}
+    return {
+        "run": run.name,
+        "from": base_ref,
+        "to": ref,
+        "split": split,
+        "text": phrase(details, split, keys),
+        "details": details,
+    }
 
 
 def _n(x: int) -> str:

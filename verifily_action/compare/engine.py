@@ -135,24 +135,25 @@ def build(
     base = runs[0]
     confidence = float(confidence or base.results.get("confidence", 0.95))
     resamples = int(resamples or base.results.get("bootstrap_resamples", 1000))
-    boot = {"resamples": resamples, "confidence": confidence, "seed": seed}
+    boot: dict[str, Any] = {"resamples": resamples, "confidence": confidence, "seed": seed}
     pairings = [pair(base, r) for r in runs[1:]]
     notes = [p.reason for p in pairings if not p.paired]
     evals = {r.eval_name for r in runs}
     if len(evals) > 1:
-        notes.append("the runs were evaluated on different datasets: " + ", ".join(f"{r.name}: {r.eval_name}"
-                                                                                  for r in runs))
+        notes.append(
+            "the runs were evaluated on different datasets: " + ", ".join(f"{r.name}: {r.eval_name}" for r in runs)
+        )
 
     slices: list[dict[str, str]] = [{}]
-    for key in slice_keys:
-        slices.extend({key: v} for v in slice_values(runs, key))
+    for tag_key in slice_keys:
+        slices.extend({tag_key: v} for v in slice_values(runs, tag_key))
 
     rows: list[dict[str, Any]] = []
     for key in slices:
         masks = []
         for r in runs:
             if key:
-                (k, v), = key.items()
+                ((k, v),) = key.items()
                 masks.append(r.tag_values(k) == v)
             else:
                 masks.append(np.ones(r.n, dtype=bool))
@@ -171,8 +172,10 @@ def build(
             else:
                 ds = paired.unpaired_deltas(metrics, a_out, r.outcomes(idxs[j]), **boot)
                 if p.paired:
-                    notes.append(f"{'/'.join(f'{k}={v}' for k, v in key.items())}: the examples' tags differ "
-                                 f"between {base.name} and {r.name}; that slice is compared unpaired")
+                    notes.append(
+                        f"{'/'.join(f'{k}={v}' for k, v in key.items())}: the examples' tags differ "
+                        f"between {base.name} and {r.name}; that slice is compared unpaired"
+                    )
             deltas.append({m: _delta_entry(r.name, m, ds[m], values[0][m]["value"]) for m in metrics})
         min_size = int(base.results.get("min_slice_size", 30))
         for m in metrics:
@@ -182,8 +185,12 @@ def build(
                     "metric": m,
                     "direction": DIRECTIONS.get(m, "higher"),
                     "values": [
-                        {"run": r.name, "n": int(len(idx)), "too_small": bool(key) and 0 < len(idx) < min_size,
-                         **vals[m]}
+                        {
+                            "run": r.name,
+                            "n": int(len(idx)),
+                            "too_small": bool(key) and 0 < len(idx) < min_size,
+                            **vals[m],
+                        }
                         for r, idx, vals in zip(runs, idxs, values, strict=True)
                     ],
                     "deltas": [d[m] for d in deltas],

@@ -181,8 +181,14 @@ def evaluate(
                     continue  # a run's own config gates apply to that run only
                 if d["status"] != "compared":
                     results.append(
-                        GateResult(rule, d["run"], dict(row["slice"]), False, False,
-                                   f"{rule.text}: not checked for {d['run']}: {d['status'].replace('_', ' ')}")
+                        GateResult(
+                            rule,
+                            d["run"],
+                            dict(row["slice"]),
+                            False,
+                            False,
+                            f"{rule.text}: not checked for {d['run']}: {d['status'].replace('_', ' ')}",
+                        )
                     )
                     continue
                 failed = rule.holds(d["delta"], d.get("relative"))
@@ -190,7 +196,13 @@ def evaluate(
                     failed = False
                 verdict = "FAILED" if failed else "passed"
                 results.append(
-                    GateResult(rule, d["run"], dict(row["slice"]), True, failed,
-                               f"{rule.text} {verdict} for {d['run']}: {describe(row, i)}")
+                    GateResult(
+                        rule,
+                        d["run"],
+                        dict(row["slice"]),
+                        True,
+                        failed,
+                        f"{rule.text} {verdict} for {d['run']}: {describe(row, i)}",
+                    )
                 )
     return results

@@ -133,8 +133,7 @@ def choose_evals(dirs: Sequence[Path], wanted: str | None) -> list[str]:
     raise VerifilyError(
         "the runs have several evaluations; say which to compare",
         problems=[Problem(f"evaluations: {', '.join(found[d])}", file=str(d)) for d in dirs],
-        hint="pass --eval NAME (a folder name under <run>/eval/"
-        + (f", e.g. {sorted(common)[0]})" if common else ")"),
+        hint="pass --eval NAME (a folder name under <run>/eval/" + (f", e.g. {sorted(common)[0]})" if common else ")"),
     )
 
 

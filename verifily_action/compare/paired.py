@@ -114,8 +114,11 @@ class _Stat:
             self.k = len(labels)
             index = {lab: i for i, lab in enumerate(labels)}
             self.codes = [
-                np.fromiter((index[r] * self.k + index[p] for r, p in zip(o.references, o.predictions, strict=True)),
-                            dtype=np.int64, count=o.n)
+                np.fromiter(
+                    (index[r] * self.k + index[p] for r, p in zip(o.references, o.predictions, strict=True)),
+                    dtype=np.int64,
+                    count=o.n,
+                )
                 for o in outs
             ]
         else:

@@ -117,7 +117,9 @@ def print_table(comparison: Mapping[str, Any]) -> None:
         console = Console(width=natural)
     for s in comparison.get("summary", []):
         console.print(s, highlight=False, markup=False)
-    table = Table(title=f"Comparison against {comparison['baseline']} (baseline)", title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(
+        title=f"Comparison against {comparison['baseline']} (baseline)", title_justify="left", box=box.SIMPLE_HEAD
+    )
     for i, c in enumerate(head):
         table.add_column(c, justify="left" if i < 2 else "right", no_wrap=True)
     previous = None

@@ -68,8 +68,11 @@ def _evals(run_dir: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _metric_map(results: dict[str, Any]) -> dict[tuple[tuple[tuple[str, str], ...], str], float]:
-    out = {((), m): float(v["value"]) for m, v in (results.get("overall") or {}).items()}
+MetricKey = tuple[tuple[tuple[str, str], ...], str]  # (sorted slice pairs, metric)
+
+
+def _metric_map(results: dict[str, Any]) -> dict[MetricKey, float]:
+    out: dict[MetricKey, float] = {((), m): float(v["value"]) for m, v in (results.get("overall") or {}).items()}
     for s in results.get("slices", []):
         key = tuple(sorted((s.get("key") or {}).items()))
         for m, v in (s.get("metrics") or {}).items():

@@ -46,10 +46,7 @@ def fmt_change(metric: str, value: float | None, unit: bool = True) -> str:
     """+4.0 pts (bounded metrics) or +0.012 (loss, perplexity); a real minus sign."""
     if value is None:
         return "–"
-    if metric in UNBOUNDED:
-        text = f"{value:+.3f}"
-    else:
-        text = f"{value * 100:+.1f}" + (" pts" if unit else "")
+    text = f"{value:+.3f}" if metric in UNBOUNDED else f"{value * 100:+.1f}" + (" pts" if unit else "")
     return text.replace("-", "−")
 
 

@@ -105,7 +105,7 @@ def _dataset_roots(run_dir: Path, datasets_root: str | Path | None) -> list[str 
 def _check_datasets(run_dir: Path, entries: dict[str, str], root: str | Path | None, report: VerifyReport) -> None:
     from ..datasets import resolve
 
-    refs = sorted({name[len("dataset:"):].split("/")[0] for name in entries if name.startswith("dataset:")})
+    refs = sorted({name[len("dataset:") :].split("/")[0] for name in entries if name.startswith("dataset:")})
     roots = _dataset_roots(run_dir, root)
     for ref in refs:
         manifest = None
@@ -118,10 +118,12 @@ def _check_datasets(run_dir: Path, entries: dict[str, str], root: str | Path | N
         prefix = f"dataset:{ref}"
         recorded = {k: v for k, v in entries.items() if k == prefix or k.startswith(prefix + "/")}
         if manifest is None:
-            report.notes.append(f"dataset {ref} not found (give --datasets-root): {len(recorded)} hash(es) not rechecked")
+            report.notes.append(
+                f"dataset {ref} not found (give --datasets-root): {len(recorded)} hash(es) not rechecked"
+            )
             continue
         for name, want in sorted(recorded.items()):
-            rel = name[len(prefix) + 1:]
+            rel = name[len(prefix) + 1 :]
             if name == prefix:
                 got, file = manifest.dataset_hash(), manifest.path
             elif rel == "manifest":
@@ -140,7 +142,7 @@ def _check_datasets(run_dir: Path, entries: dict[str, str], root: str | Path | N
 
 
 def _check_model(meta: dict[str, Any], entries: dict[str, str], report: VerifyReport) -> None:
-    files = {k[len("model:"):]: v for k, v in entries.items() if k.startswith("model:") and k != "model:revision"}
+    files = {k[len("model:") :]: v for k, v in entries.items() if k.startswith("model:") and k != "model:revision"}
     if not files:
         return
     folder = Path(str(meta.get("model_path") or ""))
@@ -155,8 +157,9 @@ def _check_model(meta: dict[str, Any], entries: dict[str, str], report: VerifyRe
         report.checked += 1
         got = sha256_file(f)
         if got != want:
-            report.problems.append(Problem(f"model:{rel} changed: sha256 {got} but {HASHES} records {want}",
-                                           file=str(f)))
+            report.problems.append(
+                Problem(f"model:{rel} changed: sha256 {got} but {HASHES} records {want}", file=str(f))
+            )
 
 
 def verify_run(run_dir: str | Path, datasets_root: str | Path | None = None, inputs: bool = True) -> VerifyReport:
@@ -179,8 +182,10 @@ def verify_run(run_dir: str | Path, datasets_root: str | Path | None = None, inp
         report.root_hash = meta.get("root_hash")
         if meta.get("status") != "completed":
             report.problems.append(
-                Problem(f"status is {meta.get('status')!r}, not completed: the chain was never sealed",
-                        file=str(d / RUN_META))
+                Problem(
+                    f"status is {meta.get('status')!r}, not completed: the chain was never sealed",
+                    file=str(d / RUN_META),
+                )
             )
     elif meta is not None:
         report.problems.append(Problem(f"{RUN_META} is not a JSON object", file=str(d / RUN_META)))
@@ -193,8 +198,10 @@ def verify_run(run_dir: str | Path, datasets_root: str | Path | None = None, inp
         if any("root_hash" in p.message for p in chain):
             # Which of the two sealed files was edited cannot be told apart: name hashes.json too.
             report.problems.append(
-                Problem(f"the entries of {HASHES} do not hash to the root sealed in {RUN_META}: one of them was "
-                        "edited", file=str(d / HASHES))
+                Problem(
+                    f"the entries of {HASHES} do not hash to the root sealed in {RUN_META}: one of them was edited",
+                    file=str(d / HASHES),
+                )
             )
         if runs.META_ENTRY not in entries:
             report.notes.append(f"{HASHES} has no {runs.META_ENTRY}: edits of {RUN_META}'s fields are not covered")

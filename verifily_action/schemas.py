@@ -23,6 +23,7 @@ def load_schema(name: str) -> dict[str, Any]:
         return json.load(f)
 
 
+@cache
 def validator(name: str):
     """A Draft 2020-12 validator for `schemas/<name>` (jsonschema is imported here, not at CLI start-up)."""
     from jsonschema import Draft202012Validator

@@ -125,6 +125,7 @@ BROKEN = [
     ("empty file", "", "the config is empty", None),
     ("only comments", "# nothing here\n", "holds no value", None),
     ("duplicate key", GOOD + "task: sft\n", "duplicate key 'task'", 8),
+    ("packing needs sft", GOOD + "  packing: true\n", "packing works for task sft only, not classification", 8),
     ("alias bomb", 'a: &a ["lol","lol"]\nb: &b [*a,*a,*a]\nc: &c [*b,*b,*b]\n', "anchors and aliases", 1),
     ("run_name pattern", GOOD + "run_name: ../escape\n", "does not match", 8),
     (

@@ -178,6 +178,11 @@ def test_unwired_stages_say_so(fake_github, env, monkeypatch, capsys):
         def validate(self, config):
             pass
 
+        def train(self, inputs):  # a stage that refuses: an annotation, and nothing reaches GitHub
+            from verifily_action.errors import not_implemented
+
+            raise not_implemented("action: train", "train")
+
     monkeypatch.setattr(action, "PIPELINE", NoTrain())
     _event(env, "pull_request", webhook_example("pull_request", "opened"))
     assert action.main() == 2

@@ -8,8 +8,8 @@ Two modes (input `mode`):
   its pull request really has that head commit, compare with the baseline and post the comment. This is how fork
   pull requests, whose own jobs get a read-only token, still get a comment.
 
-The stages that belong to other parts of the package go through `PIPELINE` (train, evaluate, compare); each
-raises `not_implemented` until wired, so the Action never posts made-up numbers.
+The stages that belong to other parts of the package (train, evaluate, compare; verifily_action/pipeline.py) go
+through `PIPELINE`, so tests can substitute their own.
 """
 
 from __future__ import annotations
@@ -22,14 +22,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import EXIT_INTERNAL, EXIT_OK, VerifilyError, not_implemented
+from .errors import EXIT_INTERNAL, EXIT_OK, VerifilyError
 from .github import workflow as wf
 from .github.baseline import Baseline, BaselineResult, download_baseline, find_baseline, merge_base, run_baseline
 from .github.baseline import workflow_file as _workflow_file
 from .github.comments import marker, sanitize, upsert_sticky
 from .github.events import Event, load_event
+from .pipeline import Outcome, Pipeline, check_fail_on
+
+__all__ = ["PIPELINE", "Inputs", "Outcome", "Pipeline", "main"]
 
 PR_CONTEXT = "verifily-pr.json"
+COMPARISON = "verifily-comparison.json"  # the comparison, added to the artifact beside the run
 WORKSPACE = "/github/workspace"
 
 
@@ -74,38 +78,6 @@ def read_inputs(env: Mapping[str, str]) -> Inputs:
         mode=mode,
         working_directory=get("working-directory", "."),
     )
-
-
-@dataclass
-class Outcome:
-    """What the compare stage hands back: the rendered report and the gate's verdict."""
-
-    markdown: str
-    comparison_json: Path | None = None
-    metrics_json: Path | None = None
-    regressions: int = 0
-    gate_failed: bool = False
-    gate_message: str = ""
-
-
-class Pipeline:
-    """The stages the lead wires to the package's train / evaluate / compare APIs (tests substitute their own)."""
-
-    def validate(self, config: Path) -> None:
-        from .config import load_config
-
-        load_config(config)
-
-    def train(self, inputs: Inputs) -> Path:
-        """Train (or reuse the cached run with the same run key); return the run folder."""
-        raise not_implemented("action: train", "train")
-
-    def evaluate(self, run_dir: Path, inputs: Inputs) -> None:
-        raise not_implemented("action: evaluate", "evaluation")
-
-    def compare(self, run_dir: Path, baseline_dir: Path | None, inputs: Inputs) -> Outcome:
-        """Compare with the baseline run folder (None: no baseline) and render the markdown report."""
-        raise not_implemented("action: compare", "compare")
 
 
 PIPELINE = Pipeline()
@@ -202,15 +174,25 @@ def _post(client, ctx: Context, config: str, number: int, report: str) -> str:
     return res.url
 
 
+def _shown(path: Path | None, ctx: Context) -> str:
+    """A path for the outputs: relative to the workspace when inside it (a later step, e.g. actions/upload-artifact,
+    runs on the host where the workspace is mounted elsewhere), else as is; empty for None."""
+    if path is None:
+        return ""
+    full = Path(path).resolve()
+    return full.relative_to(ctx.workspace).as_posix() if full.is_relative_to(ctx.workspace) else str(path)
+
+
 def train_eval(inputs: Inputs, ctx: Context) -> int:
     ev = ctx.event
     with wf.group("Validate config"):
+        check_fail_on(inputs.fail_on)
         PIPELINE.validate(Path(inputs.config))
     with wf.group("Train"):
         run_dir = PIPELINE.train(inputs)
     with wf.group("Evaluate"):
-        PIPELINE.evaluate(run_dir, inputs)
-    outputs = {"run-dir": str(run_dir), "run-key": _run_key(run_dir)}
+        eval_dir = PIPELINE.evaluate(run_dir, inputs)
+    outputs = {"run-dir": _shown(run_dir, ctx), "run-key": _run_key(run_dir)}
     _write_outputs(outputs)  # early, so a failing later step still hands the run to actions/upload-artifact
     client = _client(inputs, ctx)
     pr = ev.pull_request
@@ -219,7 +201,7 @@ def train_eval(inputs: Inputs, ctx: Context) -> int:
             if pr is None:
                 base = BaselineResult(None, f"a {ev.name} run is itself the baseline for later pull requests")
             else:
-                base = _baseline(client, ctx, inputs, pr.base_ref, pr.base_sha, pr.head_sha, Path(tmp) / "run")
+                base = _baseline(client, ctx, inputs, pr.base_ref, pr.base_sha, pr.head_sha, Path(tmp) / "baseline")
             print(base.reason)
         with wf.group("Compare"):
             outcome = PIPELINE.compare(run_dir, base.baseline.dir if base.baseline else None, inputs)
@@ -232,26 +214,30 @@ def train_eval(inputs: Inputs, ctx: Context) -> int:
         else:
             comment_url = _post(client, ctx, inputs.config, pr.number, report)
     with wf.group("Upload artifact"):
-        _upload(run_dir, inputs, ctx)
+        _upload(run_dir, inputs, ctx, outcome.comparison_json)
+    metrics_json = outcome.metrics_json or (eval_dir / "eval_results.json" if eval_dir else None)
     outputs.update(
         {
-            "metrics-json": str(outcome.metrics_json or ""),
-            "comparison-json": str(outcome.comparison_json or ""),
+            "metrics-json": _shown(metrics_json, ctx),
+            "comparison-json": _shown(outcome.comparison_json, ctx),
             "comment-url": comment_url,
             "regressions": str(outcome.regressions),
         }
     )
     _write_outputs({k: v for k, v in outputs.items() if k not in ("run-dir", "run-key")})
+    # the gates last: the comment, summary, artifact and outputs are all written when the job fails on them
     if outcome.gate_failed:
         wf.error(outcome.gate_message or "a fail-on rule matched a regression")
         return 1
     return EXIT_OK
 
 
-def _upload(run_dir: Path, inputs: Inputs, ctx: Context) -> None:
+def _upload(run_dir: Path, inputs: Inputs, ctx: Context, comparison: Path | None = None) -> None:
     from .github.artifacts import upload_artifact
 
     extra = {}
+    if comparison is not None and comparison.is_file():
+        extra[COMPARISON] = comparison.read_bytes()  # next to the run folder, not in it: the run stays sealed
     pr = ctx.event.pull_request
     if pr is not None:
         extra[PR_CONTEXT] = json.dumps(

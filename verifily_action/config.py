@@ -54,6 +54,9 @@ class TrainingConfig:
     checkpoint_steps: int | None
     logging_steps: int
     group_by_length: bool
+    packing: bool
+    attention: str
+    compile: bool
 
 
 @dataclass(frozen=True)
@@ -147,8 +150,29 @@ def validate_source(src: yamlsource.Source) -> list[Problem]:
         ]
     schema = load_schema(SCHEMA)
     problems = [p for err in validator(SCHEMA).iter_errors(src.data) for p in _problem(err, src, schema)]
+    problems += _cross_field(src)
     problems.sort(key=lambda p: (p.line or 0, p.column or 0, p.json_path or ""))
     return problems
+
+
+def _cross_field(src: yamlsource.Source) -> list[Problem]:
+    """Rules that JSON Schema cannot say plainly: combinations of keys that are each valid alone."""
+    data = src.data
+    training = data.get("training") if isinstance(data.get("training"), dict) else {}
+    out = []
+    if training.get("packing") is True and data.get("task") in ("seq2seq", "classification"):
+        line, col = src.where(("training", "packing"))
+        out.append(
+            Problem(
+                f"packing works for task sft only, not {data['task']}",
+                src.path,
+                line,
+                col,
+                "$.training.packing",
+                "remove `packing: true`; group_by_length already keeps padding low for this task",
+            )
+        )
+    return out
 
 
 def _schema_at(schema: dict[str, Any], path: tuple[str | int, ...]) -> dict[str, Any]:

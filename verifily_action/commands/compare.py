@@ -49,6 +49,9 @@ def register(app: typer.Typer) -> None:
             None, "--datasets-root", help="Where the datasets live, for the dataset diff (else $VERIFILY_DATASETS)."
         ),
         output: Path = typer.Option(None, "--output", "-o", help="Also write the rendered output to this file."),
+        chart: Path = typer.Option(
+            None, "--chart", help="Also draw each run's per-slice metrics with their intervals into this PNG file."
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and permutation resamples."),
     ) -> None:
         """Compare runs per tag slice: each run's metrics and its change against the first, with paired bootstrap
@@ -78,6 +81,11 @@ def register(app: typer.Typer) -> None:
         if output:
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text(text, encoding="utf-8")
+        if chart:
+            from ..compare.chart import write_chart
+
+            write_chart(comparison, chart)
+            typer.echo(f"chart: {chart}", err=True)
         failed = failed_gates(comparison)
         if failed:
             raise GateFailure(

@@ -85,9 +85,9 @@ def _ids(tokenizer: Any, texts: list[str], max_length: int, stats: TokenStats) -
     long = [i for i, x in enumerate(ids) if len(x) > max_length]
     stats.longest = max([stats.longest, *(len(x) for x in ids)])
     if long:
-        cut = tokenizer(
-            [texts[i] for i in long], add_special_tokens=special, truncation=True, max_length=max_length
-        )["input_ids"]
+        cut = tokenizer([texts[i] for i in long], add_special_tokens=special, truncation=True, max_length=max_length)[
+            "input_ids"
+        ]
         for i, x in zip(long, cut, strict=True):
             ids[i] = x
     return ids, set(long)
@@ -199,6 +199,7 @@ def collator(task: str, tokenizer: Any, model: Any = None, pad_to: int | None = 
     from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding
 
     padding: bool | str = "max_length" if pad_to else True
+    inner: Any
     if task == "classification":
         inner = DataCollatorWithPadding(tokenizer, padding=padding, max_length=pad_to)
     else:

@@ -7,6 +7,7 @@ layout and the hash chain.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable
@@ -126,10 +127,9 @@ def execute(plan: Plan, opts: TrainOptions, echo: Echo = print) -> TrainResult:
         ) from None
     except BaseException as e:
         msg = e.message if isinstance(e, VerifilyError) else f"{type(e).__name__}: {e}"
-        try:
+        # If even this write fails (disk full), the folder keeps its .partial name: it never looks complete.
+        with contextlib.suppress(OSError):
             runs.update_meta(run_dir, status="failed", ended_at=_now(), error=msg)
-        except OSError:
-            pass  # e.g. the disk is full: the folder keeps its .partial name, so it never looks complete
         if isinstance(e, OSError) and not isinstance(e, VerifilyError):
             raise VerifilyError(
                 f"training failed while writing the run: {e}", hint=f"{run_dir} is marked failed; free space and retry"
@@ -150,8 +150,8 @@ def _env(**values: str):
     try:
         yield
     finally:
-        for k, v in old.items():
-            if v is None:
+        for k, prev in old.items():
+            if prev is None:
                 os.environ.pop(k, None)
 
 
@@ -225,12 +225,12 @@ def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[st
                 n = sum(unseen.values())
                 notes.append(
                     f"{n} eval rows have labels the train split never has: "
-                    + ", ".join(f"{k!r} ({v})" for k, v in unseen.items())
+                    + ", ".join(f"{lab!r} ({c})" for lab, c in unseen.items())
                 )
     enc = D.encode(cfg.task, rows, tokenizer, cfg.training.max_length, label_map)
     notes += enc.notes
-    for n in notes[len(meta.get("notes") or []) :]:
-        echo(f"note: {n}")
+    for note in notes[len(meta.get("notes") or []) :]:
+        echo(f"note: {note}")
     if not enc.columns["input_ids"]:
         raise VerifilyError(
             f"no trainable rows in {plan.manifest.ref} split {cfg.train_split}",

@@ -33,7 +33,8 @@ class ResolvedModel:
 
 
 def offline() -> bool:
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    flags = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes", "on") for v in flags)
 
 
 def _embedded() -> Path | None:
@@ -46,7 +47,9 @@ def _embedded() -> Path | None:
 
 def _check_folder(path: Path, name: str) -> Path:
     if not path.is_dir():
-        raise VerifilyError(f"model path {name!r} is not a folder ({path})", hint="give the folder of a Hugging Face model")
+        raise VerifilyError(
+            f"model path {name!r} is not a folder ({path})", hint="give the folder of a Hugging Face model"
+        )
     if not (path / "config.json").is_file():
         raise VerifilyError(
             f"model path {name!r} is not a Hugging Face model folder: {path / 'config.json'} is missing",

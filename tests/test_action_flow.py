@@ -1,0 +1,252 @@
+"""The Action end to end: `python entrypoint.py` with real webhook payloads against the fake GitHub, real training.
+
+One workspace plays a repository's history, built once for the module (training is the slow part):
+1. a push to master trains all-MiniLM-L6-v2 + LoRA for 3 steps on a small fixed subset of the real ds_demo v1,
+   evaluates it per `source` slice and uploads the run folder as the artifact (no comment: it is the baseline);
+2. a pull request changes the config to ds_demo v2: trains, evaluates, finds the push run as the merge-base
+   baseline, downloads and safely extracts its artifact, compares and posts ONE sticky comment;
+3. another push to the pull request: the cached run (same run key) is reused and the same comment updated;
+4. the same with a `fail-on` rule that matches: exit 1, with comment, summary, artifact and outputs still written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from .compare_real import TRAINING, write_subset
+from .github_fake import TOKEN, FakeGitHub
+from .github_fixtures import openapi, webhook_example
+from .test_github_artifacts import RUNTIME
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parent.parent
+NAME = "Codertocat/Hello-World"
+ARTIFACT = "verifily-run"
+# a rule that always holds (a change in accuracy is never below -100 points): the gate must fail the job
+ALWAYS = "accuracy@source=human>=-1"
+
+
+def _config(ws: Path, version: str) -> None:
+    cfg = {
+        "task": "classification",
+        "model": "all-MiniLM-L6-v2",
+        "dataset": f"ds_demo@{version}",
+        "datasets_root": "datasets",
+        "lora": {"r": 4, "alpha": 8},
+        "training": dict(TRAINING),
+        "eval": {"slice_by": ["source"], "batch_size": 40},
+        "output_dir": "runs",
+    }
+    (ws / "train.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+
+
+def _outputs(path: Path) -> dict[str, str]:
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    # later entries win, as on the runner
+    return {m[0]: m[2] for m in re.findall(r"^(\S+)<<(ghadelimiter_\w+)\n(.*?)\n\2$", text, re.S | re.M)}
+
+
+class Repo:
+    """The workspace, the fake GitHub and the runs of entrypoint.py made against them."""
+
+    def __init__(self, tmp: Path, fake: FakeGitHub) -> None:
+        self.tmp, self.fake = tmp, fake
+        self.ws = tmp / "ws"
+        write_subset(self.ws / "datasets")
+        _config(self.ws, "v1")
+        self.comment_posted: list[float] = []
+        post = fake.add_comment
+
+        def timed(*a: Any, **kw: Any) -> dict[str, Any]:
+            self.comment_posted.append(time.monotonic())
+            return post(*a, **kw)
+
+        fake.add_comment = timed  # type: ignore[method-assign]
+
+    def run(self, event: str, payload: dict[str, Any], step: str, **inputs: str) -> dict[str, Any]:
+        files = self.tmp / step
+        files.mkdir()
+        (files / "event.json").write_text(json.dumps(payload), encoding="utf-8")
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_", "ACTIONS_"))}
+        env.update(
+            {
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                "HF_DATASETS_OFFLINE": "1",
+                "HF_HOME": str(self.tmp / "hf"),
+                "GITHUB_ACTIONS": "true",
+                "GITHUB_WORKSPACE": str(self.ws),
+                "GITHUB_EVENT_NAME": event,
+                "GITHUB_EVENT_PATH": str(files / "event.json"),
+                "GITHUB_OUTPUT": str(files / "output"),
+                "GITHUB_STEP_SUMMARY": str(files / "summary.md"),
+                "GITHUB_API_URL": self.fake.api_url,
+                "GITHUB_SERVER_URL": "https://github.com",
+                "GITHUB_REPOSITORY": NAME,
+                "GITHUB_RUN_ID": str(self.fake.new_id()),
+                "GITHUB_WORKFLOW_REF": f"{NAME}/.github/workflows/verifily.yml@refs/heads/master",
+                "ACTIONS_RUNTIME_TOKEN": RUNTIME,
+                "ACTIONS_RESULTS_URL": self.fake.api_url,
+                "INPUT_GITHUB-TOKEN": TOKEN,
+                "INPUT_CONFIG": "train.yaml",
+                "INPUT_ARTIFACT-NAME": ARTIFACT,
+                "INPUT_BASELINE": "auto",
+                "INPUT_COMMENT": "true",
+                "INPUT_MODE": "train-eval",
+                **{f"INPUT_{k.upper().replace('_', '-')}": v for k, v in inputs.items()},
+            }
+        )
+        posted = len(self.comment_posted)
+        t0 = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, str(REPO / "entrypoint.py")],
+            cwd=self.tmp,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        elapsed = time.monotonic() - t0
+        first_post = self.comment_posted[posted] - t0 if len(self.comment_posted) > posted else None
+        return {
+            "rc": proc.returncode,
+            "out": proc.stdout,
+            "err": proc.stderr,
+            "outputs": _outputs(files / "output"),
+            "summary": (files / "summary.md").read_text(encoding="utf-8") if (files / "summary.md").exists() else "",
+            "seconds": elapsed,
+            "to_comment": first_post,
+            "creates": len(self.fake.calls("POST", "CreateArtifact$")),
+            "upload": dict(self.fake.uploads.get(ARTIFACT) or {}),
+            # the comments as this run left them (a later run edits them in place)
+            "bodies": {n: [c["body"] for c in cs] for n, cs in self.fake.comments.items()},
+        }
+
+
+def _show(r: dict[str, Any]) -> str:
+    return f"rc={r['rc']}\n--- stdout\n{r['out'][-4000:]}\n--- stderr\n{r['err'][-4000:]}"
+
+
+@pytest.fixture(scope="module")
+def flow(tmp_path_factory):
+    openapi()  # skip (or fail in CI) when the npm fixtures are missing
+    fake = FakeGitHub(NAME)
+    try:
+        repo = Repo(tmp_path_factory.mktemp("action_flow"), fake)
+        steps: dict[str, Any] = {"repo": repo, "fake": fake}
+        push = webhook_example("push", pred=lambda x: x["ref"] == "refs/heads/master")
+        steps["push"] = r = repo.run("push", push, "push")
+        assert r["rc"] == 0, _show(r)
+        base_run = fake.add_run(push["after"], branch="master")
+        fake.add_artifact(base_run["id"], ARTIFACT, r["upload"]["data"])
+        steps["base_run"] = base_run
+
+        _config(repo.ws, "v2")  # the pull request moves training to the next dataset version
+        pr = webhook_example("pull_request", "synchronize")
+        p = pr["pull_request"]
+        fake.merge_bases[f"{p['base']['sha']}...{p['head']['sha']}"] = base_run["head_sha"]
+        steps["pr"] = pr
+        steps["pr1"] = repo.run("pull_request", pr, "pr1")
+        steps["pr2"] = repo.run("pull_request", pr, "pr2")
+        steps["gate"] = repo.run("pull_request", pr, "gate", fail_on=ALWAYS)
+        if os.environ.get("VERIFILY_FLOW_DUMP"):  # while developing: what each run printed and posted
+            dump = Path(os.environ["VERIFILY_FLOW_DUMP"])
+            dump.write_text(json.dumps({k: v for k, v in steps.items() if k not in ("repo", "fake")}, indent=1))
+        yield steps
+    finally:
+        fake.close()
+    assert not fake.violations, "requests or answers that break GitHub's API description:\n" + "\n".join(
+        fake.violations
+    )
+
+
+def test_push_uploads_the_baseline_without_commenting(flow):
+    r = flow["push"]
+    assert r["rc"] == 0, _show(r)
+    assert r["bodies"] == {} and r["to_comment"] is None
+    out = r["outputs"]
+    run_dir = flow["repo"].ws / out["run-dir"]
+    meta = json.loads((run_dir / "run_meta.json").read_text())
+    assert meta["status"] == "completed" and meta["dataset"]["ref"] == "ds_demo@v1" and out["run-key"] == meta["run_key"]
+    results = json.loads((flow["repo"].ws / out["metrics-json"]).read_text())
+    assert results["eval_name"] == "ds_demo@v1-eval" and [s["key"] for s in results["slices"]] == [
+        {"source": "human"},
+        {"source": "synthetic"},
+    ]
+    assert out["comparison-json"] == "" and out["regressions"] == "0"
+    assert "itself the baseline" in r["summary"] and "source=synthetic" in r["summary"]
+    assert r["upload"]["finalize"]["hash"].startswith("sha256:") and r["creates"] == 1
+
+
+def test_pull_request_compares_with_the_downloaded_baseline_and_comments_once(flow):
+    r, fake, pr = flow["pr1"], flow["fake"], flow["pr"]
+    assert r["rc"] == 0, _show(r)
+    comments = fake.comments[pr["number"]]
+    assert len(r["bodies"][pr["number"]]) == 1
+    body = r["bodies"][pr["number"]][0]
+    base = flow["base_run"]
+    assert f"[run {base['id']}]" in body and base["head_sha"][:12] in body and "merge-base" in body
+    # the sliced deltas table: one row per slice and metric, with the baseline and this run side by side
+    table = [ln for ln in body.splitlines() if ln.startswith("| ")]
+    assert table[0].startswith("| slice | metric | baseline | n | ds_demo-v2-classification-")
+    for name in ("overall", "source=human", "source=synthetic"):
+        assert any(ln.startswith(f"| {name} | accuracy |") for ln in table), body
+    assert "```mermaid" in body and "Data: " in body
+    assert fake.calls("GET", r"/actions/artifacts/\d+/zip$") and fake.calls("GET", host="blob")
+    out = r["outputs"]
+    assert out["comment-url"] == comments[0]["html_url"]
+    comparison = json.loads((flow["repo"].ws / out["comparison-json"]).read_text())
+    assert [x["train_dataset"]["ref"] for x in comparison["runs"]] == ["ds_demo@v1", "ds_demo@v2"]
+    assert int(out["regressions"]) == sum(
+        1 for row in comparison["rows"] for d in row["deltas"] if d["significant"] and not d["improved"]
+    )
+    assert body.split("\n", 1)[1].strip() in r["summary"].replace("\r", "")  # the same report in the job summary
+    print(
+        f"\nAction start-to-comment (python entrypoint.py, train 3 steps + eval 80 rows + baseline + compare): "
+        f"{r['to_comment']:.1f}s of {r['seconds']:.1f}s total",
+        file=sys.stderr,
+    )
+
+
+def test_second_run_reuses_the_cached_run_and_updates_the_same_comment(flow):
+    r, fake, pr = flow["pr2"], flow["fake"], flow["pr"]
+    assert r["rc"] == 0, _show(r)
+    assert "cached: run" in r["out"] and "reusing the cached run's evaluation" in r["out"]
+    assert r["outputs"]["run-dir"] == flow["pr1"]["outputs"]["run-dir"]
+    assert r["outputs"]["run-key"] == flow["pr1"]["outputs"]["run-key"]
+    assert len(fake.comments[pr["number"]]) == 1
+    assert len(fake.calls("PATCH", r"/issues/comments/\d+$")) >= 1
+    assert r["outputs"]["comment-url"] == flow["pr1"]["outputs"]["comment-url"]
+    assert r["creates"] == flow["pr1"]["creates"] + 1  # the artifact is uploaded on every run
+
+
+def test_matching_fail_on_rule_fails_last(flow):
+    r, fake, pr = flow["gate"], flow["fake"], flow["pr"]
+    assert r["rc"] == 1, _show(r)
+    assert re.search(r"^::error::1 gate rule\(s\) failed: ", r["out"], re.M), r["out"]
+    (comment,) = fake.comments[pr["number"]]
+    assert f"❌ gate `{ALWAYS}`" in comment["body"]  # the comment was updated before the exit code
+    assert f"❌ gate `{ALWAYS}`" in r["summary"]
+    assert r["creates"] == flow["pr2"]["creates"] + 1 and r["upload"]["finalize"]
+    assert r["outputs"]["comment-url"] == comment["html_url"] and r["outputs"]["comparison-json"]
+    gates = json.loads((flow["repo"].ws / r["outputs"]["comparison-json"]).read_text())["gates"]
+    assert [(g["rule"], g["failed"]) for g in gates] == [(ALWAYS, True)]
+
+
+def test_token_is_masked_and_never_printed(flow):
+    for step in ("push", "pr1", "pr2", "gate"):
+        r = flow[step]
+        assert r["out"].startswith(f"::add-mask::{TOKEN}\n"), r["out"][:200]
+        assert TOKEN not in r["out"].replace(f"::add-mask::{TOKEN}", "") and TOKEN not in r["err"]
+        assert "Traceback" not in r["err"]

@@ -25,6 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+DEVICE = "cuda"  # main() falls back to "cpu" for a smoke run of the script itself
 PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12}
 
 
@@ -62,7 +63,7 @@ def build_model(out: Path, layers: int, hidden: int) -> tuple[Path, int]:
         tie_word_embeddings=False,
     )
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device(DEVICE):
         model = LlamaForCausalLM(cfg).to(torch.bfloat16)
     n = sum(p.numel() for p in model.parameters())
     model.save_pretrained(out)
@@ -144,7 +145,8 @@ def plain(model_dir: Path, manifest: Path, args, log: Path) -> None:
         per_device_train_batch_size=args.batch,
         max_steps=args.steps,
         learning_rate=2e-4,
-        bf16=True,
+        bf16=DEVICE == "cuda",
+        use_cpu=DEVICE == "cpu",
         logging_steps=args.log_every,
         report_to=[],
         save_strategy="no",
@@ -172,7 +174,7 @@ def ours(model_dir: Path, manifest: Path, args, out: Path, name: str, extra: dic
         "learning_rate": 2e-4,
         "max_length": args.max_length,
         "logging_steps": args.log_every,
-        "precision": "bf16",
+        "precision": "bf16" if DEVICE == "cuda" else "fp32",
         "seed": 42,
         **extra,
     }
@@ -189,6 +191,47 @@ def ours(model_dir: Path, manifest: Path, args, out: Path, name: str, extra: dic
     path.write_text(yaml.safe_dump(cfg))
     res = train(TrainOptions(config=path, force=True), echo=lambda s: None)
     return res.run_dir / "train_log.jsonl"
+
+
+def eval_generation(model_dir: Path, run_dir: Path, manifest: Path, n: int, batch: int, k: int) -> dict:
+    """Eval's batched generation (length-sorted, left-padded, KV cache) against one prompt at a time."""
+    import torch
+
+    from verifily_action.datasets import load_split, resolve
+    from verifily_action.evaluate import inference as inf
+    from verifily_action.train.data import SFT_TEMPLATE
+
+    rows = load_split(resolve(str(manifest)), "train").select(range(n))
+    prompts = [" ".join(p.split()[:64]) for p in rows["prompt"]]
+    refs = list(rows["response"])
+    lm = inf.load_for_eval(
+        "sft", str(model_dir), run_dir / "adapter", run_dir / "tokenizer", max_length=512, merge=True
+    )
+
+    def batched() -> None:
+        inf.generate_causal(lm, prompts, refs, batch, k)
+
+    def sequential() -> None:
+        tok = lm.tokenizer
+        for prompt in prompts:
+            enc = tok(SFT_TEMPLATE.format(prompt=prompt), return_tensors="pt", return_token_type_ids=False)
+            enc = {key: v.to(DEVICE) for key, v in enc.items()}
+            with torch.inference_mode():
+                lm.model.generate(
+                    **enc, max_new_tokens=k, min_new_tokens=k, do_sample=False, pad_token_id=tok.pad_token_id
+                )
+
+    out = {}
+    for name, fn in (("batched", batched), ("sequential", sequential)):
+        fn()  # warm-up (kernels, allocator)
+        torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        torch.cuda.synchronize()
+        out[f"{name}_examples_per_s"] = round(n / (time.perf_counter() - t), 1)
+    out["speedup"] = round(out["batched_examples_per_s"] / out["sequential_examples_per_s"], 2)
+    out.update(n=n, batch=batch, max_new_tokens=k)
+    return out
 
 
 def summarize(log: Path) -> dict:
@@ -209,13 +252,21 @@ def main() -> None:
     ap.add_argument("--max-length", type=int, default=1024)
     ap.add_argument("--max-words", type=int, default=600)
     ap.add_argument("--log-every", type=int, default=5)
+    ap.add_argument("--eval-n", type=int, default=128, help="prompts for the eval generation check (0 skips)")
+    ap.add_argument("--eval-new-tokens", type=int, default=32)
     ap.add_argument("--variants", default="plain,verifily,verifily+packing,verifily+packing+compile")
     args = ap.parse_args()
     import torch
 
+    global DEVICE
+    DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+    if DEVICE == "cpu":
+        torch.cuda.synchronize = lambda: None  # type: ignore[assignment]  # smoke run without a GPU
+        torch.cuda.reset_peak_memory_stats = lambda: None  # type: ignore[assignment]
+        torch.cuda.max_memory_allocated = lambda: 0  # type: ignore[assignment]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    gpu = torch.cuda.get_device_name(0)
+    gpu = torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu"
     peak = next((v for k, v in PEAK_BF16.items() if k in gpu), None)
     model_dir, n_params = build_model(out / "model", args.layers, args.hidden)
     manifest = build_dataset(out / "datasets", rows=args.steps * args.batch + 64, max_words=args.max_words)
@@ -226,6 +277,7 @@ def main() -> None:
         "verifily+compile": {"compile": True},
     }
     results = {"gpu": gpu, "params": n_params, "torch": torch.__version__, "args": vars(args), "variants": {}}
+    runs_of: dict[str, Path] = {}
     for name in args.variants.split(","):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
@@ -235,6 +287,7 @@ def main() -> None:
             plain(model_dir, manifest, args, log)
         else:
             log = ours(model_dir, manifest, args, out, name.replace("+", "_"), levers[name])
+            runs_of[name] = log.parent
         r = summarize(log)
         r["wall_s"] = round(time.perf_counter() - t0, 1)
         r["peak_mem_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
@@ -253,6 +306,11 @@ def main() -> None:
             f"{name:28} {r['tokens_per_s'] or 0:9.0f} {r.get('speedup_vs_plain', 0):8.2f} "
             f"{r.get('mfu_6n', 0):7.3f} {r['peak_mem_gib']:9.2f}  {r['losses']}"
         )
+    if "verifily" in runs_of and args.eval_n:
+        results["eval_generation"] = eval_generation(
+            model_dir, runs_of["verifily"], manifest, args.eval_n, 32, args.eval_new_tokens
+        )
+        print("eval generation:", json.dumps(results["eval_generation"]))
     (out / "results.json").write_text(json.dumps(results, indent=2))
 
 

@@ -162,7 +162,7 @@ def flow(tmp_path_factory):
         steps["gate"] = repo.run("pull_request", pr, "gate", fail_on=ALWAYS)
         if os.environ.get("VERIFILY_FLOW_DUMP"):  # while developing: what each run printed and posted
             dump = Path(os.environ["VERIFILY_FLOW_DUMP"])
-            dump.write_text(json.dumps({k: v for k, v in steps.items() if k not in ("repo", "fake")}, indent=1))
+            dump.write_text(json.dumps({k: v for k, v in steps.items() if k not in ("repo", "fake")}, default=repr))
         yield steps
     finally:
         fake.close()

@@ -186,19 +186,32 @@ class TokenCounter:
         model.register_forward_pre_hook(self._hook, with_kwargs=True)
 
     def _hook(self, module: Any, args: Any, kwargs: dict[str, Any]) -> None:
+        if not module.training:
+            return
         mask = kwargs.get("attention_mask")
-        if mask is not None and module.training:
+        if mask is not None:
             self._total = self._total + mask.detach().sum()
+        elif kwargs.get("input_ids") is not None:  # padding-free (packed) batches: every token is real
+            self._total = self._total + kwargs["input_ids"].numel()
 
     def __call__(self) -> int:
         return int(self._total)
 
 
-def collator(task: str, tokenizer: Any, model: Any = None, pad_to: int | None = None) -> StripLength:
-    """Dynamic padding per batch (`pad_to` pads every batch to that length instead, for benchmarks)."""
-    from transformers import DataCollatorForSeq2Seq, DataCollatorWithPadding
+def collator(
+    task: str, tokenizer: Any, model: Any = None, pad_to: int | None = None, packing: bool = False
+) -> StripLength:
+    """Dynamic padding per batch (`pad_to` pads every batch to that length instead, for benchmarks).
+
+    `packing` (sft): padding-free batches — the rows laid end to end as one sequence with position ids restarting
+    at each row. Transformers turns restarting position ids into a block-diagonal causal mask (sdpa, flex) or
+    varlen kernels (flash attention), so no token attends across rows; the first label of each row is -100, so no
+    row predicts the next one's first token. The loss is the mean over the same label tokens as padded batches."""
+    from transformers import DataCollatorForSeq2Seq, DataCollatorWithFlattening, DataCollatorWithPadding
 
     padding: bool | str = "max_length" if pad_to else True
+    if packing and task == "sft":
+        return StripLength(DataCollatorWithFlattening(return_position_ids=True, separator_id=-100))
     inner: Any
     if task == "classification":
         inner = DataCollatorWithPadding(tokenizer, padding=padding, max_length=pad_to)

@@ -180,11 +180,14 @@ def load_model(
     label_map: dict[str, int] | None = None,
     quantization_config: Any = None,
     dtype: Any = None,
+    attn_implementation: str | None = None,
 ) -> Any:
     """AutoModelForCausalLM / Seq2SeqLM / SequenceClassification by task, pad token id set on the config."""
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoModelForSequenceClassification
 
     kwargs: dict[str, Any] = {}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
     if dtype is not None:
         kwargs["dtype"] = dtype
     if quantization_config is not None:

@@ -152,26 +152,26 @@ def main() -> None:
             refs = [labels[i % len(labels)] for i in range(len(xs))]
             timings[("cls", "batched", merge)] = best(args.repeat, I.classify, lm, xs, refs, args.batch_size)
             timings[("cls", "naive", merge)] = best(args.repeat, naive_classify, lm, xs, refs)
+        report(timings, "cls", len(xs), f"classification n={len(xs)} ({args.cls_run or 'MiniLM + random LoRA r=16'})")
+        for merge in (True, False):
             lm = _load(args.gen_run, gen_dir, "sft", merge)
             timings[("gen", "batched", merge)] = best(
                 args.repeat, I.generate_causal, lm, prompts, grefs, args.batch_size, k
             )
             timings[("gen", "naive", merge)] = best(args.repeat, naive_generate, lm, prompts, grefs, k)
-    for kind, n, what in (
-        ("cls", len(xs), f"classification n={len(xs)} ({args.cls_run or 'MiniLM + random LoRA r=16'})"),
-        (
-            "gen",
-            len(prompts),
-            f"generation n={len(prompts)} max_new_tokens={k} ({args.gen_run or 'Llama 4x256 + random LoRA r=8'})",
-        ),
-    ):
-        fast, slow = timings[(kind, "batched", True)], timings[(kind, "naive", False)]
-        same = timings[(kind, "naive", True)]
-        print(
-            f"{what}: eval (batched, LoRA merged) {n / fast:.1f} ex/s; naive loop (PeftModel) {n / slow:.1f} ex/s "
-            f"-> {slow / fast:.2f}x; naive loop on the merged model {n / same:.1f} ex/s "
-            f"-> batching alone {same / fast:.2f}x"
-        )
+        what = f"generation n={len(prompts)} max_new_tokens={k} ({args.gen_run or 'Llama 4x256 + random LoRA r=8'})"
+        report(timings, "gen", len(prompts), what)
+
+
+def report(timings: dict[tuple[str, str, bool], float], kind: str, n: int, what: str) -> None:
+    fast, slow = timings[(kind, "batched", True)], timings[(kind, "naive", False)]
+    same = timings[(kind, "naive", True)]
+    print(
+        f"{what}: eval (batched, LoRA merged) {n / fast:.1f} ex/s; naive loop (PeftModel) {n / slow:.1f} ex/s "
+        f"-> {slow / fast:.2f}x; naive loop on the merged model {n / same:.1f} ex/s "
+        f"-> batching alone {same / fast:.2f}x",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

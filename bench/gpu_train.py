@@ -275,6 +275,7 @@ def main() -> None:
         "verifily+packing": {"packing": True},
         "verifily+packing+compile": {"packing": True, "compile": True},
         "verifily+compile": {"compile": True},
+        "verifily+packing+flex": {"packing": True, "attention": "flex_attention"},
     }
     results = {"gpu": gpu, "params": n_params, "torch": torch.__version__, "args": vars(args), "variants": {}}
     runs_of: dict[str, Path] = {}
@@ -284,9 +285,15 @@ def main() -> None:
         t0 = time.perf_counter()
         if name == "plain":
             log = out / "plain_log.jsonl"
+            log.unlink(missing_ok=True)  # LogCallback appends: never mix in an earlier run's windows
             plain(model_dir, manifest, args, log)
         else:
-            log = ours(model_dir, manifest, args, out, name.replace("+", "_"), levers[name])
+            try:
+                log = ours(model_dir, manifest, args, out, name.replace("+", "_"), levers[name])
+            except Exception as e:  # noqa: BLE001 - a lever that fails on this stack is a result, not a crash
+                results["variants"][name] = {"error": f"{type(e).__name__}: {e}"[:400]}
+                print(name, "failed:", results["variants"][name]["error"], flush=True)
+                continue
             runs_of[name] = log.parent
         r = summarize(log)
         r["wall_s"] = round(time.perf_counter() - t0, 1)
@@ -298,10 +305,12 @@ def main() -> None:
         print(name, json.dumps({k: v for k, v in r.items() if k != "losses"}), flush=True)
     base = results["variants"].get("plain", {}).get("tokens_per_s")
     for r in results["variants"].values():
-        if base and r.get("tokens_per_s"):
+        if base and r.get("tokens_per_s") and "error" not in r:
             r["speedup_vs_plain"] = round(r["tokens_per_s"] / base, 2)
     print(f"{'variant':28} {'tok/s':>9} {'x plain':>8} {'MFU 6N':>7} {'peak GiB':>9}  losses")
     for name, r in results["variants"].items():
+        if "error" in r:
+            continue
         print(
             f"{name:28} {r['tokens_per_s'] or 0:9.0f} {r.get('speedup_vs_plain', 0):8.2f} "
             f"{r.get('mfu_6n', 0):7.3f} {r['peak_mem_gib']:9.2f}  {r['losses']}"

@@ -93,21 +93,26 @@ def main() -> None:
     import verifily_action.train.job  # noqa: F401
 
     times: dict[str, list[float]] = {"verifily": [], "plain": [], "plain-pad": []}
+    cpu: dict[str, list[float]] = {k: [] for k in times}  # process CPU time: steadier than wall on a shared machine
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(a.rounds):
             for name in times:
                 out = Path(tmp) / f"{name}-{r}"
                 out.mkdir()
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 if name == "verifily":
                     verifily(a.steps, a.batch, a.max_length, out)
                 else:
                     plain(a.steps, a.batch, a.max_length, out, pad=name == "plain-pad")
                 times[name].append(time.perf_counter() - t)
-                print(f"round {r} {name}: {times[name][-1]:.1f} s", file=sys.stderr, flush=True)
+                cpu[name].append(time.process_time() - c)
+                print(f"round {r} {name}: {times[name][-1]:.1f} s wall, {cpu[name][-1]:.1f} s CPU", file=sys.stderr)
     med = {k: statistics.median(v) for k, v in times.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     print(json.dumps({"steps": a.steps, "batch": a.batch, "max_length": a.max_length, "rounds": a.rounds,
-                      "median_s": med, "all_s": times,
+                      "median_s": med, "all_s": times, "median_cpu_s": med_cpu, "all_cpu_s": cpu,
+                      "cpu_verifily_over_plain": med_cpu["verifily"] / med_cpu["plain"],
+                      "cpu_plain_pad_over_verifily": med_cpu["plain-pad"] / med_cpu["verifily"],
                       "verifily_over_plain": med["verifily"] / med["plain"],
                       "plain_pad_over_verifily": med["plain-pad"] / med["verifily"]}, indent=2))  # fmt: skip
 

@@ -75,6 +75,7 @@ def train(tmp_path: Path, assets, task: str, model: str, dataset: str, **extra):
         "training": training,
         **extra,
     }
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return job.train(TrainOptions(config=path, force=True), echo=print)

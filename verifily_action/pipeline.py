@@ -215,8 +215,8 @@ def chart(comparison: Mapping[str, Any]) -> str:
     unit = "points" if points else "change"
     labels = ", ".join(f'"{_label(n)}"' for n, _ in bars)
     return (
-        f"\n```mermaid\nxychart-beta\n  title \"Δ {metric_name(metric)} by slice ({unit})\"\n"
-        f"  x-axis [{labels}]\n  y-axis \"Δ {unit}\"\n  bar [{', '.join(f'{v:g}' for v in values)}]\n```\n"
+        f'\n```mermaid\nxychart-beta\n  title "Δ {metric_name(metric)} by slice ({unit})"\n'
+        f'  x-axis [{labels}]\n  y-axis "Δ {unit}"\n  bar [{", ".join(f"{v:g}" for v in values)}]\n```\n'
     )
 
 
@@ -246,7 +246,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
         return f"{fmt_value(m, v['value'])} [{fmt_value(m, v['ci_low'])}, {fmt_value(m, v['ci_high'])}]"
 
     name = sanitize(results.get("eval_name", ""), table_cell=True)
-    lines = [f"### This run on `{name}` (value [{conf}% CI])", ""]
+    lines = [f"### This run on {name} (value [{conf}% CI])", ""]
     lines.append("| slice | n | " + " | ".join(metric_name(m) for m in metrics) + " |")
     lines.append("|:---|---:|" + "---:|" * len(metrics))
     lines.append(

@@ -22,6 +22,7 @@ def _offline_and_isolated(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(cache))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(cache / "datasets"))
     monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("VERIFILY_CACHE", str(cache / "verifily"))  # base-model file-hash cache
     monkeypatch.delenv("VERIFILY_DEBUG", raising=False)
     monkeypatch.delenv("VERIFILY_DATASETS", raising=False)
 

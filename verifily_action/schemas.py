@@ -1,4 +1,4 @@
-"""Find and load the JSON Schemas in schemas/ (shipped inside the package as verifily_action.schemas)."""
+"""Find and load the JSON Schemas in schemas/ (shipped inside the package as verifily_action.schema_files)."""
 
 from __future__ import annotations
 

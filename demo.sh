@@ -6,6 +6,7 @@
 #   ./demo.sh                              first sets up ./.venv (scripts/setup.sh), then runs the demo
 #   VERIFILY=/path/to/verifily ./demo.sh   use an installed CLI instead (no set-up)
 #   DEMO_CONFIG=my.yaml ./demo.sh          another config (e.g. with training.max_steps, for a quick smoke test)
+#   DEMO_OUT=/tmp/demo ./demo.sh           another output folder (default runs/demo)
 #
 # Runs go to runs/demo/ (gitignored; emptied at the start, so the first trainings really train), the chart to
 # runs/demo/compare.png.
@@ -17,10 +18,11 @@ if [ -z "${VERIFILY:-}" ]; then
 fi
 PY=$(dirname "$VERIFILY")/python
 CONFIG=${DEMO_CONFIG:-examples/train.yaml}
-OUT=runs/demo
+OUT=${DEMO_OUT:-runs/demo}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 VERIFILY_DATASETS=examples/datasets
 rm -rf "$OUT"
 mkdir -p "$OUT"
+[ -t 1 ] || export COLUMNS=${COLUMNS:-120} # piped or logged: wide enough that tables and paths are not cut
 
 if [ -t 1 ]; then B=$'\033[1m' D=$'\033[2m' N=$'\033[0m'; else B='' D='' N=''; fi
 started=$(date +%s)
@@ -38,9 +40,10 @@ show "train --config $CONFIG --dataset ds_demo@v2 --output-dir $OUT"
 V2=$("$VERIFILY" train --config "$CONFIG" --dataset ds_demo@v2 --output-dir "$OUT")
 echo "$V2"
 
-v eval --run "$V1" --slice-by source
-v eval --run "$V2" --slice-by source
-v compare --runs "$V1,$V2" --slice-by source --chart "$OUT/compare.png" --output "$OUT/compare.md"
+# Both models on the same eval split (v2's; the file is identical in v1), so compare pairs them example by example.
+v eval --run "$V1" --dataset ds_demo@v2 --slice-by source
+v eval --run "$V2" --dataset ds_demo@v2 --slice-by source
+v compare --runs "$V1,$V2" --slice-by source,origin --metric macro_f1 --chart "$OUT/compare.png" --output "$OUT/compare.md"
 
 # The hard examples eval wrote: where v2 fails, by tag, and its worst examples.
 printf '\n%s$ hard examples of %s%s\n' "$B" "$V2" "$N"
@@ -53,7 +56,8 @@ for entry in results["failure_breakdown"]:
 print(f"  worst examples ({ev.name}/hard_examples.jsonl):")
 for line in (ev / "hard_examples.jsonl").read_text().splitlines()[:5]:
     ex = json.loads(line)
-    print(f"  {ex['rank']:>2}. {ex['id']:<14} {ex['tags']['origin']:<8} true {ex['reference']:<8} predicted {ex['prediction']:<8} loss {ex['loss']:.2f}")
+    text = ex["input"] if len(ex["input"]) <= 60 else ex["input"][:57] + "..."
+    print(f"  {ex['rank']}. {ex['id']:<14} true {ex['reference']:<8} predicted {ex['prediction']:<8} {text!r}")
 EOF
 
 v reproduce --verify-only "$V2"

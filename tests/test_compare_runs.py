@@ -177,6 +177,16 @@ def test_three_runs_each_against_the_baseline(tmp_path):
     assert syn["deltas"][1]["improved"] is False
     assert any(s.startswith("c vs a: accuracy on source=synthetic regressed") for s in c["summary"])
     assert len(render.header(c)) == 2 + 3 * 2 + 2 * 3
+    assert render.run_labels(c) == ["baseline", "run 2", "run 3"]
+
+
+def test_terminal_table_labels_runs_short_and_names_them_once(result, capsys):
+    render.print_table(result)
+    out = capsys.readouterr().out
+    legend = [line.split() for line in out.splitlines() if line.strip().startswith(("baseline ", "run "))]
+    assert legend == [["baseline", result["runs"][0]["name"]], ["run", result["runs"][1]["name"]]]
+    head = next(line for line in out.splitlines() if line.strip().startswith("slice"))
+    assert head.split()[:7] == ["slice", "metric", "baseline", "n", "run", "n", "Δ"]
 
 
 def test_different_examples_fall_back_to_unpaired_and_say_so(tmp_path):

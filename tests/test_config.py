@@ -254,3 +254,23 @@ def test_internal_errors_are_clean_without_debug(tmp_path, monkeypatch, capsys):
     assert "internal error: RuntimeError: kaput" in captured.err and "Traceback" not in captured.err
     rc = climod.main(["--debug", "validate", str(tmp_path / "x.yaml")])
     assert rc == 3 and "Traceback" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["compare", "--runs", "a,b", "--bogus"], "No such option: --bogus"),
+        (["train", "--nope"], "No such option: --nope"),
+        (["nosuchcmd"], "No such command 'nosuchcmd'"),
+        (["eval"], "Missing option '--run'"),
+    ],
+)
+def test_usage_errors_are_user_errors(args, message, capsys):
+    """A mistyped option or command is the user's error (exit 2, the usage line and a --help hint), never a bug."""
+    from verifily_action import cli as climod
+
+    rc = climod.main(args)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert message in err and "--help" in err
+    assert "internal error" not in err and "Traceback" not in err

@@ -14,7 +14,7 @@ import typer
 
 from . import __version__
 from .commands import compare, dataset, evaluate, reproduce, train, validate
-from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, VerifilyError
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USER, VerifilyError
 
 app = typer.Typer(
     name="verifily",
@@ -71,14 +71,15 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the boundary of the program: turn bugs into a clean exit 3
         import click
 
-        if isinstance(e, click.exceptions.Exit):
+        # Typer ≥ 0.20 vendors its own click (typer._click): its usage errors are TyperException, not ClickException.
+        if isinstance(e, (click.exceptions.Exit, typer.Exit)):
             code = e.exit_code
-        elif isinstance(e, click.ClickException):
-            e.show()
-            code = e.exit_code
-        elif isinstance(e, click.exceptions.Abort):
+        elif isinstance(e, (click.exceptions.Abort, typer.Abort)):
             print("aborted", file=sys.stderr)
             code = EXIT_INTERRUPTED
+        elif isinstance(e, (click.ClickException, typer.TyperException)) and hasattr(e, "show"):
+            e.show()
+            code = getattr(e, "exit_code", EXIT_USER)
         else:
             if debug:
                 import traceback

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 import typer
@@ -45,5 +47,8 @@ def register(app: typer.Typer) -> None:
             return
         from ..train.job import train as run_train
 
-        result = run_train(opts, echo=lambda s: typer.echo(s, err=True))
+        # stdout carries only the run folder (scripts do `RUN=$(verifily train ...)`); libraries that print while
+        # importing or training (transformers prints a WANDB notice) are sent to stderr with the progress.
+        with contextlib.redirect_stdout(sys.stderr):
+            result = run_train(opts, echo=lambda s: typer.echo(s, err=True))
         typer.echo(str(result.run_dir))

@@ -26,8 +26,15 @@ def _value_cell(metric: str, v: Mapping[str, Any], with_ci: bool = True) -> str:
 _STATUS = {"only_in_baseline": "only in baseline", "only_in_run": "only in this run"}
 
 
-def header(comparison: Mapping[str, Any]) -> list[str]:
-    runs = [r["name"] for r in comparison["runs"]]
+def run_labels(comparison: Mapping[str, Any]) -> list[str]:
+    """Short column labels for the terminal, where full run names (often 40 characters) would make the table too wide
+    to read: `baseline`, then `run` (or `run 2`, `run 3`, … when several are compared)."""
+    n = len(comparison["runs"])
+    return ["baseline"] + (["run"] if n == 2 else [f"run {i}" for i in range(2, n + 1)])
+
+
+def header(comparison: Mapping[str, Any], labels: list[str] | None = None) -> list[str]:
+    runs = labels or [r["name"] for r in comparison["runs"]]
     cols = ["slice", "metric"]
     for name in runs:
         cols += [name, "n"]
@@ -108,7 +115,8 @@ def print_table(comparison: Mapping[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    head, body = header(comparison), cells(comparison, with_ci=False)
+    labels = run_labels(comparison)
+    head, body = header(comparison, labels), cells(comparison, with_ci=False)
     # Never squeeze the table below its natural width (rich would cut numbers): a narrow or piped terminal gets
     # longer lines instead.
     natural = sum(max(len(r[i]) for r in [head, *body]) + 3 for i in range(len(head))) + 2
@@ -117,9 +125,8 @@ def print_table(comparison: Mapping[str, Any]) -> None:
         console = Console(width=natural)
     for s in comparison.get("summary", []):
         console.print(s, highlight=False, markup=False)
-    table = Table(
-        title=f"Comparison against {comparison['baseline']} (baseline)", title_justify="left", box=box.SIMPLE_HEAD
-    )
+    legend = "\n".join(f"  {label:<8} {r['name']}" for label, r in zip(labels, comparison["runs"], strict=True))
+    table = Table(title=f"Comparison\n{legend}", title_justify="left", box=box.SIMPLE_HEAD)
     for i, c in enumerate(head):
         table.add_column(c, justify="left" if i < 2 else "right", no_wrap=True)
     previous = None

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VerifilyError
+from ..train.device import pick_device  # one rule for training and eval: cuda > mps > cpu
 
 
 @dataclass
@@ -48,16 +49,6 @@ class LoadedModel:
 
 
 # ---------------------------------------------------------------- loading
-
-
-def pick_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 def read_label_map(adapter_dir: Path) -> dict[str, int] | None:

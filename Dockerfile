@@ -6,22 +6,25 @@
 #   docker run --rm -v "$PWD:/github/workspace" -w /github/workspace verifily:cpu train --config train.yaml
 #
 # Dependencies come from hash-pinned lock files (docker/requirements-<target>.lock, `pip install --require-hashes`;
-# regenerate with `python docker/lock.py`). When the build context holds docker/wheelhouse/ (docker/wheelhouse.sh),
+# regenerate with `python docker/lock.py`). A lock not committed yet (the cuda one needs PyPI's CUDA wheels to make)
+# is resolved during the build with the committed cpu lock's versions. When the build context holds docker/wheelhouse/ (docker/wheelhouse.sh),
 # the build installs from it without network. No secrets are baked in: proxy variables are Docker's predefined
 # build args (kept out of the image), tokens arrive at run time (INPUT_GITHUB-TOKEN, GITHUB_TOKEN).
 #
 # GitHub's rules for container actions: no USER (the action runs as root), no WORKDIR (the runner mounts the
 # workspace at /github/workspace and makes it the working directory), absolute exec-form ENTRYPOINT.
-# See docker/README.md for GPUs on self-hosted runners.
+# GPUs on self-hosted runners: README.md, section 'Self-hosted GPU runners'.
 
 ARG CPU_BASE=python:3.11-slim-bookworm
 ARG CUDA_BASE=nvidia/cuda:13.0.0-runtime-ubuntu24.04
 
 # ---------------------------------------------------------------------------------------------------------- cpu
 FROM ${CPU_BASE} AS cpu-deps
-COPY docker/install-python.sh docker/install-deps.sh docker/requirements-cpu.lock /tmp/build/docker/
-# the optional wheelhouse (docker/wheelhouse.sh); naming the lock too gives this COPY a source when there is none
-COPY docker/requirements-cpu.lock docker/wheelhouse* /tmp/build/docker/wheelhouse/
+# The lock files present (a missing one is resolved by install-deps.sh with lock.py, which reads pyproject.toml)
+COPY docker/install-python.sh docker/install-deps.sh docker/lock.py docker/requirements-*.lock /tmp/build/docker/
+COPY pyproject.toml /tmp/build/
+# the optional wheelhouse (docker/wheelhouse.sh); naming install-deps.sh too gives this COPY a source when there is none
+COPY docker/install-deps.sh docker/wheelhouse* /tmp/build/docker/wheelhouse/
 RUN sh /tmp/build/docker/install-python.sh \
  && sh /tmp/build/docker/install-deps.sh /tmp/build/docker/requirements-cpu.lock
 
@@ -61,9 +64,11 @@ ENTRYPOINT ["/opt/venv/bin/python", "/app/entrypoint.py"]
 # compares the two, tests/test_dockerfile.py). Keep it last: it is the default target. The nvidia/cuda base sets
 # NVIDIA_VISIBLE_DEVICES=all and NVIDIA_DRIVER_CAPABILITIES=compute,utility for NVIDIA's container runtime.
 FROM ${CUDA_BASE} AS cuda-deps
-COPY docker/install-python.sh docker/install-deps.sh docker/requirements-cuda.lock /tmp/build/docker/
-# the optional wheelhouse (docker/wheelhouse.sh); naming the lock too gives this COPY a source when there is none
-COPY docker/requirements-cuda.lock docker/wheelhouse* /tmp/build/docker/wheelhouse/
+# The lock files present (a missing one is resolved by install-deps.sh with lock.py, which reads pyproject.toml)
+COPY docker/install-python.sh docker/install-deps.sh docker/lock.py docker/requirements-*.lock /tmp/build/docker/
+COPY pyproject.toml /tmp/build/
+# the optional wheelhouse (docker/wheelhouse.sh); naming install-deps.sh too gives this COPY a source when there is none
+COPY docker/install-deps.sh docker/wheelhouse* /tmp/build/docker/wheelhouse/
 RUN sh /tmp/build/docker/install-python.sh \
  && sh /tmp/build/docker/install-deps.sh /tmp/build/docker/requirements-cuda.lock
 

@@ -5,8 +5,18 @@
 # (PyPI, plus the index lines written at the top of the lock file).
 set -eu
 lock=$1
-wheelhouse=$(dirname "$0")/wheelhouse
+here=$(dirname "$0")
+wheelhouse=$here/wheelhouse
 python3 -m venv /opt/venv
+if [ ! -f "$lock" ]; then
+  # No committed lock for this target (the cuda one is made where PyPI's CUDA wheels are reachable): resolve it now,
+  # pinned to the versions of the committed cpu lock, with the sha256 PyPI serves. Commit the file that
+  # `python docker/lock.py <target> --versions-from docker/requirements-cpu.lock` writes to pin it ahead of builds.
+  target=$(basename "$lock" .lock)
+  target=${target#requirements-}
+  echo "install-deps: $(basename "$lock") is not in the build context; resolving it with docker/lock.py"
+  /opt/venv/bin/python "$here/lock.py" "$target" --versions-from "$here/requirements-cpu.lock" --output "$lock"
+fi
 set --
 if ls "$wheelhouse"/*.whl >/dev/null 2>&1; then
   set -- --no-index --find-links "$wheelhouse"

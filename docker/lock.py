@@ -119,8 +119,8 @@ def resolve(target: Target, versions: dict[str, str]) -> list[tuple[str, str, st
     return sorted(rows)
 
 
-def write_lock(target: Target, rows: list[tuple[str, str, str, str]]) -> Path:
-    path = ROOT / "docker" / f"requirements-{target.name}.lock"
+def write_lock(target: Target, rows: list[tuple[str, str, str, str]], path: Path | None = None) -> Path:
+    path = path or ROOT / "docker" / f"requirements-{target.name}.lock"
     lines = [
         f"# Hash-pinned runtime dependencies of the `{target.name}` image target (CPython {target.python_version}, "
         "Linux x86_64).",
@@ -141,15 +141,29 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="take the versions from this lock file (e.g. docker/requirements-cpu.lock) instead of this environment",
     )
+    parser.add_argument("--output", type=Path, help="write the lock here (one target only; default docker/...)")
     args = parser.parse_args(argv)
     unknown = set(args.targets) - set(TARGETS)
     if unknown:
         parser.error(f"unknown target(s) {sorted(unknown)}; choose from {list(TARGETS)}")
+    names = args.targets or list(TARGETS)
+    if args.output and len(names) != 1:
+        parser.error("--output needs exactly one target")
+    if args.versions_from and not args.versions_from.is_file():
+        parser.error(f"--versions-from {args.versions_from}: no such file")
     versions = lock_versions(args.versions_from) if args.versions_from else frozen_versions()
-    for name in args.targets or list(TARGETS):
-        rows = resolve(TARGETS[name], versions)
-        path = write_lock(TARGETS[name], rows)
-        print(f"{path.relative_to(ROOT)}: {len(rows)} packages")
+    for name in names:
+        try:
+            rows = resolve(TARGETS[name], versions)
+        except subprocess.CalledProcessError as e:
+            print(
+                f"lock: pip could not resolve the {name} target (exit {e.returncode}; its message is above). "
+                "Its wheels must be reachable from pip's indexes: the cuda target needs PyPI's nvidia-* CUDA wheels.",
+                file=sys.stderr,
+            )
+            return 2
+        path = write_lock(TARGETS[name], rows, args.output)
+        print(f"{path}: {len(rows)} packages")
     return 0
 
 

@@ -274,3 +274,16 @@ def test_usage_errors_are_user_errors(args, message, capsys):
     assert rc == 2, err
     assert message in err and "--help" in err
     assert "internal error" not in err and "Traceback" not in err
+
+
+def test_cli_turns_hugging_face_telemetry_off_unless_the_user_chose(monkeypatch, capsys):
+    import os
+
+    from verifily_action import cli as climod
+
+    monkeypatch.delenv("HF_HUB_DISABLE_TELEMETRY", raising=False)
+    assert climod.main(["--version"]) == 0
+    assert os.environ["HF_HUB_DISABLE_TELEMETRY"] == "1"
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "0")
+    assert climod.main(["--version"]) == 0
+    assert os.environ["HF_HUB_DISABLE_TELEMETRY"] == "0"

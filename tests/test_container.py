@@ -165,11 +165,14 @@ def test_train_then_eval_in_the_container(docker_env, image, tmp_path):
     assert (run_dir / "adapter" / "adapter_config.json").exists()
     print(f"\ncontainer train (4 steps, MiniLM): {elapsed:.0f}s", file=sys.stderr)
     ev = _run(docker_env, image, "eval", "--run", f"runs/{run_dir.name}", ws=ws, timeout=900)
-    if "not implemented" in ev.stderr:
-        pytest.skip(f"eval is not built yet: {ev.stderr.strip()[:200]}")
     assert ev.returncode == 0, ev.stdout[-3000:] + ev.stderr[-3000:]
     results = json.loads(next((run_dir / "eval").glob("*/eval_results.json")).read_text())
     assert results["n"] == 16 and "accuracy" in results["overall"]
+    # compare and its chart in the image (matplotlib is a runtime dependency, in the lock)
+    runs = f"runs/{run_dir.name},runs/{run_dir.name}"
+    cmp = _run(docker_env, image, "compare", "--runs", runs, "--chart", "runs/chart.png", ws=ws, timeout=300)
+    assert cmp.returncode == 0, cmp.stdout[-3000:] + cmp.stderr[-3000:]
+    assert (ws / "runs" / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_gpu_warning_when_the_config_wants_cuda(docker_env, image, tmp_path):

@@ -15,8 +15,8 @@ pytestmark = pytest.mark.unit
 
 FENCE = re.compile(r"^```([\w-]*)[^\n]*\n(.*?)^```", re.M | re.S)
 SHELL_LANGS = {"bash", "sh", "shell", "console", "zsh", ""}
-# How the docs call the CLI: the console script, a venv's copy, the demo's `$V`, or the image (`verifily:cpu`).
-CLI_TOKEN = re.compile(r"^(?:.*/)?verifily(?::[\w.-]+)?$|^\$V$")
+# How the docs call the CLI: the console script, a venv's copy, the demo's `$VERIFILY`, or the image (`verifily:cpu`).
+CLI_TOKEN = re.compile(r"^(?:.*/)?verifily(?::[\w.-]+)?$|^\$V$|^\$\{?VERIFILY\}?$")
 ENDS = {"|", "||", "&&", ";", ">", ">>", "2>", "2>&1", "<"}
 GROUPS = {"dataset"}  # commands with subcommands
 
@@ -53,7 +53,7 @@ def invocations(lines: list[str]) -> list[tuple[tuple[str, ...], list[str], str]
         except ValueError:
             continue
         for i, tok in enumerate(tokens):
-            if not CLI_TOKEN.match(tok):
+            if not CLI_TOKEN.match(tok) or (i and tokens[i - 1] in ("-t", "--tag")):  # `docker build -t verifily:cpu`
                 continue
             rest: list[str] = []
             for t in tokens[i + 1 :]:
@@ -82,7 +82,9 @@ def readme_invocations():
 
 
 def demo_invocations():
-    return invocations(_shell_lines((REPO / "demo.sh").read_text(encoding="utf-8"), prompt_only=False))
+    lines = _shell_lines((REPO / "demo.sh").read_text(encoding="utf-8"), prompt_only=False)
+    # `v ARGS` is the demo's wrapper that prints the command, then runs `$VERIFILY ARGS`
+    return invocations([f"verifily {line[2:]}" if line.startswith("v ") else line for line in lines])
 
 
 @cache
@@ -129,8 +131,10 @@ def test_parser_finds_options_and_stops_at_pipes():
             "docker run --rm -v x:/y verifily:cpu validate train.yaml",
             "$V dataset diff ds@v1 ds@v2 --json",
             ".venv/bin/verifily --version",
+            "docker build -t verifily:cuda .",
         ]
     )
+    assert len(calls) == 4
     assert calls[0][:2] == (("compare",), ["--runs", "--slice-by", "--chart"])
     assert calls[1][:2] == (("validate",), [])
     assert calls[2][:2] == (("dataset", "diff"), ["--json"])

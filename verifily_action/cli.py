@@ -49,6 +49,9 @@ def _root(
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (and exits with it when run as a script)."""
     args = sys.argv[1:] if argv is None else argv
+    # No telemetry: the Hugging Face libraries report usage on hub downloads unless told not to. A user's explicit
+    # setting wins; experiment trackers run only when the config's `training.report_to` names one.
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     debug = "--debug" in args or os.environ.get("VERIFILY_DEBUG") == "1"
     try:
         # standalone_mode=False: click returns typer.Exit's code instead of calling sys.exit

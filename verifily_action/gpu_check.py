@@ -1,7 +1,7 @@
 """Warn before training when the config needs CUDA and the container sees no GPU.
 
 A container action gets no `--gpus` flag from the runner, so on a self-hosted GPU runner the GPU is only visible when
-Docker's default runtime is NVIDIA's and `NVIDIA_VISIBLE_DEVICES` selects devices (see docker/README.md). Without
+Docker's default runtime is NVIDIA's and `NVIDIA_VISIBLE_DEVICES` selects devices (see README.md). Without
 this check a QLoRA config would fail deep inside bitsandbytes, or a bf16 run would silently fall back to fp32 on CPU.
 
 Cheap on purpose: it reads the config as plain YAML and looks for NVIDIA device files instead of importing torch
@@ -21,7 +21,7 @@ from typing import Any, TextIO
 # config values that only work (quantization) or only make sense (half precision) on CUDA
 CUDA_QUANTIZATION = ("4bit", "8bit")
 CUDA_PRECISION = ("bf16", "fp16")
-SETUP_DOC = "docker/README.md, section 'GPUs on self-hosted runners'"
+SETUP_DOC = "README.md, section 'Self-hosted GPU runners'"
 
 
 def cuda_reasons(config: Mapping[str, Any]) -> list[str]:

@@ -179,7 +179,8 @@ def test_warning_text_and_github_annotation(tmp_path, monkeypatch):
     plain = io.StringIO()
     msg = gpu_check.check_cli_args(["train", "--config", str(cfg)], stream=plain)
     assert msg and plain.getvalue().startswith("warning: the config wants CUDA (quantization: 4bit, ")
-    assert "NVIDIA_VISIBLE_DEVICES is not set" in msg and "docker/README.md" in msg
+    assert "NVIDIA_VISIBLE_DEVICES is not set" in msg and "README.md, section 'Self-hosted GPU runners'" in msg
+    assert "\n## Self-hosted GPU runners\n" in (REPO / "README.md").read_text()  # the section the warning names
     annotated = io.StringIO()
     monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path))
     monkeypatch.setenv("GITHUB_ACTIONS", "true")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -128,6 +131,11 @@ BROKEN = [
     ("packing needs sft", GOOD + "  packing: true\n", "packing works for task sft only, not classification", 8),
     ("alias bomb", 'a: &a ["lol","lol"]\nb: &b [*a,*a,*a]\nc: &c [*b,*b,*b]\n', "anchors and aliases", 1),
     ("run_name pattern", GOOD + "run_name: ../escape\n", "does not match", 8),
+    ("not a number", GOOD + "  learning_rate: .nan\n", "'.nan' is not a finite number", 8),
+    ("infinity", GOOD.replace("epochs: 1", "epochs: .inf"), "'.inf' is not a finite number", 7),
+    # PyYAML's scanner is quadratic in nesting depth and building values recurses: refused from the event stream
+    ("deep flow nesting", GOOD + "x: " + "[" * 20_000 + "]" * 20_000 + "\n", "nested more than 64 levels", 8),
+    ("deep block nesting", GOOD + "x:\n" + "- " * 5_000 + "1\n", "nested more than 64 levels", 9),
     (
         "python tag",
         GOOD.replace("model: all-MiniLM-L6-v2", "model: !!python/object/apply:os.system [ls]"),
@@ -287,3 +295,20 @@ def test_cli_turns_hugging_face_telemetry_off_unless_the_user_chose(monkeypatch,
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "0")
     assert climod.main(["--version"]) == 0
     assert os.environ["HF_HUB_DISABLE_TELEMETRY"] == "0"
+
+
+def test_closed_stdout_pipe_exits_quietly(tmp_path):
+    """`verifily validate bad.yaml | head` with JSON errors: the reader is gone before the error is printed."""
+    bad = tmp_path / "train.yaml"
+    bad.write_text("task: sft\n")
+    env = {**os.environ, "VERIFILY_ERROR_FORMAT": "json"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "verifily_action.cli", "validate", str(bad)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 141 and "Traceback" not in err, err

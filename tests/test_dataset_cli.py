@@ -76,6 +76,15 @@ def test_diff_reports_changed_fields(cli, tmp_path):
     assert t["changed_fields"] == {"label": 1} and t["example_ids"]["changed"] == ["r2"]
 
 
+def test_diff_refuses_a_file_changed_since_hashing(cli, tmp_path):
+    root = demo_copy(tmp_path)
+    f = root / "ds_demo" / "v2" / "train.jsonl"
+    f.write_bytes(f.read_bytes().replace(b"aimless", b"aimful", 1))
+    r = cli("dataset", "diff", "ds_demo@v1", "ds_demo@v2", "--datasets-root", str(root))
+    assert r.returncode == 2, r.stdout
+    assert "sha256 mismatch" in r.stderr and "v2/train.jsonl" in r.stderr and "Traceback" not in r.stderr
+
+
 def test_tampered_file_fails_verify_naming_both_hashes(cli, tmp_path):
     root = demo_copy(tmp_path)
     f = root / "ds_demo" / "v1" / "train.jsonl"

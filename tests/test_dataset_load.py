@@ -116,6 +116,11 @@ BAD = {
     "bom": (b'\xef\xbb\xbf{"id": "a", "text": "x", "label": "p"}\n', [(1, "BOM")]),
     "crlf": (A + b"\r\n" + B + b"\r\n", [(1, "CRLF")]),
     "blank_middle": (A + b"\n\n" + B + b"\n", [(2, "blank")]),
+    "nan": (b'{"id": "a", "text": "x", "label": NaN}\n', [(1, "NaN is not a JSON number")]),
+    "deep_nesting": (
+        b'{"id": "a", "text": "x", "label": "p", "meta": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+        [(1, "nested too deeply")],
+    ),
     "duplicate_id": (A + b"\n" + B.replace(b'"b"', b'"a"') + b"\n", [(2, "duplicate id")]),
 }
 

@@ -14,7 +14,7 @@ import typer
 
 from . import __version__
 from .commands import compare, dataset, evaluate, reproduce, train, validate
-from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USER, VerifilyError
+from .errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USER, VerifilyError
 
 app = typer.Typer(
     name="verifily",
@@ -48,7 +48,14 @@ def _root(
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point; returns the exit code (and exits with it when run as a script)."""
-    args = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:  # `verifily ... | head` closed the pipe: stop quietly, as a SIGPIPE'd tool would
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _main(args: list[str]) -> int:
     # No telemetry: the Hugging Face libraries report usage on hub downloads unless told not to. A user's explicit
     # setting wins; experiment trackers run only when the config's `training.report_to` names one.
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
@@ -95,8 +102,20 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise a second BrokenPipeError."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        code = code or EXIT_BROKEN_PIPE
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ EXIT_GATE = 1
 EXIT_USER = 2
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`| head`): 128 + SIGPIPE, as shell tools report it
 
 
 @dataclass

@@ -5,11 +5,15 @@ composer keeps `start_mark` on each node, so we build plain Python values from t
 for each JSON path, the (line, column) of its key and its value.
 
 Safety: files over `MAX_BYTES` are refused before parsing; anchors and aliases are refused (they are how an
-"billion laughs" file explodes, and no config needs them); only the safe YAML types are built.
+"billion laughs" file explodes, and no config needs them); nesting deeper than `MAX_DEPTH` is refused while the
+events stream in (PyYAML's scanner is quadratic in the nesting depth, and building values recurses, so a small
+file of `[[[[...` would otherwise hang or overflow the stack); only the safe YAML types are built, and numbers
+must be finite (`.nan` and `.inf` pass a `minimum` check but no config means them).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ import yaml
 from .errors import Problem, VerifilyError
 
 MAX_BYTES = 1024 * 1024  # a config or manifest is a few KB; 1 MiB leaves ample room
+MAX_DEPTH = 64  # a config nests 3 levels, a manifest 6
 
 JsonPath = tuple[str | int, ...]
 
@@ -96,7 +101,7 @@ def load(path: str | Path, kind: str = "file") -> Source:
     if not text.strip():
         raise _fail(name, f"the {kind} is empty", hint=f"see examples/ for a complete {kind}")
     try:
-        _refuse_aliases(text, name)
+        _check_events(text, name)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
@@ -119,18 +124,30 @@ def load(path: str | Path, kind: str = "file") -> Source:
     return src
 
 
-def _refuse_aliases(text: str, name: str) -> None:
+def _check_events(text: str, name: str) -> None:
+    """Refuse anchors, aliases and deep nesting from the event stream, before anything is built."""
+    depth = 0
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        anchor = getattr(event, "anchor", None)
-        if isinstance(event, yaml.AliasEvent) or anchor:
-            m = event.start_mark
+        m = event.start_mark
+        where = (m.line + 1, m.column + 1) if m else (None, None)
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise _fail(
                 name,
                 "YAML anchors and aliases (&name / *name) are not supported",
                 "write the values out in full",
-                m.line + 1 if m else None,
-                m.column + 1 if m else None,
+                *where,
             )
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise _fail(
+                    name,
+                    f"values are nested more than {MAX_DEPTH} levels deep",
+                    "a config or manifest nests a few levels; is this the right file?",
+                    *where,
+                )
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 _PLAIN_TAGS = ("tag:yaml.org,2002:map", "tag:yaml.org,2002:seq")
@@ -176,6 +193,15 @@ def _scalar(node: yaml.Node, src: Source) -> Any:
         raise _fail(src.path, "mapping keys must be plain scalars", None, node.start_mark.line + 1)
     loader = yaml.SafeLoader("")
     try:
-        return loader.construct_object(node, deep=True)
+        value = loader.construct_object(node, deep=True)
     except yaml.constructor.ConstructorError as e:
         raise _fail(src.path, f"unsupported YAML value: {e.problem}", None, node.start_mark.line + 1) from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise _fail(
+            src.path,
+            f"{node.value!r} is not a finite number",
+            "write a plain number (NaN and infinity are not allowed)",
+            node.start_mark.line + 1,
+            node.start_mark.column + 1,
+        )
+    return value

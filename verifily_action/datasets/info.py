@@ -1,8 +1,9 @@
 """Summaries of one dataset version (`dataset info`) and of the change between two (`dataset diff`, by example id).
 
 Both stream the rows through the same validator as loading (`rows.scan_file`); invalid rows are an error here too.
-`diff` keeps one small tuple per row id of version A in memory (fine for the millions of rows a manifest names;
-larger data would sort both sides on disk instead).
+`diff` first checks the files' hashes against both manifests (a file without a recorded hash passes: it is
+still being drafted). It keeps one small tuple per row id of version A in memory (fine for the millions of rows a
+manifest names; larger data would sort both sides on disk instead).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..hashing import canonical_json, sha256_bytes
-from .loading import display_path, raise_problems, row_spec
+from .loading import check_files, display_path, raise_problems, row_spec
 from .manifest import NONE_TAG, Manifest
 from .rows import Collector, scan_file
 
@@ -110,6 +111,8 @@ def dataset_diff(a: Manifest, b: Manifest, split: str | None = None) -> dict[str
 
 
 def _diff_split(a: Manifest, b: Manifest, split: str, tag_keys: list[str]) -> dict[str, Any]:
+    for m in (a, b):  # a diff of files that changed since hashing would describe data no run used
+        check_files(m, split, allow_unhashed=True)
     old: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
     for row in iter_rows(a, split):
         old[row["id"]] = (_fingerprint(row), {k: tag_value(row, k) for k in tag_keys})

@@ -147,6 +147,15 @@ def scan_file(
         )
 
 
+class _NonStandardNumber(ValueError):
+    pass
+
+
+def _refuse_constant(name: str) -> Any:
+    """Python's json reads NaN and Infinity, which are not JSON (and break metrics and hashing downstream)."""
+    raise _NonStandardNumber(name)
+
+
 def _parse(raw: bytes, display: str, line_no: int, col: Collector) -> dict[str, Any] | None:
     try:
         text = raw.decode("utf-8")
@@ -154,9 +163,15 @@ def _parse(raw: bytes, display: str, line_no: int, col: Collector) -> dict[str, 
         col.add(f"invalid UTF-8 byte 0x{raw[e.start]:02x}", display, line_no, e.start + 1, hint="save as UTF-8")
         return None
     try:
-        value = json.loads(text)
+        value = json.loads(text, parse_constant=_refuse_constant)
     except json.JSONDecodeError as e:
         col.add(f"invalid JSON: {e.msg}", display, line_no, e.colno)
+        return None
+    except _NonStandardNumber as e:
+        col.add(f"invalid JSON: {e} is not a JSON number", display, line_no, hint="write a number or null")
+        return None
+    except RecursionError:
+        col.add("invalid JSON: values nested too deeply", display, line_no, hint="a row nests a few levels at most")
         return None
     if not isinstance(value, dict):
         kind = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}

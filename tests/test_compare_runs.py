@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.compare_fakes import make_run, records
@@ -163,6 +164,39 @@ def test_lower_is_better_metric_direction(tmp_path):
     # loss needs a loss per example: a clear error, not a crash
     with pytest.raises(VerifilyError, match="does not exist for classification"):
         compare([a, b], metrics=["loss"])
+
+
+def _gen_records(losses, seed):
+    """sft records whose per-example loss we choose (the paired test sees the same ids in both runs)."""
+    rng = np.random.default_rng(seed)
+    return [
+        {
+            "id": f"g-{i:04d}",
+            "tags": {"source": "human" if i % 2 else "synthetic"},
+            "reference": "a b",
+            "prediction": "a b",
+            "score": 1.0,
+            "loss": float(loss + rng.normal(0, 0.05)),
+            "correct": True,
+        }
+        for i, loss in enumerate(losses)
+    ]
+
+
+@pytest.mark.parametrize("lower_after,verb,mark", [(True, "improved", "▲"), (False, "regressed", "▼")])
+def test_lower_is_better_loss_is_judged_by_its_direction(tmp_path, lower_after, verb, mark):
+    before = [1.0] * 120
+    after = [0.7 if lower_after else 1.3] * 120
+    a = make_run(tmp_path, "a", _gen_records(before, seed=1), task="sft", metric_names=["loss"])
+    b = make_run(tmp_path, "b", _gen_records(after, seed=2), task="sft", metric_names=["loss"])
+    c = compare([a, b], metrics=["loss"], fail_on=["loss>0.1"])
+    assert c["directions"] == {"loss": "lower"}
+    (d,) = row(c, "loss")["deltas"]
+    assert (d["delta"] < 0) == lower_after and d["significant"] and d["improved"] is lower_after
+    assert any(s.startswith(f"loss overall {verb}: ") for s in c["summary"]), c["summary"]
+    assert mark in render.markdown(c)
+    # the gate `loss>0.1` (the change, run minus baseline) holds only for the regression
+    assert bool(failed_gates(c)) is (not lower_after)
 
 
 def test_three_runs_each_against_the_baseline(tmp_path):

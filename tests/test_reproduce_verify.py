@@ -186,3 +186,30 @@ def test_cli_exit_codes_and_messages(cli, real, run, tmp_path):
     assert "adapter/adapter_model.safetensors changed" in bad.stderr
     notrun = cli("reproduce", "--verify-only", str(tmp_path / "nothing-here"))
     assert notrun.returncode == 2 and "not a folder" in notrun.stderr
+
+
+def test_a_changed_or_missing_base_model_file_is_detected(real, tmp_path):
+    """The base model's files are in the chain (`model:<file>`). The real run's model folder is an installed
+    package we must not edit, so its files are checked from a copy, through the check verify_run makes."""
+    from verifily_action import runs
+    from verifily_action.compare.verify import VerifyReport, _check_model
+
+    meta = json.loads((real["v1"] / "run_meta.json").read_text())
+    entries = runs.read_entries(real["v1"])
+    recorded = sorted(k[len("model:") :] for k in entries if k.startswith("model:") and k != "model:revision")
+    assert "config.json" in recorded, recorded
+    folder = tmp_path / "model"
+    shutil.copytree(meta["model_path"], folder)
+    meta = {**meta, "model_path": str(folder)}
+    intact = VerifyReport(tmp_path)
+    _check_model(meta, entries, intact)
+    assert intact.problems == [] and intact.checked == len(recorded)
+    cfg = folder / "config.json"
+    cfg.write_bytes(cfg.read_bytes().replace(b"}", b" }", 1))
+    (folder / recorded[-1]).unlink()
+    report = VerifyReport(tmp_path)
+    _check_model(meta, entries, report)
+    found = sorted(p.message.split(":")[1].split(" ")[0] for p in report.problems)
+    assert found == sorted({"config.json", recorded[-1]}), names(report)
+    assert any("model:config.json changed" in p.message and p.file == str(cfg) for p in report.problems)
+    assert any("the base model file is missing" in p.message for p in report.problems)

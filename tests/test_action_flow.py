@@ -6,17 +6,21 @@ One workspace plays a repository's history, built once for the module (training 
 2. a pull request changes the config to ds_demo v2: trains, evaluates, finds the push run as the merge-base
    baseline, downloads and safely extracts its artifact, compares and posts ONE sticky comment;
 3. another push to the pull request: the cached run (same run key) is reused and the same comment updated;
-4. the same with a `fail-on` rule that matches: exit 1, with comment, summary, artifact and outputs still written.
+4. the same with a `fail-on` rule that matches: exit 1, with comment, summary, artifact and outputs still written;
+5. baselines that cannot be used (a zip-slip artifact; an artifact that holds no run): exit 0, "No baseline: why".
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +114,7 @@ class Repo:
                 **{f"INPUT_{k.upper().replace('_', '-')}": v for k, v in inputs.items()},
             }
         )
+        run_id = env["GITHUB_RUN_ID"]
         posted = len(self.comment_posted)
         t0 = time.monotonic()
         proc = subprocess.run(
@@ -124,6 +129,7 @@ class Repo:
         first_post = self.comment_posted[posted] - t0 if len(self.comment_posted) > posted else None
         return {
             "rc": proc.returncode,
+            "run_id": run_id,
             "out": proc.stdout,
             "err": proc.stderr,
             "outputs": _outputs(files / "output"),
@@ -135,6 +141,18 @@ class Repo:
             # the comments as this run left them (a later run edits them in place)
             "bodies": {n: [c["body"] for c in cs] for n, cs in self.fake.comments.items()},
         }
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def out_id(r: dict[str, Any]) -> str:
+    return r["outputs"].get("artifact-id", "")
 
 
 def _show(r: dict[str, Any]) -> str:
@@ -163,6 +181,13 @@ def flow(tmp_path_factory):
         steps["pr1"] = repo.run("pull_request", pr, "pr1")
         steps["pr2"] = repo.run("pull_request", pr, "pr2")
         steps["gate"] = repo.run("pull_request", pr, "gate", fail_on=ALWAYS)
+        # baselines that were found but cannot be used, chosen by run id (`baseline: <id>`)
+        bad = {"slip": {"../../escaped.txt": b"x"}, "notrun": {"notes.txt": b"not a run folder"}}
+        for step, members in bad.items():
+            run = fake.add_run(push["after"], branch="master", created_at="2023-01-01T00:00:00Z")
+            fake.add_artifact(run["id"], ARTIFACT, _zip(members))
+            steps[f"{step}_run"] = run
+            steps[step] = repo.run("pull_request", pr, step, baseline=str(run["id"]))
         if os.environ.get("VERIFILY_FLOW_DUMP"):  # while developing: what each run printed and posted
             dump = Path(os.environ["VERIFILY_FLOW_DUMP"])
             dump.write_text(json.dumps({k: v for k, v in steps.items() if k not in ("repo", "fake")}, default=repr))
@@ -207,6 +232,12 @@ def test_pull_request_compares_with_the_downloaded_baseline_and_comments_once(fl
     for name in ("overall", "source=human", "source=synthetic"):
         assert any(ln.startswith(f"| {name} | accuracy |") for ln in table), body
     assert "```mermaid" in body and "Data: " in body
+    # the candidate's failure breakdown: tag values holding more than their share of the errors
+    assert "**Where this run fails**" in body, body
+    fails = body.split("**Where this run fails**", 1)[1].split("\n---\n", 1)[0]
+    assert re.search(r"^- .*source", fails, re.M), fails
+    # the artifact this run uploaded (before posting) is linked
+    assert out_id(r) and f"/actions/runs/{r['run_id']}/artifacts/{out_id(r)})" in body
     assert fake.calls("GET", r"/actions/artifacts/\d+/zip$") and fake.calls("GET", host="blob")
     out = r["outputs"]
     assert out["comment-url"] == comments[0]["html_url"]
@@ -240,7 +271,8 @@ def test_matching_fail_on_rule_fails_last(flow):
     assert r["rc"] == 1, _show(r)
     assert re.search(r"^::error::1 gate rule\(s\) failed: ", r["out"], re.M), r["out"]
     (comment,) = fake.comments[pr["number"]]
-    assert f"❌ gate `{ALWAYS}`" in comment["body"]  # the comment was updated before the exit code
+    (body,) = r["bodies"][pr["number"]]
+    assert f"❌ gate `{ALWAYS}`" in body  # the comment was updated before the exit code
     assert f"❌ gate `{ALWAYS}`" in r["summary"]
     assert r["creates"] == flow["pr2"]["creates"] + 1 and r["upload"]["finalize"]
     assert r["outputs"]["comment-url"] == comment["html_url"] and r["outputs"]["comparison-json"]
@@ -248,8 +280,30 @@ def test_matching_fail_on_rule_fails_last(flow):
     assert [(g["rule"], g["failed"]) for g in gates] == [(ALWAYS, True)]
 
 
+@pytest.mark.parametrize(
+    "step, why",
+    [
+        ("slip", "could not be fetched: refusing archive member '../../escaped.txt': it climbs out"),
+        ("notrun", "cannot be compared with this run: the baseline folder is not a run folder"),
+    ],
+)
+def test_a_baseline_that_cannot_be_used_is_no_baseline(flow, step, why):
+    r, pr, run = flow[step], flow["pr"], flow[f"{step}_run"]
+    assert r["rc"] == 0, _show(r)
+    (body,) = r["bodies"][pr["number"]]
+    inert = why.replace("'", "&#x27;")  # as sanitize shows the member name
+    head = next(ln for ln in body.splitlines() if ln.startswith("No baseline: "))
+    assert f"run {run['id']}" in head and (why in head or inert in head), head
+    assert head in r["summary"]
+    assert re.search(rf"^::warning::no baseline: .*run {run['id']}", r["out"], re.M), r["out"]
+    # this run's own metrics are still reported, and nothing escaped the extraction folder
+    assert "### This run on ds_demo" in body and "| source=human |" in body, body
+    assert not (Path(tempfile.gettempdir()) / "escaped.txt").exists()  # ../../ from <tmp>/verifily-baseline-*/baseline
+    assert r["outputs"]["comparison-json"] == "" and r["outputs"]["artifact-id"]
+
+
 def test_token_is_masked_and_never_printed(flow):
-    for step in ("push", "pr1", "pr2", "gate"):
+    for step in ("push", "pr1", "pr2", "gate", "slip", "notrun"):
         r = flow[step]
         assert r["out"].startswith(f"::add-mask::{TOKEN}\n"), r["out"][:200]
         assert TOKEN not in r["out"].replace(f"::add-mask::{TOKEN}", "") and TOKEN not in r["err"]

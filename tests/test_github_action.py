@@ -7,14 +7,18 @@ fixed report, so these tests exercise only the GitHub side (baseline, comment, s
 # ruff: noqa: F811  (pytest fixtures imported from tests/github_fake.py are redefined as arguments)
 from __future__ import annotations
 
+import io
 import json
 import re
+import zipfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 from verifily_action import action
 from verifily_action.action import Outcome
+from verifily_action.errors import VerifilyError
 
 from .github_fake import TOKEN, fake_github  # noqa: F401
 from .github_fixtures import webhook_example
@@ -23,6 +27,7 @@ from .test_github_artifacts import RUNTIME
 pytestmark = pytest.mark.unit
 
 REPO = "Codertocat/Hello-World"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class StubPipeline(action.Pipeline):
@@ -46,6 +51,8 @@ class StubPipeline(action.Pipeline):
 
     def compare(self, run_dir, baseline_dir, inputs):
         self.baselines.append(baseline_dir)
+        if baseline_dir and not (baseline_dir / "run_meta.json").is_file():  # as the real compare says it
+            raise VerifilyError(f"{baseline_dir} is not a run folder (no run_meta.json)")
         meta = json.loads((baseline_dir / "run_meta.json").read_text()) if baseline_dir else None
         return Outcome(
             markdown=f"| slice | delta |\n|---|---|\n| @octocat | vs {meta and meta['run_key']} |", regressions=0
@@ -122,6 +129,14 @@ def test_push_then_pull_request_comments_once_and_updates(fake_github, env, caps
     assert out["comment-url"] == comments[0]["html_url"] and out["run-key"] == "key3" and out["regressions"] == "0"
     assert Path(out["run-dir"]).name == "run3"
     assert "## Verifily Train" in (env["tmp"] / "summary.md").read_text()
+    # the artifact is uploaded before the comment is posted, and the comment links it
+    assert out["artifact-id"].isdigit()
+    assert f"(https://github.com/{REPO}/actions/runs/555/artifacts/{out['artifact-id']})" in body
+    finalized = [i for i, r in enumerate(fake_github.requests) if r.path.endswith("/FinalizeArtifact")]
+    edited = [i for i, r in enumerate(fake_github.requests) if r.method == "PATCH"]
+    assert finalized[-1] < edited[-1]
+    declared = yaml.safe_load((ROOT / "action.yml").read_text())["outputs"]
+    assert set(out) <= set(declared), set(out) - set(declared)
     pr_ctx = fake_github.uploads["verifily-run"]
     assert pr_ctx["finalize"]["hash"].startswith("sha256:")
     captured = capsys.readouterr()
@@ -158,6 +173,11 @@ def test_fork_pull_request_degrades_then_comment_job_posts(fake_github, env, cap
     env["monkeypatch"].setenv("INPUT_MODE", "comment")
     assert action.main() == 0
     assert len(fake_github.comments[pr["number"]]) == 1
+    body = fake_github.comments[pr["number"]][0]["body"]
+    art = fake_github.artifacts[fork_run["id"]][0]
+    # the links point at the fork's run and its artifact, not at this commenting job
+    assert f"(https://github.com/{REPO}/actions/runs/{fork_run['id']}/artifacts/{art['id']})" in body
+    assert "failed" not in body
     # a tampered artifact (PR number of another PR) is refused
     fake_github.add_pull(pr["number"], "f" * 40)
     assert action.main() == 2
@@ -195,3 +215,77 @@ def test_bad_inputs(env, capsys):
     _event(env, "push", webhook_example("push"))
     assert action.main() == 2
     assert "input `mode` must be" in capsys.readouterr().out
+
+
+def _zip(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+A_RUN = {"run_meta.json": b'{"run_key": "base", "status": "completed"}'}
+
+
+def _fork_run(fake, env, conclusion: str, members: dict[str, bytes] | None = None) -> tuple[dict, dict]:
+    """A fork's pull request whose train-eval job uploaded its artifact and then ended with `conclusion`."""
+    pr = webhook_example("pull_request", "opened")
+    pr["pull_request"]["head"]["repo"]["full_name"] = "mallory/Hello-World"
+    head = pr["pull_request"]["head"]["sha"]
+    if members is None:
+        _event(env, "pull_request", pr)
+        assert action.main() == 0
+        data = fake.uploads["verifily-run"]["data"]
+    else:
+        data = _zip(members)
+    run = fake.add_run(head, branch="changes", head_repo="mallory/Hello-World", event="pull_request")
+    run["conclusion"] = conclusion
+    fake.add_artifact(run["id"], "verifily-run", data)
+    fake.add_pull(pr["number"], head, head_repo="mallory/Hello-World")
+    wr = webhook_example("workflow_run", "completed", pred=lambda x: x["workflow_run"]["conclusion"] == "success")
+    wr["workflow_run"].update(
+        id=run["id"], head_sha=head, pull_requests=[], path=".github/workflows/verifily.yml", conclusion=conclusion
+    )
+    wr["workflow_run"]["head_repository"]["full_name"] = "mallory/Hello-World"
+    _event(env, "workflow_run", wr)
+    env["monkeypatch"].setenv("INPUT_MODE", "comment")
+    return pr, run
+
+
+def test_fork_run_that_failed_on_a_gate_still_gets_its_comment(fake_github, env, capsys):
+    pr, run = _fork_run(fake_github, env, "failure")
+    assert action.main() == 0
+    (comment,) = fake_github.comments[pr["number"]]
+    assert f"[The workflow run](https://github.com/{REPO}/actions/runs/{run['id']}) failed" in comment["body"]
+    assert _outputs(env)["comment-url"] == comment["html_url"]
+
+
+@pytest.mark.parametrize("conclusion", ["cancelled", "skipped", "timed_out", "action_required", None])
+def test_unfinished_fork_runs_get_no_comment(fake_github, env, capsys, conclusion):
+    pr, _ = _fork_run(fake_github, env, conclusion)
+    before = len(fake_github.requests)
+    assert action.main() == 0
+    assert f"the triggering run concluded {conclusion}; nothing to comment" in capsys.readouterr().out
+    assert pr["number"] not in fake_github.comments and len(fake_github.requests) == before
+
+
+def test_failed_run_without_a_pull_request_context_gets_no_comment(fake_github, env, capsys):
+    pr, _ = _fork_run(fake_github, env, "failure", members=A_RUN)
+    assert action.main() == 0
+    assert "has no readable verifily-pr.json" in capsys.readouterr().out
+    assert pr["number"] not in fake_github.comments
+
+
+def test_example_workflows_comment_on_failed_runs_and_keep_runs_that_were_not_uploaded():
+    flows = ROOT / ".github" / "workflows"
+    job = yaml.safe_load((flows / "verifily-comment.yml").read_text())["jobs"]["comment"]
+    cond = " ".join(job["if"].split())
+    assert "github.event.workflow_run.conclusion == 'failure'" in cond
+    assert "github.event.workflow_run.conclusion == 'success'" in cond
+    steps = yaml.safe_load((flows / "verifily.yml").read_text())["jobs"]["train-eval"]["steps"]
+    (fallback,) = [s for s in steps if s.get("uses", "").startswith("actions/upload-artifact")]
+    assert fallback["if"] == (
+        "always() && steps.verifily.outputs.artifact-id == '' && steps.verifily.outputs.run-dir != ''"
+    )
+    assert "artifact-id" in yaml.safe_load((ROOT / "action.yml").read_text())["outputs"]

@@ -2,11 +2,13 @@
 
 Two modes (input `mode`):
 - `train-eval` (pull_request / push): validate the config, train, evaluate, find and fetch the base branch's run,
-  compare, then write the job summary, post the sticky comment (same-repository pull requests only), upload the
-  run folder as an artifact and set the outputs; the `fail-on` gate decides the exit code last.
+  compare, upload the run folder as an artifact (so the report can link it), then write the job summary, post the
+  sticky comment (same-repository pull requests only) and set the outputs; the `fail-on` gate decides the exit
+  code last. A baseline that cannot be fetched or compared, and a failed upload, are warnings, never failures.
 - `comment` (a `workflow_run` job with a write token): download the finished run's artifact as data, check that
   its pull request really has that head commit, compare with the baseline and post the comment. This is how fork
-  pull requests, whose own jobs get a read-only token, still get a comment.
+  pull requests, whose own jobs get a read-only token, still get a comment — also when their job failed on a gate,
+  since it uploads the artifact before the gates decide.
 
 The stages that belong to other parts of the package (train, evaluate, compare; verifily_action/pipeline.py) go
 through `PIPELINE`, so tests can substitute their own.
@@ -22,9 +24,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .compare.gates import GateRuleError
 from .errors import EXIT_INTERNAL, EXIT_OK, VerifilyError
 from .github import workflow as wf
-from .github.baseline import Baseline, BaselineResult, download_baseline, find_baseline, merge_base, run_baseline
+from .github.baseline import BaselineResult, resolve_baseline
 from .github.baseline import workflow_file as _workflow_file
 from .github.comments import marker, sanitize, upsert_sticky
 from .github.events import Event, load_event
@@ -91,10 +94,10 @@ class Context:
     workspace: Path
     workflow: str  # workflow file name, the runs API's workflow id
 
-    @property
-    def run_url(self) -> str:
+    def run_url(self, run_id: int | str | None = None) -> str:
+        """A workflow run's page; by default this job's own run."""
         server = self.env.get("GITHUB_SERVER_URL", "https://github.com")
-        return f"{server}/{self.repo}/actions/runs/{self.env.get('GITHUB_RUN_ID', '')}"
+        return f"{server}/{self.repo}/actions/runs/{run_id or self.env.get('GITHUB_RUN_ID', '')}"
 
 
 def _client(inputs: Inputs, ctx: Context):
@@ -103,38 +106,54 @@ def _client(inputs: Inputs, ctx: Context):
     return GitHubClient(inputs.token or None, ctx.env.get("GITHUB_API_URL"))
 
 
-def _baseline(
-    client, ctx: Context, inputs: Inputs, base_ref: str, base_sha: str, head_sha: str, dest: Path
-) -> BaselineResult:
-    """Resolve the `baseline` input (auto | none | a run id | a path) to a run folder on disk, or a reason."""
-    value = inputs.baseline
-    if value == "none":
-        return BaselineResult(None, "baseline comparison is turned off (`baseline: none`)")
-    if value.isdigit():
-        res = run_baseline(client, ctx.repo, int(value), inputs.artifact_name)
-    elif value != "auto":
-        path = (ctx.workspace / value).resolve()
-        if not path.is_dir():
-            raise VerifilyError(f"baseline folder {value} does not exist", hint="use auto, none, a run id or a path")
-        b = Baseline(0, "", "", None, 0, "", merge_base=False, dir=path)
-        return BaselineResult(b, f"the run folder `{sanitize(value)}`")
-    else:
-        mb = merge_base(client, ctx.repo, base_sha, head_sha) if base_sha and head_sha else None
-        res = find_baseline(
-            client,
-            ctx.repo,
-            ctx.workflow,
-            base_ref,
-            inputs.artifact_name,
-            merge_base_sha=mb,
-            exclude_run_id=int(ctx.env.get("GITHUB_RUN_ID") or 0) or None,
-        )
-    if res.baseline is not None:
-        download_baseline(client, ctx.repo, res.baseline, dest)
-    return res
+def _baseline(client, ctx: Context, inputs: Inputs, base: tuple[str, str, str], dest: Path) -> BaselineResult:
+    """The `baseline` input resolved for this pull request (base ref, base sha, head sha); see resolve_baseline."""
+    return resolve_baseline(
+        client,
+        ctx.repo,
+        inputs.baseline,
+        workflow=ctx.workflow,
+        artifact_name=inputs.artifact_name,
+        workspace=ctx.workspace,
+        base=base,
+        exclude_run_id=int(ctx.env.get("GITHUB_RUN_ID") or 0) or None,
+        dest=dest,
+    )
 
 
-def compose_report(outcome: Outcome, baseline: BaselineResult, ctx: Context, inputs: Inputs) -> str:
+def _compare(run_dir: Path, base: BaselineResult, inputs: Inputs) -> tuple[Outcome, BaselineResult]:
+    """Compare with the baseline. A downloaded baseline that is no usable run for this one (not a run, no
+    evaluation, another task) becomes "no baseline" with a warning; to tell that from a problem of this run's own,
+    this run is then reported alone, which raises when the problem is its own. A `baseline:` path the user gave
+    is theirs to fix: its problems fail the job."""
+    b = base.baseline
+    folder = b.dir if b is not None else None
+    if b is None or folder is None or not b.run_id:  # no baseline, or a path the user gave
+        return PIPELINE.compare(run_dir, folder, inputs), base
+    try:
+        return PIPELINE.compare(run_dir, folder, inputs), base
+    except GateRuleError:
+        raise
+    except VerifilyError as e:
+        outcome = PIPELINE.compare(run_dir, None, inputs)
+        why = f"run {b.run_id}'s artifact `{b.artifact_name}` cannot be compared with this run: "
+        why += e.message.replace(str(folder), "the baseline folder")
+        wf.warning(f"no baseline: {why}")
+        return outcome, BaselineResult(None, why)
+
+
+def compose_report(
+    outcome: Outcome,
+    baseline: BaselineResult,
+    ctx: Context,
+    inputs: Inputs,
+    *,
+    run_id: int | None = None,
+    artifact_id: int | None = None,
+    note: str = "",
+) -> str:
+    """The comment and the job summary: baseline line, the pipeline's report, links to the run and its artifact
+    (`run_id`: the run that made the artifact, by default this one; `artifact_id`: None when the upload failed)."""
     b = baseline.baseline
     if b is not None and b.run_id:
         head = b.describe() + f": {sanitize(baseline.reason)}."
@@ -142,13 +161,13 @@ def compose_report(outcome: Outcome, baseline: BaselineResult, ctx: Context, inp
         head = f"Baseline: {baseline.reason}."
     else:
         head = f"No baseline: {sanitize(baseline.reason, max_len=500)}."
-    links = f"[Workflow run]({ctx.run_url}) · artifact `{sanitize(inputs.artifact_name)}`"
+    if note:
+        head = f"{note}\n\n{head}"
+    run_url = ctx.run_url(run_id)
+    artifact = f"artifact `{sanitize(inputs.artifact_name)}`"
+    artifact = f"[{artifact}]({run_url}/artifacts/{artifact_id})" if artifact_id else f"{artifact} (not uploaded)"
+    links = f"[Workflow run]({run_url}) · {artifact}"
     return f"## Verifily Train\n\n{head}\n\n{outcome.markdown.strip()}\n\n---\n{links}\n"
-
-
-def _write_outputs(values: dict[str, str]) -> None:
-    for k, v in values.items():
-        wf.set_output(k, v)
 
 
 def _run_key(run_dir: Path) -> str:
@@ -193,7 +212,7 @@ def train_eval(inputs: Inputs, ctx: Context) -> int:
     with wf.group("Evaluate"):
         eval_dir = PIPELINE.evaluate(run_dir, inputs)
     outputs = {"run-dir": _shown(run_dir, ctx), "run-key": _run_key(run_dir)}
-    _write_outputs(outputs)  # early, so a failing later step still hands the run to actions/upload-artifact
+    wf.set_outputs(outputs)  # early, so a failing later step still hands the run to actions/upload-artifact
     client = _client(inputs, ctx)
     pr = ev.pull_request
     with tempfile.TemporaryDirectory(prefix="verifily-baseline-") as tmp:
@@ -201,11 +220,15 @@ def train_eval(inputs: Inputs, ctx: Context) -> int:
             if pr is None:
                 base = BaselineResult(None, f"a {ev.name} run is itself the baseline for later pull requests")
             else:
-                base = _baseline(client, ctx, inputs, pr.base_ref, pr.base_sha, pr.head_sha, Path(tmp) / "baseline")
+                base = _baseline(client, ctx, inputs, (pr.base_ref, pr.base_sha, pr.head_sha), Path(tmp) / "baseline")
             print(base.reason)
         with wf.group("Compare"):
-            outcome = PIPELINE.compare(run_dir, base.baseline.dir if base.baseline else None, inputs)
-    report = compose_report(outcome, base, ctx, inputs)
+            outcome, base = _compare(run_dir, base, inputs)
+    # before the report, which links the artifact; a failed upload is a warning and leaves `artifact-id` empty
+    with wf.group("Upload artifact"):
+        artifact_id = _upload(run_dir, inputs, ctx, outcome.comparison_json)
+    wf.set_outputs({"artifact-id": str(artifact_id or "")})  # at once: a later failure must not upload it again
+    report = compose_report(outcome, base, ctx, inputs, artifact_id=artifact_id)
     wf.append_summary(report)
     comment_url = ""
     if pr is not None and inputs.comment:
@@ -213,8 +236,6 @@ def train_eval(inputs: Inputs, ctx: Context) -> int:
             wf.notice("pull request from a fork: the comment is posted by the workflow_run job (mode: comment)")
         else:
             comment_url = _post(client, ctx, inputs.config, pr.number, report)
-    with wf.group("Upload artifact"):
-        _upload(run_dir, inputs, ctx, outcome.comparison_json)
     metrics_json = outcome.metrics_json or (eval_dir / "eval_results.json" if eval_dir else None)
     outputs.update(
         {
@@ -224,7 +245,7 @@ def train_eval(inputs: Inputs, ctx: Context) -> int:
             "regressions": str(outcome.regressions),
         }
     )
-    _write_outputs({k: v for k, v in outputs.items() if k not in ("run-dir", "run-key")})
+    wf.set_outputs({k: v for k, v in outputs.items() if k not in ("run-dir", "run-key")})
     # the gates last: the comment, summary, artifact and outputs are all written when the job fails on them
     if outcome.gate_failed:
         wf.error(outcome.gate_message or "a fail-on rule matched a regression")
@@ -232,7 +253,9 @@ def train_eval(inputs: Inputs, ctx: Context) -> int:
     return EXIT_OK
 
 
-def _upload(run_dir: Path, inputs: Inputs, ctx: Context, comparison: Path | None = None) -> None:
+def _upload(run_dir: Path, inputs: Inputs, ctx: Context, comparison: Path | None = None) -> int | None:
+    """Upload the run folder (plus the comparison and the PR context) as the artifact; its id, or None (with a
+    warning) when the upload failed: the report, the summary and the outputs do not depend on it."""
     from .github.artifacts import upload_artifact
 
     extra = {}
@@ -255,12 +278,15 @@ def _upload(run_dir: Path, inputs: Inputs, ctx: Context, comparison: Path | None
         ).encode()
     try:
         res = upload_artifact(inputs.artifact_name, run_dir, extra=extra)
-        print(f"uploaded artifact {res.name} ({res.size:,} bytes, {res.digest})")
-    except VerifilyError as e:
+    except (VerifilyError, OSError) as e:
+        text = e.message if isinstance(e, VerifilyError) else f"{type(e).__name__}: {e}"
         wf.warning(
-            f"artifact upload failed: {e.message}; add an actions/upload-artifact step with "
+            f"artifact upload failed: {text}; add an actions/upload-artifact step with "
             f"path: ${{{{ steps.<id>.outputs.run-dir }}}} to keep the run"
         )
+        return None
+    print(f"uploaded artifact {res.name} (id {res.id}, {res.size:,} bytes, {res.digest})")
+    return res.id or None
 
 
 def comment_mode(inputs: Inputs, ctx: Context) -> int:
@@ -273,7 +299,9 @@ def comment_mode(inputs: Inputs, ctx: Context) -> int:
         raise VerifilyError(
             "mode: comment runs from a workflow_run event", hint="see .github/workflows/verifily-comment.yml"
         )
-    if wr.conclusion != "success":
+    # a failed run still gets its comment when it got as far as the artifact (the gates decide after the upload);
+    # a cancelled or skipped one has nothing finished to report
+    if wr.conclusion not in ("success", "failure"):
         wf.notice(f"the triggering run concluded {wr.conclusion}; nothing to comment")
         return EXIT_OK
     client = _client(inputs, ctx)
@@ -308,16 +336,18 @@ def comment_mode(inputs: Inputs, ctx: Context) -> int:
         if (pr["base"]["repo"] or {}).get("full_name", "").lower() != ctx.repo.lower():
             raise VerifilyError(f"pull request #{number} does not target {ctx.repo}; refusing to comment")
         with wf.group("Baseline"):
-            base = _baseline(
-                client, ctx, inputs, pr["base"]["ref"], pr["base"]["sha"], wr.head_sha, Path(tmp) / "baseline"
-            )
+            refs = (pr["base"]["ref"], pr["base"]["sha"], wr.head_sha)
+            base = _baseline(client, ctx, inputs, refs, Path(tmp) / "baseline")
             print(base.reason)
         with wf.group("Compare"):
-            outcome = PIPELINE.compare(run_dir, base.baseline.dir if base.baseline else None, inputs)
-        report = compose_report(outcome, base, ctx, inputs)
+            outcome, base = _compare(run_dir, base, inputs)
+        note = ""
+        if wr.conclusion == "failure":
+            note = f"⚠️ [The workflow run]({ctx.run_url(wr.id)}) failed (a gate, or a later step); see its log."
+        report = compose_report(outcome, base, ctx, inputs, run_id=wr.id, artifact_id=int(art["id"]), note=note)
     wf.append_summary(report)
     url = _post(client, ctx, str(info["config"]), number, report) if inputs.comment else ""
-    _write_outputs({"comment-url": url, "regressions": str(outcome.regressions)})
+    wf.set_outputs({"comment-url": url, "regressions": str(outcome.regressions)})
     return EXIT_OK
 
 

@@ -110,8 +110,12 @@ class GateResult:
         }
 
 
+class GateRuleError(VerifilyError):
+    """A rule that does not parse or names a slice no run has: the user's to fix, never a baseline's fault."""
+
+
 def _bad(text: str, why: str, origin: str) -> VerifilyError:
-    return VerifilyError(
+    return GateRuleError(
         f"bad gate rule {text!r} ({origin}): {why}",
         hint=f"write {SYNTAX}; see `verifily compare --help`",
     )
@@ -163,7 +167,7 @@ def check_rules_apply(rules: Sequence[Rule], rows: Sequence[Mapping[str, Any]]) 
                 )
             )
     if problems:
-        raise VerifilyError(f"{len(problems)} gate rule(s) name a slice that does not exist", problems=problems)
+        raise GateRuleError(f"{len(problems)} gate rule(s) name a slice that does not exist", problems=problems)
 
 
 def evaluate(

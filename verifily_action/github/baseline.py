@@ -4,19 +4,24 @@ The baseline is the newest *successful* run of the same workflow on the base bra
 can open a pull request from a branch named `main`: its runs list under `branch=main` too, so each run's
 `head_repository` is checked), that still has a non-expired artifact of the configured name. A run whose head
 commit is the pull request's merge base is preferred: it measures exactly what the pull request changed.
-When none qualifies, the result carries a reason string for the comment; the job does not fail.
+When none qualifies, or the chosen artifact cannot be fetched (`fetch_baseline`), the result carries a reason
+string for the comment; the job does not fail.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .archive import safe_extract
+from ..errors import VerifilyError
+from . import workflow as wf
+from .archive import UnsafeArchive, safe_extract
 from .client import GitHubClient, GitHubError
+from .comments import sanitize
 
 MAX_RUNS = 100  # newest runs examined; older baselines are stale anyway
 MAX_DOWNLOAD = 2 * 1024**3
@@ -180,3 +185,59 @@ def download_baseline(
         safe_extract(zip_path, dest, max_total=max_bytes)
     baseline.dir = dest
     return dest
+
+
+def fetch_baseline(client: GitHubClient, repo: str, res: BaselineResult, dest: str | Path) -> BaselineResult:
+    """`download_baseline` for a found baseline, where failing is "no baseline", never a failed job: the artifact
+    expired or was deleted between listing and download (404/410), the network or GitHub failed after retries, or
+    the zip is unsafe (zip-slip, links, oversize). The reason names the run, never the token."""
+    b = res.baseline
+    if b is None:
+        return res
+    try:
+        download_baseline(client, repo, b, dest)
+    except (GitHubError, UnsafeArchive) as e:
+        shutil.rmtree(dest, ignore_errors=True)  # an unsafe archive may have been half written
+        b.dir = None
+        why = f"the artifact `{b.artifact_name}` of run {b.run_id} could not be fetched: {client.redact(e.message)}"
+        return BaselineResult(None, why)
+    return res
+
+
+def resolve_baseline(
+    client: GitHubClient,
+    repo: str,
+    value: str,
+    *,
+    workflow: str,
+    artifact_name: str,
+    workspace: Path,
+    base: tuple[str, str, str],
+    exclude_run_id: int | None,
+    dest: Path,
+) -> BaselineResult:
+    """The Action's `baseline` input (auto | none | a run id | a path) resolved to a run folder on disk, or a
+    reason. `base` is the pull request's (base ref, base sha, head sha). A run that was found but cannot be
+    fetched is a workflow warning and "no baseline"; a path that does not exist is the user's error."""
+    if value == "none":
+        return BaselineResult(None, "baseline comparison is turned off (`baseline: none`)")
+    if value.isdigit():
+        res = run_baseline(client, repo, int(value), artifact_name)
+    elif value != "auto":
+        path = (workspace / value).resolve()
+        if not path.is_dir():
+            raise VerifilyError(f"baseline folder {value} does not exist", hint="use auto, none, a run id or a path")
+        b = Baseline(0, "", "", None, 0, "", merge_base=False, dir=path)
+        return BaselineResult(b, f"the run folder `{sanitize(value)}`")
+    else:
+        base_ref, base_sha, head_sha = base
+        mb = merge_base(client, repo, base_sha, head_sha) if base_sha and head_sha else None
+        res = find_baseline(
+            client, repo, workflow, base_ref, artifact_name, merge_base_sha=mb, exclude_run_id=exclude_run_id
+        )
+    if res.baseline is None:
+        return res
+    fetched = fetch_baseline(client, repo, res, dest)
+    if fetched.baseline is None:
+        wf.warning(f"no baseline: {fetched.reason}")
+    return fetched

@@ -113,6 +113,11 @@ def set_output(name: str, value: str, path: str | Path | None = None) -> None:
         f.write(format_output(name, value))
 
 
+def set_outputs(values: dict[str, str]) -> None:
+    for name, value in values.items():
+        set_output(name, value)
+
+
 def append_summary(markdown: str, path: str | Path | None = None, max_bytes: int = MAX_SUMMARY_BYTES) -> bool:
     """Append markdown to the job summary; returns False (and writes nothing) when there is no summary file.
 

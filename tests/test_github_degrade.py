@@ -1,0 +1,164 @@
+"""The Action degrades instead of failing: a baseline that cannot be fetched or compared is "No baseline: why", and
+a failed artifact upload is a warning; the report, the summary and the outputs still go out. Same stub pipeline and
+fake GitHub as tests/test_github_action.py.
+"""
+
+# ruff: noqa: F811  (pytest fixtures imported from other test modules are redefined as arguments)
+from __future__ import annotations
+
+import functools
+import io
+import re
+import socket
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from verifily_action import action
+from verifily_action.errors import VerifilyError
+from verifily_action.github import artifacts
+from verifily_action.github.client import GitHubClient
+
+from .github_fake import TOKEN, fake_github  # noqa: F401
+from .github_fixtures import webhook_example
+from .test_github_action import A_RUN, _event, _outputs, _zip, env  # noqa: F401
+
+pytestmark = pytest.mark.unit
+
+
+def _pull_request_on(fake, artifact: bytes) -> tuple[dict, dict]:
+    """A base-branch run with `artifact` at the pull request's merge base, and the pull request's event."""
+    pr = webhook_example("pull_request", "synchronize")
+    p = pr["pull_request"]
+    run = fake.add_run(p["base"]["sha"], branch="master")
+    fake.add_artifact(run["id"], "verifily-run", artifact)
+    fake.merge_bases[f"{p['base']['sha']}...{p['head']['sha']}"] = p["base"]["sha"]
+    return run, pr
+
+
+@pytest.mark.parametrize(
+    "case, expect",
+    [
+        ("zip-slip", "climbs out of the target folder"),
+        ("symlink", "is a symbolic link"),
+        ("not a zip", "not a readable zip archive"),
+        ("expired", "answered 410"),  # expired or deleted between listing and download
+        ("deleted", "answered 404"),
+        ("gone from storage", "HTTP 404"),
+        ("server errors", "answered 503"),  # after the client's retries
+    ],
+)
+def test_a_baseline_that_cannot_be_fetched_is_no_baseline(fake_github, env, monkeypatch, capsys, case, expect):
+    data = {
+        "zip-slip": _zip({**A_RUN, "../../escaped.txt": b"x"}),
+        "not a zip": b"PK\x03\x04 truncated",
+    }.get(case, _zip(A_RUN))
+    if case == "symlink":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            link = zipfile.ZipInfo("run_meta.json")
+            link.external_attr = (0o120777 << 16) | 0x20
+            zf.writestr(link, "/etc/passwd")
+        data = buf.getvalue()
+    run, pr = _pull_request_on(fake_github, data)
+    aid = fake_github.artifacts[run["id"]][0]["id"]
+    if case == "expired":
+        fake_github.fault("GET", rf"/actions/artifacts/{aid}/zip$", 410)
+    if case == "deleted":
+        del fake_github.blobs[aid]
+    if case == "gone from storage":
+        del fake_github.blobs[aid]  # the API still redirects, to a blob that is gone
+        fake_github.fault(
+            "GET",
+            rf"/actions/artifacts/{aid}/zip$",
+            302,
+            {"Location": f"{fake_github.blob_url}/artifact-blobs/{aid}?sig=s"},
+        )
+    if case == "server errors":
+        fake_github.fault("GET", rf"/actions/artifacts/{aid}/zip$", 503, times=100)
+        sleeps: list[float] = []
+        fast = functools.partial(GitHubClient, TOKEN, fake_github.api_url, backoff=0.01, sleep=sleeps.append)
+        monkeypatch.setattr(action, "_client", lambda inputs, ctx: fast())
+    _event(env, "pull_request", pr)
+    assert action.main() == 0
+    out = capsys.readouterr().out
+    body = fake_github.comments[pr["number"]][0]["body"]
+    reason = f"the artifact ˋverifily-runˋ of run {run['id']} could not be fetched"
+    assert f"No baseline: {reason}" in body and expect in body, body
+    assert f"No baseline: {reason}" in (env["tmp"] / "summary.md").read_text()
+    assert re.search(rf"^::warning::no baseline: the artifact `verifily-run` of run {run['id']} .*{expect}", out, re.M)
+    assert env["stub"].baselines == [None]
+    assert not (Path(tempfile.gettempdir()) / "escaped.txt").exists()  # ../../ from <tmp>/verifily-baseline-*/baseline
+    assert TOKEN not in out.replace(f"::add-mask::{TOKEN}", "")
+    assert _outputs(env)["comment-url"] and _outputs(env)["artifact-id"]
+    if case == "server errors":
+        assert len(sleeps) >= 3  # retried before giving up
+
+
+def test_a_baseline_folder_that_is_no_run_is_no_baseline(fake_github, env, capsys):
+    run, pr = _pull_request_on(fake_github, _zip({"notes.txt": b"not a run"}))
+    _event(env, "pull_request", pr)
+    assert action.main() == 0
+    body = fake_github.comments[pr["number"]][0]["body"]
+    why = f"run {run['id']}ˋs artifact ˋverifily-runˋ cannot be compared with this run: the baseline folder is not"
+    assert f"No baseline: {why}" in body.replace("'", "ˋ"), body
+    assert "/tmp" not in body.split("No baseline:")[1].split("\n")[0]
+    assert re.search(rf"^::warning::no baseline: run {run['id']}'s artifact", capsys.readouterr().out, re.M)
+    # compared once with the baseline (refused), then this run alone
+    assert len(env["stub"].baselines) == 2 and env["stub"].baselines[1] is None
+
+
+def test_this_runs_own_compare_error_still_fails(fake_github, env, monkeypatch, capsys):
+    class Broken(type(env["stub"])):
+        def compare(self, run_dir, baseline_dir, inputs):
+            raise VerifilyError(f"run {run_dir} has no evaluation")
+
+    monkeypatch.setattr(action, "PIPELINE", Broken(env["ws"]))
+    _, pr = _pull_request_on(fake_github, _zip(A_RUN))
+    _event(env, "pull_request", pr)
+    assert action.main() == 2
+    assert "has no evaluation" in capsys.readouterr().out
+    assert pr["number"] not in fake_github.comments
+
+
+def test_a_gate_rule_that_names_no_slice_fails_and_is_not_blamed_on_the_baseline(fake_github, env, monkeypatch, capsys):
+    from verifily_action.compare.gates import GateRuleError
+
+    class Typo(type(env["stub"])):
+        def compare(self, run_dir, baseline_dir, inputs):
+            if baseline_dir is not None:  # the rules are checked against the compared slices
+                raise GateRuleError("1 gate rule(s) name a slice that does not exist")
+            return super().compare(run_dir, baseline_dir, inputs)
+
+    monkeypatch.setattr(action, "PIPELINE", Typo(env["ws"]))
+    _, pr = _pull_request_on(fake_github, _zip(A_RUN))
+    _event(env, "pull_request", pr)
+    assert action.main() == 2
+    out = capsys.readouterr().out
+    assert "name a slice that does not exist" in out and "no baseline" not in out.lower()
+
+
+def _closed_port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_failed_upload_is_a_warning_and_the_report_still_goes_out(fake_github, env, monkeypatch, capsys):
+    monkeypatch.setenv("ACTIONS_RESULTS_URL", _closed_port())
+    sleeps: list[float] = []  # the uploader's retries, recorded instead of slept
+    monkeypatch.setattr(artifacts, "upload_artifact", functools.partial(artifacts.upload_artifact, sleep=sleeps.append))
+    pr = webhook_example("pull_request", "opened")
+    _event(env, "pull_request", pr)
+    assert action.main() == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^::warning::artifact upload failed: CreateArtifact failed: ConnectionError", out, re.M), out
+    assert sleeps  # the connection was retried
+    outputs = _outputs(env)
+    assert outputs["artifact-id"] == "" and outputs["run-dir"] and outputs["regressions"] == "0"
+    body = fake_github.comments[pr["number"]][0]["body"]
+    assert outputs["comment-url"] == fake_github.comments[pr["number"]][0]["html_url"]
+    assert "artifact ˋverifily-runˋ (not uploaded)" in body.replace("`", "ˋ") and "/artifacts/" not in body
+    assert "## Verifily Train" in (env["tmp"] / "summary.md").read_text()

@@ -53,7 +53,7 @@ def _check_batched_equals_single(out_b, out_1):
     assert all(x is not None for x in out_b.losses)
 
 
-def test_causal_lm_left_padded_generation_and_loss(tmp_path):
+def _llama(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
@@ -62,7 +62,28 @@ def test_causal_lm_left_padded_generation_and_loss(tmp_path):
         vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
         num_key_value_heads=2, max_position_embeddings=128, pad_token_id=0, bos_token_id=2, eos_token_id=3,
     )  # fmt: skip
-    d = _save(tmp_path, LlamaForCausalLM(cfg), tok, {"target_modules": ["q_proj", "v_proj"], "task_type": "CAUSAL_LM"})
+    return _save(
+        tmp_path, LlamaForCausalLM(cfg), tok, {"target_modules": ["q_proj", "v_proj"], "task_type": "CAUSAL_LM"}
+    )
+
+
+def _t5(tmp_path):
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    torch.manual_seed(0)
+    tok = _tokenizer()
+    cfg = T5Config(
+        vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, pad_token_id=0, eos_token_id=3,
+        decoder_start_token_id=0,
+    )  # fmt: skip
+    return _save(
+        tmp_path, T5ForConditionalGeneration(cfg), tok, {"target_modules": ["q", "v"], "task_type": "SEQ_2_SEQ_LM"}
+    )
+
+
+def test_causal_lm_left_padded_generation_and_loss(tmp_path):
+    d = _llama(tmp_path)
+    tok = _tokenizer()
     lm = I.load_for_eval("sft", str(d / "base"), d / "adapter", d / "tokenizer", max_length=64)
     batched = I.generate_causal(lm, PROMPTS, REFS, batch_size=4, max_new_tokens=6)
     single = I.generate_causal(lm, PROMPTS, REFS, batch_size=1, max_new_tokens=6)
@@ -80,17 +101,8 @@ def test_causal_lm_left_padded_generation_and_loss(tmp_path):
 
 
 def test_seq2seq_generation_and_loss(tmp_path):
-    from transformers import T5Config, T5ForConditionalGeneration
-
-    torch.manual_seed(0)
+    d = _t5(tmp_path)
     tok = _tokenizer()
-    cfg = T5Config(
-        vocab_size=len(tok), d_model=32, d_kv=8, d_ff=64, num_layers=2, num_heads=4, pad_token_id=0, eos_token_id=3,
-        decoder_start_token_id=0,
-    )  # fmt: skip
-    d = _save(
-        tmp_path, T5ForConditionalGeneration(cfg), tok, {"target_modules": ["q", "v"], "task_type": "SEQ_2_SEQ_LM"}
-    )
     lm = I.load_for_eval("seq2seq", str(d / "base"), d / "adapter", d / "tokenizer", max_length=64)
     batched = I.generate_seq2seq(lm, PROMPTS, REFS, batch_size=4, max_new_tokens=6)
     single = I.generate_seq2seq(lm, PROMPTS, REFS, batch_size=1, max_new_tokens=6)
@@ -99,6 +111,28 @@ def test_seq2seq_generation_and_loss(tmp_path):
     with torch.no_grad():
         want = float(lm.model(**enc, labels=tok(text_target=REFS[0], return_tensors="pt")["input_ids"]).loss)
     assert batched.losses[0] == pytest.approx(want, rel=1e-5)
+
+
+def test_causal_truncation_is_counted(tmp_path):
+    d = _llama(tmp_path)
+    lm = I.load_for_eval("sft", str(d / "base"), d / "adapter", d / "tokenizer", max_length=64)
+    assert I.generate_causal(lm, PROMPTS, REFS, 4, 2).extra["truncation"]["truncated"] == 0
+    # Word-level tokens, no special tokens: prompts 5, 4, 1, 9, 2; references + EOS 2, 3, 3, 2, 3.
+    lm.max_length = 6
+    out = I.generate_causal(lm, PROMPTS, REFS, batch_size=4, max_new_tokens=2)
+    # Prompt 3 (9 tokens) is cut; rows 0, 1 (7 tokens) and 3 lose reference tokens from the scored window.
+    assert out.extra["truncation"] == {"max_length": 6, "truncated": 3, "inputs": 1, "references": 3, "longest": 11}
+    assert out.losses[3] is None and out.losses[2] is not None  # nothing of reference 3 is left to score
+
+
+def test_seq2seq_truncation_is_counted(tmp_path):
+    d = _t5(tmp_path)
+    lm = I.load_for_eval("seq2seq", str(d / "base"), d / "adapter", d / "tokenizer", max_length=3)
+    refs = ["red", "the mat on the mat", "cat dog", "no", "yes yes"]
+    out = I.generate_seq2seq(lm, PROMPTS, refs, batch_size=4, max_new_tokens=2)
+    # Sources 5, 4, 1, 9, 2 tokens: rows 0, 1 and 3 are cut; reference 1 (5 tokens) is cut too.
+    assert out.extra["truncation"] == {"max_length": 3, "truncated": 3, "inputs": 3, "references": 1, "longest": 9}
+    assert all(loss is not None for loss in out.losses)
 
 
 def test_classification_logits_and_reference_loss(tmp_path):

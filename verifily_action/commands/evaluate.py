@@ -36,6 +36,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print eval_results.json to stdout instead of a table."),
     ) -> None:
         """Evaluate a run: batched inference, metrics per tag slice with 95% bootstrap CIs, hard examples."""
+        from ..evaluate.report import notes, print_results
         from ..evaluate.runner import EvalOptions, evaluate_run
         from ..evaluate.slices import parse_slice, parse_slice_by
 
@@ -49,9 +50,9 @@ def register(app: typer.Typer) -> None:
             seed=seed,
         )
         outcome = evaluate_run(run, opts)
+        for note in notes(outcome.results):
+            typer.echo(f"note: {note}", err=True)
         if as_json:
             typer.echo(json.dumps(outcome.results, indent=2, ensure_ascii=False))
         else:
-            from ..evaluate.report import print_results
-
             print_results(outcome.results, str(outcome.eval_dir))

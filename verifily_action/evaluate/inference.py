@@ -6,6 +6,8 @@ generation pads on the left (every row's last prompt token sits at the end, wher
 the KV cache; seq2seq generates from the encoder output. Loss on the references is computed in the same pass style,
 per example (mean token cross-entropy over the reference tokens only), for classification too (cross-entropy of the
 reference label).
+Inputs (and, for generation, the references scored for the loss) longer than the run's max_length are cut as in
+training, and counted: each function's `Outputs.extra["truncation"]` says how many rows were cut (never silent).
 
 torch, transformers and peft are imported inside functions: importing this module stays cheap.
 """
@@ -151,6 +153,38 @@ def _row_losses(logits: Any, labels: Any) -> list[float | None]:
     return [float(s / c) if c > 0 else None for s, c in zip(sums.tolist(), counts.tolist(), strict=True)]
 
 
+def _tokenize(
+    tok: Any, texts: Sequence[str], limit: int, *, target: bool = False, **kw: Any
+) -> tuple[dict[str, list[Any]], list[int]]:
+    """Tokenize without truncation (to count), then re-tokenize only the rows over `limit` with the tokenizer's own
+    truncation (which keeps its special tokens, e.g. T5's closing </s>), as training does. `target=True` encodes
+    seq2seq labels (`text_target`). Returns (encoding columns, each row's length before truncation)."""
+
+    def encode(xs: list[str], **more: Any) -> Any:
+        return tok(text_target=xs, **kw, **more) if target else tok(xs, **kw, **more)
+
+    enc = {k: list(v) for k, v in encode(list(texts)).items()}
+    lengths = [len(x) for x in enc["input_ids"]]
+    long = [i for i, n in enumerate(lengths) if n > limit]
+    if long:
+        cut = encode([texts[i] for i in long], truncation=True, max_length=limit)
+        for k, col in enc.items():
+            for j, i in enumerate(long):
+                col[i] = cut[k][j]
+    return enc, lengths
+
+
+def _truncation(limit: int, inputs: set[int], references: set[int], longest: int) -> dict[str, int]:
+    """eval_results.json's `truncation`: rows cut to fit max_length (a row counts once even when both sides were)."""
+    return {
+        "max_length": limit,
+        "truncated": len(inputs | references),
+        "inputs": len(inputs),
+        "references": len(references),
+        "longest": longest,
+    }
+
+
 # ---------------------------------------------------------------- classification
 
 
@@ -159,7 +193,7 @@ def classify(lm: LoadedModel, texts: Sequence[str], references: Sequence[str], b
     import torch
 
     tok = lm.tokenizer
-    enc = tok(list(texts), truncation=True, max_length=lm.max_length)
+    enc, lengths = _tokenize(tok, texts, lm.max_length)
     id2label = lm.id2label
     label_map = lm.label_map or {}
 
@@ -178,7 +212,10 @@ def classify(lm: LoadedModel, texts: Sequence[str], references: Sequence[str], b
                 losses[i] = None if r < 0 else loss
         return Outputs(preds, losses)
 
-    return _timed(run)
+    out = _timed(run)
+    cut = {i for i, n in enumerate(lengths) if n > lm.max_length}
+    out.extra["truncation"] = _truncation(lm.max_length, cut, set(), max(lengths, default=0))
+    return out
 
 
 # ---------------------------------------------------------------- decoder-only generation
@@ -205,11 +242,14 @@ def generate_causal(
     tok = lm.tokenizer
     eos = tok.eos_token or ""
     limit = lm.max_length
-    prompt_ids = tok(list(prompts), add_special_tokens=add_special_tokens, truncation=True, max_length=limit)[
-        "input_ids"
-    ]
+    enc, prompt_lengths = _tokenize(tok, prompts, limit, add_special_tokens=add_special_tokens)
+    prompt_ids = enc["input_ids"]
     # Reference tokens: the continuation of the prompt, then EOS, as in training.
     ref_ids = tok([r + eos for r in references], add_special_tokens=False)["input_ids"]
+    # The loss pass scores (prompt + reference)[:limit]: a reference past the window loses its tail (or all of it).
+    cut_refs = {i for i, (p, r) in enumerate(zip(prompt_ids, ref_ids, strict=True)) if len(p) + len(r) > limit}
+    cut_prompts = {i for i, n in enumerate(prompt_lengths) if n > limit}
+    longest = max((n + len(r) for n, r in zip(prompt_lengths, ref_ids, strict=True)), default=0)
 
     def run() -> Outputs:
         preds: list[str] = [""] * len(prompts)
@@ -255,7 +295,9 @@ def generate_causal(
                 preds[i] = text.strip()
         return Outputs(preds, losses)
 
-    return _timed(run)
+    out = _timed(run)
+    out.extra["truncation"] = _truncation(limit, cut_prompts, cut_refs, longest)
+    return out
 
 
 # ---------------------------------------------------------------- seq2seq
@@ -272,8 +314,10 @@ def generate_seq2seq(
     import torch
 
     tok = lm.tokenizer
-    src = tok(list(sources), truncation=True, max_length=lm.max_length)
-    tgt = tok(text_target=list(references), truncation=True, max_length=lm.max_length)["input_ids"]
+    limit = lm.max_length
+    src, src_lengths = _tokenize(tok, sources, limit)
+    tgt_enc, tgt_lengths = _tokenize(tok, references, limit, target=True)
+    tgt = tgt_enc["input_ids"]
 
     def run() -> Outputs:
         preds: list[str] = [""] * len(sources)
@@ -293,4 +337,8 @@ def generate_seq2seq(
                 preds[i] = text.strip()
         return Outputs(preds, losses)
 
-    return _timed(run)
+    out = _timed(run)
+    cut_src = {i for i, n in enumerate(src_lengths) if n > limit}
+    cut_tgt = {i for i, n in enumerate(tgt_lengths) if n > limit}
+    out.extra["truncation"] = _truncation(limit, cut_src, cut_tgt, max([*src_lengths, *tgt_lengths], default=0))
+    return out

@@ -1,4 +1,5 @@
-"""The terminal view of eval_results.json: a rich table of overall and per-slice metrics with CIs and n."""
+"""The terminal view of eval_results.json: a rich table of overall and per-slice metrics with CIs and n, and the
+notes (e.g. truncation) the CLI prints on stderr."""
 
 from __future__ import annotations
 
@@ -35,6 +36,22 @@ def results_table(results: Mapping[str, Any]) -> Any:
         else:
             table.add_row(name, str(s["n"]), *cells)
     return table
+
+
+def notes(results: Mapping[str, Any]) -> list[str]:
+    """Things the user should know about how the numbers were made, worded as training words its notes (the CLI
+    prints them on stderr as `note: ...`, so `--json` keeps stdout clean)."""
+    out = []
+    trunc = results.get("truncation") or {}
+    if trunc.get("truncated"):
+        note = (
+            f"{trunc['truncated']} of {results['n']} rows are longer than max_length {trunc['max_length']} tokens "
+            f"and were truncated (longest: {trunc['longest']}"
+        )
+        if trunc.get("references"):
+            note += f"; inputs cut: {trunc['inputs']}, references cut for the loss: {trunc['references']}"
+        out.append(note + ")")
+    return out
 
 
 def print_results(results: Mapping[str, Any], eval_dir: str | None = None) -> None:

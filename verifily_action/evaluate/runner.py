@@ -300,6 +300,7 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None) -> EvalOu
         "directions": {m: metrics.DIRECTIONS[m] for m in metric_names},
         **scored,
         "unseen_labels": unseen,
+        "truncation": out.extra["truncation"],
         "files": {"predictions": "predictions.jsonl", "hard_examples": "hard_examples.jsonl"},
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "timing": {

@@ -127,7 +127,7 @@ def test_run_key_ignores_paths_but_not_settings():
     cfg = from_dict(CFG).to_dict()
     base = dict(dataset_hash="d", eval_dataset_hash=None, config=cfg, model_hash="m", version="1")
     key = runs.run_key(**base)
-    moved = dict(cfg, output_dir="elsewhere", run_name="x", datasets_root="/data", model="/abs/m")
+    moved = dict(cfg, output_dir="elsewhere", cache_dir="/cache", run_name="x", datasets_root="/data", model="/abs/m")
     assert runs.run_key(**{**base, "config": moved}) == key
     lr = json.loads(json.dumps(cfg))
     lr["training"]["learning_rate"] = 0.1
@@ -148,6 +148,24 @@ def test_find_cached_only_completed_intact_runs(tmp_path):
     assert runs.find_cached(tmp_path, "b" * 64) is None
     (good / "train_log.jsonl").write_text("changed")  # a damaged run is not reused
     assert runs.find_cached(tmp_path, key) is None
+
+
+def test_find_cached_skips_hidden_copies(tmp_path):
+    make_run(tmp_path / ".good.copy-123")  # a copy on its way in (runs.copy_run) is not a run yet
+    assert runs.find_cached(tmp_path, "a" * 64) is None
+
+
+def test_copy_run_is_byte_for_byte_and_refuses_to_merge(tmp_path):
+    src = make_run(tmp_path / "src" / "good")
+    dest = runs.copy_run(src, tmp_path / "cache" / "good")
+    assert runs.verify_chain(dest) == [] and runs.find_cached(tmp_path / "cache", "a" * 64) == dest
+    assert runs.read_json(dest / "run_meta.json") == runs.read_json(src / "run_meta.json")
+    (tmp_path / "other" / "good").mkdir(parents=True)
+    (tmp_path / "other" / "good" / "x").write_text("not a run")
+    with pytest.raises(OSError):
+        runs.copy_run(src, tmp_path / "other" / "good")
+    assert sorted(p.name for p in (tmp_path / "other").iterdir()) == ["good"]  # no temporary copy left
+    assert [p.name for p in (tmp_path / "other" / "good").iterdir()] == ["x"]
 
 
 def test_load_run_errors(tmp_path):

@@ -86,6 +86,7 @@ class TrainConfig:
     training: TrainingConfig
     eval: EvalConfig
     output_dir: str
+    cache_dir: str | None
     run_name: str | None
     report_to: str
     gates: list[str]  # compare's gate rules (verifily_action.compare.gates), checked when this run is compared

@@ -32,6 +32,11 @@ The root hash in run_meta.json is `hashing.sha256_json(entries)` (canonical JSON
 Run key: `sha256_json({"dataset": <dataset hash>, "eval_dataset": <hash or null>, "config": <resolved config
 without KEY_EXCLUDED keys>, "model": <base model hash>, "verifily_version": <version>})`. Paths and names are left
 out because the content hashes already identify what they point to.
+
+Run cache: `train` returns a completed, intact run with its run key from output_dir, else from the configured
+cache folder (`cache_dir`), which is copied into output_dir (`copy_run`); a new run is copied into the cache folder
+too. A copy is byte for byte, so its hash chain and root hash are the original's (config.yaml still names the
+output_dir it was trained into).
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ CONFIG = "config.yaml"
 PARTIAL = ".partial"
 STATUSES = ("running", "completed", "failed", "interrupted")
 # Config keys that name where things are, not what they are (content hashes cover the rest).
-KEY_EXCLUDED = ("output_dir", "run_name", "datasets_root", "model", "dataset", "eval_dataset", "gates")
+KEY_EXCLUDED = ("output_dir", "cache_dir", "run_name", "datasets_root", "model", "dataset", "eval_dataset", "gates")
 
 
 @dataclass
@@ -287,7 +292,8 @@ def find_cached(output_dir: str | Path, key: str) -> Path | None:
         return None
     found: list[tuple[str, Path]] = []
     for meta_path in root.glob(f"*/{RUN_META}"):
-        if meta_path.parent.name.endswith(PARTIAL):
+        # unfinished runs, and copies or replaced runs on their way in or out (`.name.copy-*`, `.name.old-*`)
+        if meta_path.parent.name.endswith(PARTIAL) or meta_path.parent.name.startswith("."):
             continue
         try:
             meta = read_json(meta_path)
@@ -323,3 +329,18 @@ def finalize(partial: Path) -> Path:
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def copy_run(src: Path, dest: Path) -> Path:
+    """Copy the run folder `src` to `dest` (which must not exist) through a hidden temporary folder beside it, so
+    a reader never finds half a copy under the final name."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.copy-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(src, tmp, symlinks=True)
+        os.rename(tmp, dest)  # fails, rather than merging, if dest appeared meanwhile
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest

@@ -20,6 +20,12 @@ def register(app: typer.Typer) -> None:
             None, "--datasets-root", help="Folder of <name>/<version>/manifest.yaml (overrides config and env)."
         ),
         output_dir: str | None = typer.Option(None, "--output-dir", help="Folder holding run folders."),
+        cache_dir: str | None = typer.Option(
+            None,
+            "--cache-dir",
+            help="Run cache folder, looked in after --output-dir and filled with new runs "
+            "(overrides config and VERIFILY_RUN_CACHE).",
+        ),
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Validate, resolve dataset and model, say what would run; train nothing."
         ),
@@ -36,6 +42,7 @@ def register(app: typer.Typer) -> None:
             dataset=dataset,
             datasets_root=datasets_root,
             output_dir=output_dir,
+            cache_dir=cache_dir,
             force=force,
             resume=resume,
             dry_run=dry_run,

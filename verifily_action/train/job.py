@@ -2,7 +2,8 @@
 
 The run folder's status moves running -> completed (run_meta.json written last, then the folder renamed to its
 final name), or -> failed (with the error) / interrupted (resumable from its last checkpoint). See runs.py for the
-layout and the hash chain.
+layout, the hash chain and the run cache: a hit in the cache folder is copied into output_dir, and a newly
+trained run is copied into the cache folder.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from typing import Any
 
 from .. import __version__, runs
 from ..errors import EXIT_INTERRUPTED, VerifilyError
-from .plan import Plan, TrainOptions, fields_override, make_plan
+from . import cache
+from .plan import Plan, TrainOptions, cached_run, fields_override, make_plan
 
 Echo = Callable[[str], None]
 CHECKPOINTS = "checkpoints"
@@ -43,12 +45,14 @@ def _now() -> str:
 def train(opts: TrainOptions, echo: Echo = print) -> TrainResult:
     plan = make_plan(opts)
     if plan.resume_dir is None and not opts.force:
-        cached = runs.find_cached(plan.output_dir, plan.run_key)
+        cached = cached_run(plan)
         if cached is not None:
-            echo(f"cached: run {cached} has the same run key ({plan.run_key[:12]}); returned without training")
-            echo("hint: --force retrains")
-            return TrainResult(cached, runs.read_json(cached / runs.RUN_META), cached=True)
-    return execute(plan, opts, echo)
+            run_dir = cache.bring_in(plan, cached, echo)
+            return TrainResult(run_dir, runs.read_json(run_dir / runs.RUN_META), cached=True)
+    result = execute(plan, opts, echo)
+    if plan.cache_dir is not None:
+        cache.store(plan.cache_dir, result.run_dir, plan.run_key, echo)
+    return result
 
 
 def _ds(manifest: Any, split: str, hash_: str) -> dict[str, Any]:
@@ -162,8 +166,50 @@ def _tracker_env(cfg: Any, run_dir: Path) -> dict[str, str]:
     if cfg.report_to == "wandb":
         return {"WANDB_DIR": str(logs), "WANDB_PROJECT": "verifily"}
     if cfg.report_to == "mlflow":
-        return {"MLFLOW_TRACKING_URI": (logs / "mlruns").resolve().as_uri(), "MLFLOW_EXPERIMENT_NAME": "verifily"}
+        # MLflow 3 refuses a file store (./mlruns) unless MLFLOW_ALLOW_FILE_STORE opts in; a database backend
+        # would need SQLAlchemy, which mlflow-skinny leaves out. The opt-in does nothing for a tracking server.
+        return {
+            "MLFLOW_TRACKING_URI": (logs / "mlruns").resolve().as_uri(),
+            "MLFLOW_EXPERIMENT_NAME": "verifily",
+            "MLFLOW_ALLOW_FILE_STORE": "true",
+        }
     return {}
+
+
+def _close_trackers(cfg: Any) -> None:
+    """The Trainer leaves a wandb run open after training (and an MLflow run after an error). Close them before
+    the folder is renamed: an open run would go on writing under the old `.partial` path. wandb also keeps the
+    WANDB_DIR it first read for the whole process, so the next run in this process would log into this run's
+    `.partial` path (creating it again): `teardown` makes it read the variable again."""
+    import sys
+
+    wandb = sys.modules.get("wandb") if cfg.report_to == "wandb" else None
+    if wandb is not None:
+        if getattr(wandb, "run", None) is not None:
+            wandb.finish()
+        wandb.teardown()
+    mlflow = sys.modules.get("mlflow") if cfg.report_to == "mlflow" else None
+    if mlflow is not None and mlflow.active_run() is not None:
+        mlflow.end_run()
+
+
+def _data_notes(report: Any) -> list[str]:
+    """The data checks' non-zero counts, one line each (run_meta.json's data_report lists where)."""
+
+    def rows(n: int) -> str:
+        return f"{n} row{'s' * (n != 1)}"
+
+    out = [f"data check: {s}: {rows(n)} with empty text" for s, n in report.empty_text.items() if n]
+    out += [
+        f"data check: {s}: {rows(n)} repeating an earlier row (duplicates)" for s, n in report.duplicates.items() if n
+    ]
+    for pair, n in report.leakage.items():
+        if n:
+            a, b = pair.split("/")
+            out.append(f"data check: {b}: {rows(n)} with the same text as a row of {a} (leakage)")
+    if out:
+        out[-1] += f"; `verifily dataset verify {report.ref}` shows where"
+    return out
 
 
 def _last_checkpoint(run_dir: Path) -> str | None:
@@ -208,7 +254,8 @@ def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[st
     if cfg.eval_split in plan.eval_manifest.splits:
         eval_rows = load_split(plan.eval_manifest, cfg.eval_split, fields=fields)
     splits = [s for s in (cfg.train_split, cfg.eval_split) if s in plan.manifest.splits]
-    report = check_data(plan.manifest, splits=splits).to_dict()
+    checked = check_data(plan.manifest, splits=splits)
+    report = checked.to_dict()
     used = [plan.manifest.splits[cfg.train_split]]
     if eval_rows is not None:
         used.append(plan.eval_manifest.splits[cfg.eval_split])
@@ -229,7 +276,7 @@ def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[st
                 )
     enc = D.encode(cfg.task, rows, tokenizer, cfg.training.max_length, label_map)
     notes += enc.notes
-    for note in notes[len(meta.get("notes") or []) :]:
+    for note in notes[len(meta.get("notes") or []) :] + _data_notes(checked):
         echo(f"note: {note}")
     if not enc.columns["input_ids"]:
         raise VerifilyError(
@@ -255,9 +302,12 @@ def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[st
     elif log_path.exists():
         log_path.unlink()
     with _env(**_tracker_env(cfg, run_dir)):
-        outcome = build_and_train(
-            cfg, plan.model, tokenizer, D.to_dataset(enc), label_map, run_dir / CHECKPOINTS, log_path, ckpt, echo
-        )
+        try:
+            outcome = build_and_train(
+                cfg, plan.model, tokenizer, D.to_dataset(enc), label_map, run_dir / CHECKPOINTS, log_path, ckpt, echo
+            )
+        finally:
+            _close_trackers(cfg)
     if outcome.interrupted:
         raise Interrupted()
     metrics = {k: v for k, v in outcome.summary.items() if isinstance(v, (int, float))}

@@ -1,4 +1,5 @@
-"""Before training: resolve the config, dataset and model, hash them into the run key, and find a cached run.
+"""Before training: resolve the config, dataset and model, hash them into the run key, and find a cached run
+(in output_dir, then in the run cache folder).
 
 Nothing here imports torch or loads a model, so a dry run and a cache hit answer in seconds.
 """
@@ -25,6 +26,7 @@ class TrainOptions:
     dataset: str | None = None
     datasets_root: str | None = None
     output_dir: str | None = None
+    cache_dir: str | None = None
     force: bool = False
     resume: str | None = None
     dry_run: bool = False
@@ -48,6 +50,7 @@ class Plan:
     steps: int | None
     resume_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
+    cache_dir: Path | None = None  # the run cache folder (absolute), or None
 
 
 def _datasets_root(cfg: TrainConfig, opts: TrainOptions) -> str | None:
@@ -56,6 +59,17 @@ def _datasets_root(cfg: TrainConfig, opts: TrainOptions) -> str | None:
     if os.environ.get("VERIFILY_DATASETS"):
         return str(Path(os.environ["VERIFILY_DATASETS"]).resolve())
     return str(resolve_path(cfg, cfg.datasets_root).resolve())
+
+
+def _cache_dir(cfg: TrainConfig, opts: TrainOptions) -> Path | None:
+    """--cache-dir, else VERIFILY_RUN_CACHE, else the config's cache_dir (relative to the config file)."""
+    if opts.cache_dir:
+        return Path(opts.cache_dir).resolve()
+    if os.environ.get("VERIFILY_RUN_CACHE"):
+        return Path(os.environ["VERIFILY_RUN_CACHE"]).resolve()
+    if cfg.cache_dir:
+        return resolve_path(cfg, cfg.cache_dir).resolve()
+    return None
 
 
 def _resolve_dataset(ref: str, cfg: TrainConfig, root: str | None) -> Any:
@@ -118,6 +132,7 @@ def make_plan(opts: TrainOptions) -> Plan:
     from .lora import check_quantization
 
     cfg, resume_dir = load_for(opts)
+    cache_dir = _cache_dir(cfg, opts)  # on resume the run's config.yaml holds it already resolved
     if resume_dir is None:
         overrides: dict[str, Any] = {}
         if opts.dataset:
@@ -126,6 +141,7 @@ def make_plan(opts: TrainOptions) -> Plan:
             overrides["output_dir"] = opts.output_dir
         root = _datasets_root(cfg, opts)
         overrides["datasets_root"] = root
+        overrides["cache_dir"] = str(cache_dir) if cache_dir else None
         cfg = replace(cfg, **overrides)
     else:
         root = cfg.datasets_root
@@ -163,8 +179,17 @@ def make_plan(opts: TrainOptions) -> Plan:
     rows = _rows(manifest, cfg.train_split)
     return Plan(
         cfg, config_dict, manifest, eval_manifest, model, model_hash, model_entries, dataset_hash, eval_hash,
-        key, name, out, rows, estimate_steps(cfg, rows), resume_dir,
+        key, name, out, rows, estimate_steps(cfg, rows), resume_dir, cache_dir=cache_dir,
     )  # fmt: skip
+
+
+def cached_run(plan: Plan) -> Path | None:
+    """A completed, intact run with the plan's run key: in output_dir first, then in the run cache folder."""
+    for root in (plan.output_dir, plan.cache_dir):
+        found = runs.find_cached(root, plan.run_key) if root is not None else None
+        if found is not None:
+            return found
+    return None
 
 
 def describe(plan: Plan) -> str:
@@ -184,9 +209,12 @@ def describe(plan: Plan) -> str:
         f"run key: {plan.run_key}",
         f"run folder: {plan.output_dir / plan.run_name}",
     ]
-    cached = runs.find_cached(plan.output_dir, plan.run_key)
+    if plan.cache_dir is not None:
+        lines.append(f"run cache: {plan.cache_dir}")
+    cached = cached_run(plan)
     if cached:
-        lines.append(f"cached: {cached} has this run key (train would return it; --force retrains)")
+        where = "return it" if cached.parent.resolve() == plan.output_dir.resolve() else "copy it to the run folder"
+        lines.append(f"cached: {cached} has this run key (train would {where}; --force retrains)")
     return "\n".join(lines)
 
 

@@ -312,3 +312,37 @@ def test_closed_stdout_pipe_exits_quietly(tmp_path):
     proc.stdout.close()
     err = proc.stderr.read().decode()
     assert proc.wait() == 141 and "Traceback" not in err, err
+
+
+def test_dry_run_json_says_what_would_run(cli, tmp_path):
+    cfg = tmp_path / "train.yaml"
+    text = (REPO / "examples" / "train.yaml").read_text().replace("datasets_root: datasets", "")
+    cfg.write_text(text + f"datasets_root: {REPO / 'examples' / 'datasets'}\neval_dataset: ds_demo@v2\n")
+    r = cli("train", "--config", str(cfg), "--dry-run", "--json", "--output-dir", str(tmp_path / "runs"))
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["ok"] and plan["dry_run"] and plan["task"] == "classification"
+    assert (plan["dataset"], plan["eval_dataset"], plan["rows"], plan["steps"]) == (
+        "ds_demo@v1",
+        "ds_demo@v2",
+        2000,
+        63,
+    )
+    assert plan["cached"] is None and plan["run_dir"].startswith(str(tmp_path / "runs"))
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
+    text = cli("train", "--config", str(cfg), "--dry-run").stdout
+    assert "eval: ds_demo@v2, split eval" in text and "2000 rows" in text
+
+
+def test_dry_run_of_a_broken_config_lists_every_problem(cli, tmp_path):
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text(
+        "task: classification\nmodel: all-MiniLM-L6-v2\ndataset: d@v1\nlorra: {r: 4}\ntraining: {epochs: -1}\n"
+    )
+    r = cli("train", "--config", str(cfg), "--dry-run")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "train.yaml:4:1 $.lorra: unknown key `lorra`" in r.stderr and "train.yaml:5:12 $.training.epochs" in r.stderr
+    r = cli("train", "--config", str(cfg), "--dry-run", "--json")
+    doc = json.loads(r.stdout)
+    assert r.returncode == 2 and doc["ok"] is False and doc["exit_code"] == 2
+    assert [(p["line"], p["json_path"]) for p in doc["problems"]] == [(4, "$.lorra"), (5, "$.training.epochs")]

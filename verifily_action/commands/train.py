@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 from pathlib import Path
 
@@ -33,9 +34,16 @@ def register(app: typer.Typer) -> None:
         resume: str | None = typer.Option(
             None, "--resume", metavar="RUN", help="Continue an interrupted or failed run (its .partial folder)."
         ),
+        as_json: bool = typer.Option(
+            False,
+            "--json",
+            help="Print the result as JSON on stdout: the plan with --dry-run, else the run folder and key; errors "
+            "too (with their file, line and JSON path).",
+        ),
     ) -> None:
         """Fine-tune a LoRA/QLoRA adapter; writes a run folder with its hash chain (cached by run key)."""
-        from ..train.plan import TrainOptions, describe, make_plan
+        from ..errors import VerifilyError
+        from ..train.plan import TrainOptions, describe, make_plan, summary
 
         opts = TrainOptions(
             config=config,
@@ -47,15 +55,30 @@ def register(app: typer.Typer) -> None:
             resume=resume,
             dry_run=dry_run,
         )
-        if dry_run:
-            plan = make_plan(opts)
-            typer.echo(f"{config or resume}: valid; dry run, nothing trained")
-            typer.echo(describe(plan))
-            return
-        from ..train.job import train as run_train
+        try:
+            if dry_run:
+                plan = make_plan(opts)
+                if as_json:
+                    typer.echo(json.dumps({"ok": True, "dry_run": True, **summary(plan)}, indent=2))
+                    return
+                typer.echo(f"{config or resume}: valid; dry run, nothing trained")
+                typer.echo(describe(plan))
+                return
+            from ..train.job import train as run_train
 
-        # stdout carries only the run folder (scripts do `RUN=$(verifily train ...)`); libraries that print while
-        # importing or training (transformers prints a WANDB notice) are sent to stderr with the progress.
-        with contextlib.redirect_stdout(sys.stderr):
-            result = run_train(opts, echo=lambda s: typer.echo(s, err=True))
+            # stdout carries only the run folder (scripts do `RUN=$(verifily train ...)`); libraries that print
+            # while importing or training (transformers prints a WANDB notice) go to stderr with the progress.
+            with contextlib.redirect_stdout(sys.stderr):
+                result = run_train(opts, echo=lambda s: typer.echo(s, err=True))
+        except VerifilyError as e:
+            if not as_json:
+                raise
+            typer.echo(json.dumps({"ok": False, **e.to_dict()}, indent=2))
+            raise typer.Exit(code=e.exit_code) from None
+        if as_json:
+            meta = result.meta
+            out = {"ok": True, "run_dir": str(result.run_dir), "cached": result.cached}
+            out.update({k: meta.get(k) for k in ("run_key", "status", "root_hash")})
+            typer.echo(json.dumps(out, indent=2))
+            return
         typer.echo(str(result.run_dir))

@@ -192,29 +192,58 @@ def cached_run(plan: Plan) -> Path | None:
     return None
 
 
-def describe(plan: Plan) -> str:
-    """The dry run's answer: what would train, on what, for how long."""
+def summary(plan: Plan) -> dict[str, Any]:
+    """What would train, on what, for how long: the dry run's answer as data (`--dry-run --json`)."""
     cfg = plan.cfg
     t = cfg.training
-    rows = "?" if plan.train_rows is None else str(plan.train_rows)
-    steps = "?" if plan.steps is None else str(plan.steps)
-    lines = [
-        f"task: {cfg.task}",
-        f"model: {cfg.model} -> {plan.model.path}",
-        f"dataset: {plan.manifest.ref} ({plan.manifest.path}), split {cfg.train_split}: {rows} rows",
-        f"steps: {steps} (batch {t.batch_size} x accumulation {t.gradient_accumulation_steps}, "
-        + (f"max_steps {t.max_steps})" if t.max_steps else f"{t.epochs:g} epochs)"),
-        f"lora: r={cfg.lora.r} alpha={cfg.lora.alpha:g} target_modules={cfg.lora.target_modules}; "
-        f"quantization: {cfg.quantization}",
-        f"run key: {plan.run_key}",
-        f"run folder: {plan.output_dir / plan.run_name}",
-    ]
-    if plan.cache_dir is not None:
-        lines.append(f"run cache: {plan.cache_dir}")
     cached = cached_run(plan)
-    if cached:
-        where = "return it" if cached.parent.resolve() == plan.output_dir.resolve() else "copy it to the run folder"
-        lines.append(f"cached: {cached} has this run key (train would {where}; --force retrains)")
+    return {
+        "task": cfg.task,
+        "model": cfg.model,
+        "model_path": str(plan.model.path),
+        "dataset": plan.manifest.ref,
+        "manifest": str(plan.manifest.path),
+        "split": cfg.train_split,
+        "eval_dataset": plan.eval_manifest.ref,
+        "eval_split": cfg.eval_split,
+        "rows": plan.train_rows,
+        "steps": plan.steps,
+        "batch_size": t.batch_size,
+        "gradient_accumulation_steps": t.gradient_accumulation_steps,
+        "max_steps": t.max_steps,
+        "epochs": t.epochs,
+        "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "target_modules": cfg.lora.target_modules},
+        "quantization": cfg.quantization,
+        "run_key": plan.run_key,
+        "run_dir": str(plan.output_dir / plan.run_name),
+        "cache_dir": None if plan.cache_dir is None else str(plan.cache_dir),
+        "cached": None if cached is None else str(cached),
+        "cached_here": cached is not None and cached.parent.resolve() == plan.output_dir.resolve(),
+    }
+
+
+def describe(plan: Plan) -> str:
+    """The dry run's answer as text."""
+    s = summary(plan)
+    rows = "?" if s["rows"] is None else str(s["rows"])
+    steps = "?" if s["steps"] is None else str(s["steps"])
+    lines = [
+        f"task: {s['task']}",
+        f"model: {s['model']} -> {s['model_path']}",
+        f"dataset: {s['dataset']} ({s['manifest']}), split {s['split']}: {rows} rows",
+        f"eval: {s['eval_dataset']}, split {s['eval_split']}",
+        f"steps: {steps} (batch {s['batch_size']} x accumulation {s['gradient_accumulation_steps']}, "
+        + (f"max_steps {s['max_steps']})" if s["max_steps"] else f"{s['epochs']:g} epochs)"),
+        f"lora: r={s['lora']['r']} alpha={s['lora']['alpha']:g} target_modules={s['lora']['target_modules']}; "
+        f"quantization: {s['quantization']}",
+        f"run key: {s['run_key']}",
+        f"run folder: {s['run_dir']}",
+    ]
+    if s["cache_dir"] is not None:
+        lines.append(f"run cache: {s['cache_dir']}")
+    if s["cached"]:
+        where = "return it" if s["cached_here"] else "copy it to the run folder"
+        lines.append(f"cached: {s['cached']} has this run key (train would {where}; --force retrains)")
     return "\n".join(lines)
 
 

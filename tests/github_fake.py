@@ -91,6 +91,8 @@ class FakeGitHub:
         self.user_login: str | None = None  # None: /user answers 403 as it does for GITHUB_TOKEN
         self.uploads: dict[str, dict[str, Any]] = {}  # artifact name -> {"blocks", "data", "finalize"}
         self.twirp_token: str | None = None  # the runtime token twirp calls must carry
+        # tokens with read-only permissions, as a fork's pull request job gets: every REST write answers 403
+        self.read_only_tokens: set[str] = set()
         self._next_id = 1000
         self.api = self._serve("127.0.0.1", "api")
         self.blob = self._serve("127.0.0.2", "blob")
@@ -261,8 +263,12 @@ class FakeGitHub:
         if problems:
             self.violations.extend(problems)
             return self._send(h, 400, {"message": "; ".join(problems)})
-        if not rec.headers.get("authorization", "").startswith("Bearer "):
+        auth = rec.headers.get("authorization", "")
+        if not auth.startswith("Bearer "):
             self.violations.append(f"{rec.method} {rec.path}: no bearer token")
+        if rec.method != "GET" and auth.removeprefix("Bearer ") in self.read_only_tokens:
+            denied = "Resource not accessible by integration"  # GitHub's words for a write the token may not make
+            return self._send(h, 403, {"message": denied, "documentation_url": "https://docs.github.com/rest"})
         for f in self.faults:
             if f.times > 0 and f.method == rec.method and re.search(f.path_re, rec.path):
                 f.times -= 1

@@ -7,156 +7,38 @@ One workspace plays a repository's history, built once for the module (training 
    baseline, downloads and safely extracts its artifact, compares and posts ONE sticky comment;
 3. another push to the pull request: the cached run (same run key) is reused and the same comment updated;
 4. the same with a `fail-on` rule that matches: exit 1, with comment, summary, artifact and outputs still written;
-5. baselines that cannot be used (a zip-slip artifact; an artifact that holds no run): exit 0, "No baseline: why".
+5. baselines that cannot be used (a zip-slip artifact; an artifact that holds no run): exit 0, "No baseline: why";
+6. a pull request from a fork, whose job gets a read-only token: the cached run is reused, the report goes to the
+   job summary and the artifact (with the pull request's context) is uploaded, no comment; then the `workflow_run`
+   job (`mode: comment`, write token) reads that artifact and posts the comment on the fork's pull request.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
 import io
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
-from .compare_real import TRAINING, write_subset
+from .action_runner import ARTIFACT, NAME, Repo, out_id, show, write_config, zip_of
 from .github_fake import TOKEN, FakeGitHub
 from .github_fixtures import openapi, webhook_example
-from .test_github_artifacts import RUNTIME
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parent.parent
-NAME = "Codertocat/Hello-World"
-ARTIFACT = "verifily-run"
 # a rule that always holds (a change in accuracy is never below -100 points): the gate must fail the job
 ALWAYS = "accuracy@source=human>=-1"
-
-
-def _config(ws: Path, version: str) -> None:
-    cfg = {
-        "task": "classification",
-        "model": "all-MiniLM-L6-v2",
-        "dataset": f"ds_demo@{version}",
-        "datasets_root": "datasets",
-        "lora": {"r": 4, "alpha": 8},
-        "training": dict(TRAINING),
-        "eval": {"slice_by": ["source"], "batch_size": 40},
-        "output_dir": "runs",
-    }
-    (ws / "train.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-
-
-def _outputs(path: Path) -> dict[str, str]:
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    # later entries win, as on the runner
-    return {m[0]: m[2] for m in re.findall(r"^(\S+)<<(ghadelimiter_\w+)\n(.*?)\n\2$", text, re.S | re.M)}
-
-
-class Repo:
-    """The workspace, the fake GitHub and the runs of entrypoint.py made against them."""
-
-    def __init__(self, tmp: Path, fake: FakeGitHub) -> None:
-        self.tmp, self.fake = tmp, fake
-        self.ws = tmp / "ws"
-        write_subset(self.ws / "datasets")
-        _config(self.ws, "v1")
-        self.comment_posted: list[float] = []
-        post = fake.add_comment
-
-        def timed(*a: Any, **kw: Any) -> dict[str, Any]:
-            self.comment_posted.append(time.monotonic())
-            return post(*a, **kw)
-
-        fake.add_comment = timed  # type: ignore[method-assign]
-
-    def run(self, event: str, payload: dict[str, Any], step: str, **inputs: str) -> dict[str, Any]:
-        files = self.tmp / step
-        files.mkdir()
-        (files / "event.json").write_text(json.dumps(payload), encoding="utf-8")
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "INPUT_", "ACTIONS_"))}
-        # torch's worker threads spin against the other jobs sharing this machine's cores: one thread trains the
-        # tiny model several times faster there (same numbers); a caller's own setting wins
-        env.setdefault("OMP_NUM_THREADS", "1")
-        env.update(
-            {
-                "HF_HUB_OFFLINE": "1",
-                "TRANSFORMERS_OFFLINE": "1",
-                "HF_DATASETS_OFFLINE": "1",
-                "HF_HOME": str(self.tmp / "hf"),
-                "GITHUB_ACTIONS": "true",
-                "GITHUB_WORKSPACE": str(self.ws),
-                "GITHUB_EVENT_NAME": event,
-                "GITHUB_EVENT_PATH": str(files / "event.json"),
-                "GITHUB_OUTPUT": str(files / "output"),
-                "GITHUB_STEP_SUMMARY": str(files / "summary.md"),
-                "GITHUB_API_URL": self.fake.api_url,
-                "GITHUB_SERVER_URL": "https://github.com",
-                "GITHUB_REPOSITORY": NAME,
-                "GITHUB_RUN_ID": str(self.fake.new_id()),
-                "GITHUB_WORKFLOW_REF": f"{NAME}/.github/workflows/verifily.yml@refs/heads/master",
-                "ACTIONS_RUNTIME_TOKEN": RUNTIME,
-                "ACTIONS_RESULTS_URL": self.fake.api_url,
-                "INPUT_GITHUB-TOKEN": TOKEN,
-                "INPUT_CONFIG": "train.yaml",
-                "INPUT_ARTIFACT-NAME": ARTIFACT,
-                "INPUT_BASELINE": "auto",
-                "INPUT_COMMENT": "true",
-                "INPUT_MODE": "train-eval",
-                **{f"INPUT_{k.upper().replace('_', '-')}": v for k, v in inputs.items()},
-            }
-        )
-        run_id = env["GITHUB_RUN_ID"]
-        posted = len(self.comment_posted)
-        t0 = time.monotonic()
-        proc = subprocess.run(
-            [sys.executable, str(REPO / "entrypoint.py")],
-            cwd=self.tmp,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-        elapsed = time.monotonic() - t0
-        first_post = self.comment_posted[posted] - t0 if len(self.comment_posted) > posted else None
-        return {
-            "rc": proc.returncode,
-            "run_id": run_id,
-            "out": proc.stdout,
-            "err": proc.stderr,
-            "outputs": _outputs(files / "output"),
-            "summary": (files / "summary.md").read_text(encoding="utf-8") if (files / "summary.md").exists() else "",
-            "seconds": elapsed,
-            "to_comment": first_post,
-            "creates": len(self.fake.calls("POST", "CreateArtifact$")),
-            "upload": dict(self.fake.uploads.get(ARTIFACT) or {}),
-            # the comments as this run left them (a later run edits them in place)
-            "bodies": {n: [c["body"] for c in cs] for n, cs in self.fake.comments.items()},
-        }
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
-def out_id(r: dict[str, Any]) -> str:
-    return r["outputs"].get("artifact-id", "")
-
-
-def _show(r: dict[str, Any]) -> str:
-    return f"rc={r['rc']}\n--- stdout\n{r['out'][-4000:]}\n--- stderr\n{r['err'][-4000:]}"
+FORK = "mallory/Hello-World"
+READ_ONLY = "ghs_ForkReadOnlyTokenDoNotLeak0123456789"  # what a fork's pull_request job gets as GITHUB_TOKEN
 
 
 @pytest.fixture(scope="module")
@@ -168,12 +50,12 @@ def flow(tmp_path_factory):
         steps: dict[str, Any] = {"repo": repo, "fake": fake}
         push = webhook_example("push", pred=lambda x: x["ref"] == "refs/heads/master")
         steps["push"] = r = repo.run("push", push, "push")
-        assert r["rc"] == 0, _show(r)
+        assert r["rc"] == 0, show(r)
         base_run = fake.add_run(push["after"], branch="master")
         fake.add_artifact(base_run["id"], ARTIFACT, r["upload"]["data"])
         steps["base_run"] = base_run
 
-        _config(repo.ws, "v2")  # the pull request moves training to the next dataset version
+        write_config(repo.ws, "v2")  # the pull request moves training to the next dataset version
         pr = webhook_example("pull_request", "synchronize")
         p = pr["pull_request"]
         fake.merge_bases[f"{p['base']['sha']}...{p['head']['sha']}"] = base_run["head_sha"]
@@ -185,7 +67,7 @@ def flow(tmp_path_factory):
         bad = {"slip": {"../../escaped.txt": b"x"}, "notrun": {"notes.txt": b"not a run folder"}}
         for step, members in bad.items():
             run = fake.add_run(push["after"], branch="master", created_at="2023-01-01T00:00:00Z")
-            fake.add_artifact(run["id"], ARTIFACT, _zip(members))
+            fake.add_artifact(run["id"], ARTIFACT, zip_of(members))
             steps[f"{step}_run"] = run
             steps[step] = repo.run("pull_request", pr, step, baseline=str(run["id"]))
         if os.environ.get("VERIFILY_FLOW_DUMP"):  # while developing: what each run printed and posted
@@ -201,7 +83,7 @@ def flow(tmp_path_factory):
 
 def test_push_uploads_the_baseline_without_commenting(flow):
     r = flow["push"]
-    assert r["rc"] == 0, _show(r)
+    assert r["rc"] == 0, show(r)
     assert r["bodies"] == {} and r["to_comment"] is None
     out = r["outputs"]
     run_dir = flow["repo"].ws / out["run-dir"]
@@ -220,7 +102,7 @@ def test_push_uploads_the_baseline_without_commenting(flow):
 
 def test_pull_request_compares_with_the_downloaded_baseline_and_comments_once(flow):
     r, fake, pr = flow["pr1"], flow["fake"], flow["pr"]
-    assert r["rc"] == 0, _show(r)
+    assert r["rc"] == 0, show(r)
     comments = fake.comments[pr["number"]]
     assert len(r["bodies"][pr["number"]]) == 1
     body = r["bodies"][pr["number"]][0]
@@ -256,7 +138,7 @@ def test_pull_request_compares_with_the_downloaded_baseline_and_comments_once(fl
 
 def test_second_run_reuses_the_cached_run_and_updates_the_same_comment(flow):
     r, fake, pr = flow["pr2"], flow["fake"], flow["pr"]
-    assert r["rc"] == 0, _show(r)
+    assert r["rc"] == 0, show(r)
     assert "cached: run" in r["out"] and "reusing the cached run's evaluation" in r["out"]
     assert r["outputs"]["run-dir"] == flow["pr1"]["outputs"]["run-dir"]
     assert r["outputs"]["run-key"] == flow["pr1"]["outputs"]["run-key"]
@@ -268,7 +150,7 @@ def test_second_run_reuses_the_cached_run_and_updates_the_same_comment(flow):
 
 def test_matching_fail_on_rule_fails_last(flow):
     r, fake, pr = flow["gate"], flow["fake"], flow["pr"]
-    assert r["rc"] == 1, _show(r)
+    assert r["rc"] == 1, show(r)
     assert re.search(r"^::error::1 gate rule\(s\) failed: ", r["out"], re.M), r["out"]
     (comment,) = fake.comments[pr["number"]]
     (body,) = r["bodies"][pr["number"]]
@@ -289,7 +171,7 @@ def test_matching_fail_on_rule_fails_last(flow):
 )
 def test_a_baseline_that_cannot_be_used_is_no_baseline(flow, step, why):
     r, pr, run = flow[step], flow["pr"], flow[f"{step}_run"]
-    assert r["rc"] == 0, _show(r)
+    assert r["rc"] == 0, show(r)
     (body,) = r["bodies"][pr["number"]]
     inert = why.replace("'", "&#x27;")  # as sanitize shows the member name
     head = next(ln for ln in body.splitlines() if ln.startswith("No baseline: "))
@@ -302,11 +184,11 @@ def test_a_baseline_that_cannot_be_used_is_no_baseline(flow, step, why):
     assert r["outputs"]["comparison-json"] == "" and r["outputs"]["artifact-id"]
 
 
-def test_token_is_masked_and_never_printed(flow):
-    for step in ("push", "pr1", "pr2", "gate", "slip", "notrun"):
-        r = flow[step]
-        assert r["out"].startswith(f"::add-mask::{TOKEN}\n"), r["out"][:200]
-        assert TOKEN not in r["out"].replace(f"::add-mask::{TOKEN}", "") and TOKEN not in r["err"]
+def test_token_is_masked_and_never_printed(flow, fork):
+    runs = [(flow[s], TOKEN) for s in ("push", "pr1", "pr2", "gate", "slip", "notrun")]
+    for r, token in [*runs, (fork["job"], READ_ONLY), (fork["comment"], TOKEN)]:
+        assert r["out"].startswith(f"::add-mask::{token}\n"), r["out"][:200]
+        assert token not in r["out"].replace(f"::add-mask::{token}", "") and token not in r["err"]
         assert "Traceback" not in r["err"]
 
 
@@ -342,3 +224,90 @@ def test_text_from_data_is_inert_in_the_report(flow):
         "macro_f1@source=human<-0.02",
         "loss>0.1",
     ]
+
+
+def _forked(pr: dict[str, Any]) -> dict[str, Any]:
+    """The flow's pull_request payload as GitHub sends it for another pull request, opened from a fork."""
+    pr = copy.deepcopy(pr)
+    p = pr["pull_request"]
+    pr["number"] = p["number"] = pr["number"] + 100
+    head = p["head"]
+    head.update(sha=hashlib.sha1(b"a commit in the fork").hexdigest(), label=f"mallory:{head['ref']}")
+    head["user"]["login"] = head["repo"]["owner"]["login"] = "mallory"
+    head["repo"].update(full_name=FORK, fork=True)
+    return pr
+
+
+@pytest.fixture(scope="module")
+def fork(flow):
+    """Step 6: the fork's pull_request job, then the workflow_run job that comments for it."""
+    repo, fake = flow["repo"], flow["fake"]
+    pr = _forked(flow["pr"])
+    p, number = pr["pull_request"], pr["number"]
+    head = p["head"]["sha"]
+    fake.merge_bases[f"{p['base']['sha']}...{head}"] = flow["base_run"]["head_sha"]
+    fake.read_only_tokens.add(READ_ONLY)
+    steps: dict[str, Any] = {"pr": pr, "creates": len(fake.calls("POST", "CreateArtifact$"))}
+    steps["job"] = r = repo.run("pull_request", pr, "fork", github_token=READ_ONLY)
+    assert r["rc"] == 0, show(r)
+    # GitHub records that job as a pull_request run from the fork, holding the artifact it uploaded
+    run = fake.add_run(head, branch=p["head"]["ref"], head_repo=FORK, event="pull_request", run_id=int(r["run_id"]))
+    steps["artifact"] = fake.add_artifact(run["id"], ARTIFACT, r["upload"]["data"])
+    pull = fake.add_pull(number, head, head_repo=FORK)
+    pull["base"].update(ref=p["base"]["ref"], sha=p["base"]["sha"])
+    wr = webhook_example("workflow_run", "completed", pred=lambda x: x["workflow_run"]["conclusion"] == "success")
+    w = wr["workflow_run"]
+    w.update(id=run["id"], head_sha=head, head_branch=p["head"]["ref"], event="pull_request", pull_requests=[])
+    w["path"] = ".github/workflows/verifily.yml"
+    w["head_repository"]["full_name"] = FORK
+    w["repository"]["full_name"] = wr["repository"]["full_name"] = NAME
+    steps["comment"] = repo.run("workflow_run", wr, "fork-comment", mode="comment")
+    return steps
+
+
+def test_fork_pull_request_degrades_to_summary_and_artifact(flow, fork):
+    r, pr, fake = fork["job"], fork["pr"], flow["fake"]
+    assert r["rc"] == 0, show(r)
+    assert "cached: run" in r["out"] and "reusing the cached run's evaluation" in r["out"]  # no training added
+    assert "::notice::pull request from a fork" in r["out"]
+    # no comment from this job: it did not try, and its token could not have (the fake answers writes with 403)
+    assert pr["number"] not in r["bodies"] and r["outputs"]["comment-url"] == ""
+    api = [x for x in r["requests"] if x.host == "api" and not x.path.startswith("/twirp/")]
+    assert api and {x.method for x in api} == {"GET"}
+    assert {x.headers["authorization"] for x in api} == {f"Bearer {READ_ONLY}"}
+    from verifily_action.github.client import GitHubClient, GitHubError
+
+    with pytest.raises(GitHubError) as denied:
+        GitHubClient(READ_ONLY, fake.api_url).request(
+            "POST", f"repos/{NAME}/issues/{pr['number']}/comments", json={"body": "x"}
+        )
+    assert denied.value.status == 403
+    # the report, with the comparison against the merge-base baseline, is in the job summary
+    base = flow["base_run"]
+    assert r["summary"].startswith("## Verifily Train") and f"[run {base['id']}]" in r["summary"], r["summary"]
+    assert "| overall | accuracy |" in r["summary"] and r["outputs"]["comparison-json"]
+    # the artifact is uploaded, with the pull request's context for the comment job
+    assert r["creates"] == fork["creates"] + 1 and r["upload"]["finalize"] and out_id(r)
+    with zipfile.ZipFile(io.BytesIO(r["upload"]["data"])) as zf:
+        info = json.loads(zf.read("verifily-pr.json"))
+        assert "run_meta.json" in zf.namelist()
+    assert info["pr_number"] == pr["number"] and info["head_sha"] == pr["pull_request"]["head"]["sha"]
+    assert info["repository"] == NAME and info["base_ref"] == pr["pull_request"]["base"]["ref"]
+
+
+def test_workflow_run_job_comments_on_the_fork_pull_request(flow, fork):
+    r, pr, fake = fork["comment"], fork["pr"], flow["fake"]
+    assert r["rc"] == 0, show(r)
+    (comment,) = fake.comments[pr["number"]]
+    (body,) = r["bodies"][pr["number"]]
+    assert r["outputs"]["comment-url"] == comment["html_url"]
+    posts = [x for x in r["requests"] if x.method == "POST" and x.path.endswith(f"/issues/{pr['number']}/comments")]
+    assert [x.headers["authorization"] for x in posts] == [f"Bearer {TOKEN}"]
+    # the same comparison the fork's job computed, linked to the fork's run and its artifact
+    # (the rows; the header names the candidate by its folder, which this job extracted under another name)
+    table = [ln for ln in body.splitlines() if ln.startswith("| ")]
+    assert len(table) > 3 and table[1:] == [ln for ln in fork["job"]["summary"].splitlines() if ln.startswith("| ")][1:]
+    run_id, art = fork["job"]["run_id"], fork["artifact"]["id"]
+    assert f"(https://github.com/{NAME}/actions/runs/{run_id}/artifacts/{art})" in body
+    assert f"[run {flow['base_run']['id']}]" in body and "merge-base" in body and "⚠️" not in body
+    assert body.split("\n", 1)[1].strip() in r["summary"].replace("\r", "")

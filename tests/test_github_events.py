@@ -65,3 +65,19 @@ def test_load_event_from_env(tmp_path):
         load_event({})
     with pytest.raises(VerifilyError, match="missing"):
         parse_event("pull_request", {"repository": payload["repository"]}, {})
+
+
+def test_base_ref_falls_back_to_github_base_ref(tmp_path):
+    payload = webhook_example("pull_request", "synchronize")
+    base = payload["pull_request"]["base"]
+    # the payload wins over the runner's variable when it has the ref
+    assert parse_event("pull_request", payload, {"GITHUB_BASE_REF": "other"}).pull_request.base_ref == base["ref"]
+    del base["ref"]
+    (tmp_path / "event.json").write_text(json.dumps(payload))
+    env = {"GITHUB_EVENT_NAME": "pull_request", "GITHUB_EVENT_PATH": str(tmp_path / "event.json")}
+    ev = load_event({**env, "GITHUB_BASE_REF": "release/1.x"})  # as the runner sets it
+    assert ev.pull_request.base_ref == "release/1.x" and ev.pull_request.base_sha == base["sha"]
+    with pytest.raises(VerifilyError, match=r"missing 'pull_request\.base\.ref'"):
+        parse_event("pull_request", payload, {})
+    with pytest.raises(VerifilyError, match=r"missing 'pull_request\.base\.ref'"):
+        parse_event("pull_request", payload, {"GITHUB_BASE_REF": ""})  # set but empty, as on other events

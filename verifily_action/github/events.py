@@ -82,7 +82,8 @@ def _repo_name(repo: Mapping[str, Any] | None) -> str | None:
 
 
 def parse_event(name: str, payload: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Event:
-    """Build an `Event` from an event name and payload; env supplies GITHUB_REPOSITORY/SHA/REF fallbacks."""
+    """Build an `Event` from an event name and payload; env supplies GITHUB_REPOSITORY/SHA/REF fallbacks, and
+    GITHUB_BASE_REF (set by the runner on pull request events) for a payload without `pull_request.base.ref`."""
     env = os.environ if env is None else env
     repo_obj = payload.get("repository") or {}
     repository = _repo_name(repo_obj) or env.get("GITHUB_REPOSITORY", "")
@@ -97,9 +98,12 @@ def parse_event(name: str, payload: Mapping[str, Any], env: Mapping[str, str] | 
     try:
         if name in PR_EVENTS:
             pr = payload["pull_request"]
+            base_ref = pr["base"].get("ref") or env.get("GITHUB_BASE_REF")
+            if not base_ref:
+                raise KeyError("pull_request.base.ref")
             ev.pull_request = PullRequest(
                 number=int(payload.get("number") or pr["number"]),
-                base_ref=pr["base"]["ref"],
+                base_ref=base_ref,
                 base_sha=pr["base"]["sha"],
                 head_ref=pr["head"]["ref"],
                 head_sha=pr["head"]["sha"],

@@ -273,6 +273,7 @@ def _upload(run_dir: Path, inputs: Inputs, ctx: Context, comparison: Path | None
                 "base_sha": pr.base_sha,
                 "workflow": ctx.workflow,
                 "config": inputs.config,
+                "run_name": run_dir.name,
             },
             indent=2,
         ).encode()
@@ -310,7 +311,7 @@ def comment_mode(inputs: Inputs, ctx: Context) -> int:
         if art is None:
             wf.notice(f"run {wr.id} has no usable artifact `{inputs.artifact_name}` ({why}); nothing to comment")
             return EXIT_OK
-        run_dir = Path(tmp) / "run"
+        run_dir = Path(tmp) / "artifact" / "run"
         zip_path = client.download(
             f"repos/{ctx.repo}/actions/artifacts/{art['id']}/zip", Path(tmp) / "a.zip", 2 * 1024**3
         )
@@ -324,6 +325,8 @@ def comment_mode(inputs: Inputs, ctx: Context) -> int:
         if errors:
             raise VerifilyError(f"{PR_CONTEXT} in run {wr.id}'s artifact is invalid: {'; '.join(errors[:3])}")
         number = int(info["pr_number"])
+        if info.get("run_name"):  # label the run as its own job did (the schema's pattern keeps it one safe name)
+            run_dir = run_dir.rename(run_dir.with_name(info["run_name"]))
         # the producing workflow (from the event, not the artifact) owns the baseline runs and the sticky marker
         ctx.workflow = _workflow_file(f"{ctx.repo}/{wr.path}") or ctx.workflow
         # the artifact may come from a fork's code: trust only what the API confirms

@@ -124,12 +124,16 @@ def load(path: str | Path, kind: str = "file") -> Source:
     return src
 
 
+def _pos(mark: Any) -> tuple[int | None, int | None]:
+    """A PyYAML mark as 1-based (line, column)."""
+    return (mark.line + 1, mark.column + 1) if mark else (None, None)
+
+
 def _check_events(text: str, name: str) -> None:
     """Refuse anchors, aliases and deep nesting from the event stream, before anything is built."""
     depth = 0
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        m = event.start_mark
-        where = (m.line + 1, m.column + 1) if m else (None, None)
+        where = _pos(event.start_mark)
         if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
             raise _fail(
                 name,
@@ -160,8 +164,7 @@ def _build(node: yaml.Node, path: JsonPath, src: Source) -> Any:
             src.path,
             f"unsupported YAML value: tag {node.tag}",
             "remove the !! tag",
-            node.start_mark.line + 1,
-            node.start_mark.column + 1,
+            *_pos(node.start_mark),
         )
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
@@ -176,8 +179,7 @@ def _build(node: yaml.Node, path: JsonPath, src: Source) -> Any:
                     src.path,
                     f"duplicate key {key!r}",
                     "remove one of the two entries",
-                    key_node.start_mark.line + 1,
-                    key_node.start_mark.column + 1,
+                    *_pos(key_node.start_mark),
                 )
             child = (*path, key if isinstance(key, str | int) else str(key))
             src.positions[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
@@ -201,7 +203,6 @@ def _scalar(node: yaml.Node, src: Source) -> Any:
             src.path,
             f"{node.value!r} is not a finite number",
             "write a plain number (NaN and infinity are not allowed)",
-            node.start_mark.line + 1,
-            node.start_mark.column + 1,
+            *_pos(node.start_mark),
         )
     return value

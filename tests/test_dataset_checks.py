@@ -62,3 +62,25 @@ def test_api_diff_one_split_and_info():
     assert list(d["splits"]) == ["eval"] and d["splits"]["eval"]["unchanged"] == 1200
     assert (d["a"], d["b"]) == ("ds_demo@v1", "ds_demo@v2")
     assert info(b)["splits"]["train"]["tags"]["origin"]["supergen"] == 1000
+
+
+def test_leakage_into_another_versions_eval_split(tmp_path):
+    """A run may evaluate on another version's eval split (`eval_dataset`): its train rows are checked against
+    that split, and ids are unique within a version, not across versions."""
+    train = [row(1, text="Seen in training"), row(2, text="only here")]
+    v1 = load_manifest(make_dataset(tmp_path, {"train": jsonl(train), "eval": jsonl([row(9)])}, version="v1"))
+    evals = [row(1, text="seen in   TRAINING"), row(3, text="new text")]  # r1 again: same id, other version
+    v2 = load_manifest(make_dataset(tmp_path, {"eval": jsonl(evals)}, version="v2"))
+    r = check_data(v1, splits=["train"], others=[(v2, "eval")])
+    assert r.rows == {"train": 2, "ds@v2:eval": 2}
+    assert r.leakage == {"train/ds@v2:eval": 1} and r.row_problem_total == 0
+    (f,) = [f for f in r.examples if f.check == "leakage"]
+    assert f.file.endswith("v2/eval.jsonl") and f.line == 1
+
+
+def test_a_duplicate_id_is_located_in_its_own_split_file(tmp_path):
+    p = make_dataset(tmp_path, {"train": jsonl([row(1)]), "eval": jsonl([row(5), row(5, text="again")])})
+    r = check_data(load_manifest(p))
+    (problem,) = r.row_problems
+    assert "duplicate id" in problem.message and problem.file.endswith("eval.jsonl") and problem.line == 2
+    assert "first seen at" in problem.message and "eval.jsonl:1" in problem.message

@@ -139,3 +139,20 @@ def test_data_checks_are_printed_as_notes(tmp_path, assets):
     job.train(TrainOptions(config=write_config(tmp_path / "clean", assets, output_dir=str(tmp_path / "runs2"))),
               echo=said.append)  # fmt: skip
     assert not any(s.startswith("note: data check:") for s in said), said
+
+
+def test_leakage_into_a_separate_eval_dataset_is_noted(tmp_path, assets):
+    """With `eval_dataset` the eval rows come from another version: the train rows are checked against those (the
+    train version's own eval split is not used, so it is not checked)."""
+    cfg = write_config(tmp_path, assets, eval_dataset="dirty@v1", output_dir=str(tmp_path / "runs"))
+    said: list[str] = []
+    res = job.train(TrainOptions(config=cfg), echo=said.append)
+    notes = [s for s in said if s.startswith("note: data check:")]
+    assert notes == [
+        "note: data check: dirty@v1:eval: 1 row with the same text as a row of train (leakage); "
+        "the run's run_meta.json (data_report) lists where"
+    ], said
+    report = json.loads((res.run_dir / "run_meta.json").read_text())["data_report"]
+    assert report["rows"] == {"train": 12, "dirty@v1:eval": 4} and report["leakage"] == {"train/dirty@v1:eval": 1}
+    (where,) = [e for e in report["examples"] if e["check"] == "leakage"]
+    assert where["file"].endswith("dirty/v1/eval.jsonl") and where["line"] == 4

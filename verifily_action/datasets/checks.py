@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,59 +101,68 @@ class _SplitKeys:
     text: array = field(default_factory=lambda: array("q"))
     where: array = field(default_factory=lambda: array("q"))  # file index << 40 | line
     files: list[str] = field(default_factory=list)
+    has_text: bool = True  # the split's rows have a text or prompt to compare for leakage
 
     def loc(self, i: int) -> tuple[str, int]:
         w = self.where[i]
         return self.files[w >> 40], w & ((1 << 40) - 1)
 
 
-def check_data(manifest: Manifest, splits: list[str] | None = None) -> DataReport:
-    """Run the data checks over `splits` (default: all, in manifest order). Files are not hash-verified here:
-    call `load_split` (or `dataset verify`) for that."""
+def check_data(
+    manifest: Manifest, splits: list[str] | None = None, others: Sequence[tuple[Manifest, str]] = ()
+) -> DataReport:
+    """Run the data checks over `splits` (default: all, in manifest order), plus `others`: splits of other dataset
+    versions used with this one (a run's separate eval dataset), named `<ref>:<split>`, so a train row that reappears
+    in another version's eval split counts as leakage too. Files are not hash-verified here: call `load_split` (or
+    `dataset verify`) for that."""
     import numpy as np
 
     names = list(splits) if splits is not None else manifest.split_names()
-    spec = row_spec(manifest)
-    text_role = next((r for r in ("text", "prompt") if spec.fields.get(r)), None)
-    text_roles = [r for r in ("text", "prompt", "response") if spec.fields.get(r)]
-    content_roles = spec.content_roles
+    parts = [(s, manifest, s) for s in names] + [(f"{m.ref}:{s}", m, s) for m, s in others]
     report = DataReport(ref=manifest.ref, dataset_hash=manifest.dataset_hash())
-    col = Collector()
+    collectors: dict[int, Collector] = {}  # one per manifest: ids are unique within a version, not across them
     keys: dict[str, _SplitKeys] = {}
 
     def example(check: str, file: str, line: int, detail: str) -> None:
         if len(report.examples) < MAX_EXAMPLES:
             report.examples.append(Finding(check, file, line, detail))
 
-    for split in names:
-        entries = manifest.require_split(split)
-        k = keys[split] = _SplitKeys()
+    for label, m, split in parts:
+        col = collectors.setdefault(id(m), Collector())
+        spec = row_spec(m)
+        text_role = next((r for r in ("text", "prompt") if spec.fields.get(r)), None)
+        text_roles = [r for r in ("text", "prompt", "response") if spec.fields.get(r)]
+        k = keys[label] = _SplitKeys(has_text=text_role is not None)
         rows = empty = 0
-        for fi, entry in enumerate(entries):
-            shown = display_path(manifest, entry)
+        for fi, entry in enumerate(m.require_split(split)):
+            shown = display_path(m, entry)
             k.files.append(shown)
-            path = manifest.file_path(entry)
+            path = m.file_path(entry)
             if not path.is_file():
                 col.add("file not found", shown)
                 continue
-            for line, row in scan_file(path, shown, spec, col, file_index=fi):
+            for line, row in scan_file(path, shown, spec, col):
                 rows += 1
                 blank = [r for r in text_roles if not row[r].strip()]
                 if blank:
                     empty += 1
                     example("empty_text", shown, line, f"{'/'.join(blank)} is empty or whitespace only")
-                k.content.append(_key(canonical_json({r: row[r] for r in content_roles})))
+                k.content.append(_key(canonical_json({r: row[r] for r in spec.content_roles})))
                 k.text.append(_key(normalize_text(row[text_role]).encode()) if text_role else 0)
                 k.where.append((fi << 40) | line)
-        report.rows[split] = rows
-        report.empty_text[split] = empty
-        report.duplicates[split] = _duplicates(np, k, example)
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            if text_role:
+        report.rows[label] = rows
+        report.empty_text[label] = empty
+        report.duplicates[label] = _duplicates(np, k, example)
+    labels = list(keys)
+    for i, a in enumerate(labels):
+        for b in labels[i + 1 :]:
+            if keys[a].has_text and keys[b].has_text:
                 report.leakage[f"{a}/{b}"] = _leakage(np, keys[a], keys[b], a, example)
-    col.check_duplicate_ids()
-    report.row_problems, report.row_problem_total, report.warnings = col.problems, col.total, col.warnings
+    for col in collectors.values():
+        col.check_duplicate_ids()
+        report.row_problems += col.problems
+        report.row_problem_total += col.total
+        report.warnings += col.warnings
     return report
 
 

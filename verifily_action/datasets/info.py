@@ -24,13 +24,13 @@ def iter_rows(manifest: Manifest, split: str) -> Iterator[dict[str, Any]]:
     """Canonical rows of a split (not hash-verified); raises one VerifilyError listing every invalid row."""
     spec = row_spec(manifest)
     col = Collector()
-    for i, entry in enumerate(manifest.require_split(split)):
+    for entry in manifest.require_split(split):
         path = manifest.file_path(entry)
         shown = display_path(manifest, entry)
         if not path.is_file():
             col.add("file not found", shown)
             continue
-        for _line, row in scan_file(path, shown, spec, col, file_index=i):
+        for _line, row in scan_file(path, shown, spec, col):
             if not col.total:
                 yield row
     col.check_duplicate_ids()

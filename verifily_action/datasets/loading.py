@@ -178,8 +178,8 @@ def _write_arrow(
     batch: dict[str, list[Any]] = {c: [] for c in columns}
     try:
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            for i, vf in enumerate(checked):
-                for _line, row in scan_file(vf.path, display_path(manifest, vf.entry), spec, col, file_index=i):
+            for vf in checked:
+                for _line, row in scan_file(vf.path, display_path(manifest, vf.entry), spec, col):
                     if col.total:  # the load will fail; keep scanning only to report every problem
                         continue
                     for c in columns:

@@ -96,10 +96,10 @@ def content_id(row: dict[str, Any], roles: tuple[str, ...]) -> str:
     return sha256_bytes(canonical_json({r: row[r] for r in roles}))[:16]
 
 
-def scan_file(
-    path: Path, display: str, spec: RowSpec, col: Collector, file_index: int = 0
-) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield `(line, canonical_row)` for every valid row of a JSONL file; problems go to `col`."""
+def scan_file(path: Path, display: str, spec: RowSpec, col: Collector) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield `(line, canonical_row)` for every valid row of a JSONL file; problems go to `col` (one collector may
+    scan many files: ids are located by the file's position in it)."""
+    file_index = len(col._files)
     col._files.append(display)
     crlf, first_crlf = 0, 0
     blanks: list[int] = []  # blank lines not yet followed by a row (trailing ones become a warning)

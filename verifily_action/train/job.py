@@ -207,7 +207,9 @@ def _data_notes(report: Any) -> list[str]:
         if n:
             a, b = pair.split("/")
             out.append(f"data check: {b}: {rows(n)} with the same text as a row of {a} (leakage)")
-    if out:
+    if out and any(":" in s for s in report.rows):  # a split of another version (eval_dataset) took part
+        out[-1] += "; the run's run_meta.json (data_report) lists where"
+    elif out:
         out[-1] += f"; `verifily dataset verify {report.ref}` shows where"
     return out
 
@@ -254,7 +256,10 @@ def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[st
     if cfg.eval_split in plan.eval_manifest.splits:
         eval_rows = load_split(plan.eval_manifest, cfg.eval_split, fields=fields)
     splits = [s for s in (cfg.train_split, cfg.eval_split) if s in plan.manifest.splits]
-    checked = check_data(plan.manifest, splits=splits)
+    others: list[tuple[Any, str]] = []
+    if cfg.eval_dataset and eval_rows is not None:  # the eval rows come from another version: check against those
+        splits, others = [cfg.train_split], [(plan.eval_manifest, cfg.eval_split)]
+    checked = check_data(plan.manifest, splits=splits, others=others)
     report = checked.to_dict()
     used = [plan.manifest.splits[cfg.train_split]]
     if eval_rows is not None:

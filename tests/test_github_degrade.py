@@ -97,6 +97,24 @@ def test_a_baseline_that_cannot_be_fetched_is_no_baseline(fake_github, env, monk
         assert len(sleeps) >= 3  # retried before giving up
 
 
+@pytest.mark.parametrize("status, expect", [(403, "answered 403"), (502, "answered 502")])
+def test_a_failed_lookup_of_the_base_branchs_runs_is_no_baseline(fake_github, env, monkeypatch, capsys, status, expect):
+    """Listing the workflow's runs fails (a token without `actions: read`: 403; GitHub down after the retries)."""
+    _, pr = _pull_request_on(fake_github, _zip(A_RUN))
+    fake_github.fault("GET", r"/actions/workflows/[^/]+/runs$", status, times=100)
+    sleeps: list[float] = []
+    fast = functools.partial(GitHubClient, TOKEN, fake_github.api_url, backoff=0.01, sleep=sleeps.append)
+    monkeypatch.setattr(action, "_client", lambda inputs, ctx: fast())
+    _event(env, "pull_request", pr)
+    assert action.main() == 0
+    out = capsys.readouterr().out
+    body = fake_github.comments[pr["number"]][0]["body"]
+    assert "No baseline: the base branchˋs runs could not be looked up" in body.replace("'", "ˋ"), body
+    assert expect in body and TOKEN not in body
+    assert re.search(r"^::warning::no baseline: the base branch's runs could not be looked up", out, re.M)
+    assert env["stub"].baselines == [None] and _outputs(env)["artifact-id"]
+
+
 def test_a_baseline_folder_that_is_no_run_is_no_baseline(fake_github, env, capsys):
     run, pr = _pull_request_on(fake_github, _zip({"notes.txt": b"not a run"}))
     _event(env, "pull_request", pr)

@@ -221,20 +221,25 @@ def resolve_baseline(
     fetched is a workflow warning and "no baseline"; a path that does not exist is the user's error."""
     if value == "none":
         return BaselineResult(None, "baseline comparison is turned off (`baseline: none`)")
-    if value.isdigit():
-        res = run_baseline(client, repo, int(value), artifact_name)
-    elif value != "auto":
+    if value not in ("auto", "none") and not value.isdigit():
         path = (workspace / value).resolve()
         if not path.is_dir():
             raise VerifilyError(f"baseline folder {value} does not exist", hint="use auto, none, a run id or a path")
         b = Baseline(0, "", "", None, 0, "", merge_base=False, dir=path)
         return BaselineResult(b, f"the run folder `{sanitize(value)}`")
-    else:
-        base_ref, base_sha, head_sha = base
-        mb = merge_base(client, repo, base_sha, head_sha) if base_sha and head_sha else None
-        res = find_baseline(
-            client, repo, workflow, base_ref, artifact_name, merge_base_sha=mb, exclude_run_id=exclude_run_id
-        )
+    try:
+        if value.isdigit():
+            res = run_baseline(client, repo, int(value), artifact_name)
+        else:
+            base_ref, base_sha, head_sha = base
+            mb = merge_base(client, repo, base_sha, head_sha) if base_sha and head_sha else None
+            res = find_baseline(
+                client, repo, workflow, base_ref, artifact_name, merge_base_sha=mb, exclude_run_id=exclude_run_id
+            )
+    except GitHubError as e:  # listing runs or artifacts failed after retries (or `actions: read` is missing)
+        why = f"the base branch's runs could not be looked up: {client.redact(e.message)}"
+        wf.warning(f"no baseline: {why}" + (f" ({e.hint})" if e.hint else ""))
+        return BaselineResult(None, why)
     if res.baseline is None:
         return res
     fetched = fetch_baseline(client, repo, res, dest)

@@ -7,14 +7,12 @@ drives it.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import subprocess
 import sys
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -131,14 +129,6 @@ class Repo:
             # the comments as this run left them (a later run edits them in place)
             "bodies": {n: [c["body"] for c in cs] for n, cs in self.fake.comments.items()},
         }
-
-
-def zip_of(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
 
 
 def out_id(r: dict[str, Any]) -> str:

@@ -7,9 +7,11 @@ missing, tests skip with the command to run — except in CI (env CI set), where
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import re
+import zipfile
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -212,3 +214,12 @@ def example(name: str) -> Any:
 
 def response_schema(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+def zip_of(members: dict[str, bytes]) -> bytes:
+    """A zip archive (deflated) of name -> bytes, as an artifact download serves it."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()

@@ -29,9 +29,9 @@ from typing import Any
 
 import pytest
 
-from .action_runner import ARTIFACT, NAME, Repo, out_id, show, write_config, zip_of
+from .action_runner import ARTIFACT, NAME, Repo, out_id, show, write_config
 from .github_fake import TOKEN, FakeGitHub
-from .github_fixtures import openapi, webhook_example
+from .github_fixtures import openapi, webhook_example, zip_of
 
 pytestmark = pytest.mark.integration
 

@@ -7,10 +7,8 @@ fixed report, so these tests exercise only the GitHub side (baseline, comment, s
 # ruff: noqa: F811  (pytest fixtures imported from tests/github_fake.py are redefined as arguments)
 from __future__ import annotations
 
-import io
 import json
 import re
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -21,7 +19,7 @@ from verifily_action.action import Outcome
 from verifily_action.errors import VerifilyError
 
 from .github_fake import TOKEN, fake_github  # noqa: F401
-from .github_fixtures import webhook_example
+from .github_fixtures import webhook_example, zip_of
 from .test_github_artifacts import RUNTIME
 
 pytestmark = pytest.mark.unit
@@ -217,14 +215,6 @@ def test_bad_inputs(env, capsys):
     assert "input `mode` must be" in capsys.readouterr().out
 
 
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
-
-
 A_RUN = {"run_meta.json": b'{"run_key": "base", "status": "completed"}'}
 
 
@@ -238,7 +228,7 @@ def _fork_run(fake, env, conclusion: str, members: dict[str, bytes] | None = Non
         assert action.main() == 0
         data = fake.uploads["verifily-run"]["data"]
     else:
-        data = _zip(members)
+        data = zip_of(members)
     run = fake.add_run(head, branch="changes", head_repo="mallory/Hello-World", event="pull_request")
     run["conclusion"] = conclusion
     fake.add_artifact(run["id"], "verifily-run", data)

@@ -3,7 +3,6 @@
 # ruff: noqa: F811  (pytest fixtures imported from tests/github_fake.py are redefined as arguments)
 from __future__ import annotations
 
-import io
 import zipfile
 
 import pytest
@@ -18,19 +17,12 @@ from verifily_action.github.baseline import (
 )
 
 from .github_fake import fake_github, gh  # noqa: F401
+from .github_fixtures import zip_of
 
 pytestmark = pytest.mark.unit
 
 REPO = "Codertocat/Hello-World"
 NAME = "verifily-run"
-
-
-def _zip(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for name, data in members.items():
-            zf.writestr(name, data)
-    return buf.getvalue()
 
 
 def _sha(c: str) -> str:
@@ -46,7 +38,7 @@ def test_merge_base_run_is_preferred_over_newer(fake_github, gh):
     mb = fake_github.add_run(_sha("a"), created_at="2024-01-01T00:00:00Z")
     newer = fake_github.add_run(_sha("b"), created_at="2024-02-01T00:00:00Z")
     for r in (mb, newer):
-        fake_github.add_artifact(r["id"], NAME, _zip({"run_meta.json": b"{}"}))
+        fake_github.add_artifact(r["id"], NAME, zip_of({"run_meta.json": b"{}"}))
     res = find_baseline(gh, REPO, "eval.yml", "master", NAME, merge_base_sha=_sha("a"))
     assert res.baseline is not None and res.baseline.run_id == mb["id"] and res.baseline.merge_base
     res2 = find_baseline(gh, REPO, "eval.yml", "master", NAME, merge_base_sha=_sha("f"))
@@ -59,11 +51,11 @@ def test_merge_base_run_is_preferred_over_newer(fake_github, gh):
 
 def test_fork_runs_are_never_baselines(fake_github, gh):
     fork = fake_github.add_run(_sha("a"), head_repo="mallory/Hello-World", created_at="2024-03-01T00:00:00Z")
-    fake_github.add_artifact(fork["id"], NAME, _zip({"x": b"1"}))
+    fake_github.add_artifact(fork["id"], NAME, zip_of({"x": b"1"}))
     res = find_baseline(gh, REPO, "eval.yml", "master", NAME, merge_base_sha=_sha("a"))
     assert res.baseline is None and "forks" in res.reason
     own = fake_github.add_run(_sha("c"), created_at="2024-01-01T00:00:00Z")
-    fake_github.add_artifact(own["id"], NAME, _zip({"x": b"1"}))
+    fake_github.add_artifact(own["id"], NAME, zip_of({"x": b"1"}))
     res = find_baseline(gh, REPO, "eval.yml", "master", NAME, merge_base_sha=_sha("a"))
     assert res.baseline.run_id == own["id"]
 
@@ -109,7 +101,8 @@ def test_merge_base_via_compare_api(fake_github, gh):
 
 def test_download_and_extract_baseline(fake_github, gh, tmp_path):
     r = fake_github.add_run(_sha("a"))
-    fake_github.add_artifact(r["id"], NAME, _zip({"run_meta.json": b'{"id": "x"}', "eval/a/eval_results.json": b"{}"}))
+    members = {"run_meta.json": b'{"id": "x"}', "eval/a/eval_results.json": b"{}"}
+    fake_github.add_artifact(r["id"], NAME, zip_of(members))
     res = find_baseline(gh, REPO, "eval.yml", "master", NAME)
     out = download_baseline(gh, REPO, res.baseline, tmp_path / "baseline")
     assert (out / "run_meta.json").read_bytes() == b'{"id": "x"}'
@@ -119,7 +112,7 @@ def test_download_and_extract_baseline(fake_github, gh, tmp_path):
 
 def test_a_zip_slip_artifact_is_refused_on_download(fake_github, gh, tmp_path):
     r = fake_github.add_run(_sha("a"))
-    fake_github.add_artifact(r["id"], NAME, _zip({"../../escaped.txt": b"gotcha"}))
+    fake_github.add_artifact(r["id"], NAME, zip_of({"../../escaped.txt": b"gotcha"}))
     res = find_baseline(gh, REPO, "eval.yml", "master", NAME)
     with pytest.raises(UnsafeArchive, match="climbs out"):
         download_baseline(gh, REPO, res.baseline, tmp_path / "deep" / "baseline")
@@ -138,7 +131,7 @@ def test_a_zip_slip_artifact_is_refused_on_download(fake_github, gh, tmp_path):
 )
 def test_unsafe_member_names_are_refused(tmp_path, name, why):
     z = tmp_path / "a.zip"
-    z.write_bytes(_zip({"ok.txt": b"fine", name: b"x"}))
+    z.write_bytes(zip_of({"ok.txt": b"fine", name: b"x"}))
     with pytest.raises(UnsafeArchive, match=why):
         safe_extract(z, tmp_path / "out")
     assert not (tmp_path / "out" / "ok.txt").exists()  # checked before anything is written
@@ -156,11 +149,11 @@ def test_symlink_members_are_refused(tmp_path):
 
 def test_zip_bombs_are_refused(tmp_path):
     z = tmp_path / "bomb.zip"
-    z.write_bytes(_zip({"zeros": b"\0" * (4 * 1024 * 1024)}))
+    z.write_bytes(zip_of({"zeros": b"\0" * (4 * 1024 * 1024)}))
     with pytest.raises(UnsafeArchive, match="ratio"):
         safe_extract(z, tmp_path / "out")
     z2 = tmp_path / "big.zip"
-    z2.write_bytes(_zip({f"f{i}": bytes(range(256)) * 40 for i in range(5)}))
+    z2.write_bytes(zip_of({f"f{i}": bytes(range(256)) * 40 for i in range(5)}))
     with pytest.raises(UnsafeArchive, match="expands to more"):
         safe_extract(z2, tmp_path / "out2", max_total=30_000)
     with pytest.raises(UnsafeArchive, match="members"):

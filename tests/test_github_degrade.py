@@ -22,8 +22,8 @@ from verifily_action.github import artifacts
 from verifily_action.github.client import GitHubClient
 
 from .github_fake import TOKEN, fake_github  # noqa: F401
-from .github_fixtures import webhook_example
-from .test_github_action import A_RUN, _event, _outputs, _zip, env  # noqa: F401
+from .github_fixtures import webhook_example, zip_of
+from .test_github_action import A_RUN, _event, _outputs, env  # noqa: F401
 
 pytestmark = pytest.mark.unit
 
@@ -36,6 +36,14 @@ def _pull_request_on(fake, artifact: bytes) -> tuple[dict, dict]:
     fake.add_artifact(run["id"], "verifily-run", artifact)
     fake.merge_bases[f"{p['base']['sha']}...{p['head']['sha']}"] = p["base"]["sha"]
     return run, pr
+
+
+def _fast_retries(monkeypatch, fake) -> list[float]:
+    """The Action's GitHub client with its retry waits recorded instead of slept; returns the record."""
+    sleeps: list[float] = []
+    fast = functools.partial(GitHubClient, TOKEN, fake.api_url, backoff=0.01, sleep=sleeps.append)
+    monkeypatch.setattr(action, "_client", lambda inputs, ctx: fast())
+    return sleeps
 
 
 @pytest.mark.parametrize(
@@ -52,9 +60,9 @@ def _pull_request_on(fake, artifact: bytes) -> tuple[dict, dict]:
 )
 def test_a_baseline_that_cannot_be_fetched_is_no_baseline(fake_github, env, monkeypatch, capsys, case, expect):
     data = {
-        "zip-slip": _zip({**A_RUN, "../../escaped.txt": b"x"}),
+        "zip-slip": zip_of({**A_RUN, "../../escaped.txt": b"x"}),
         "not a zip": b"PK\x03\x04 truncated",
-    }.get(case, _zip(A_RUN))
+    }.get(case, zip_of(A_RUN))
     if case == "symlink":
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w") as zf:
@@ -78,9 +86,7 @@ def test_a_baseline_that_cannot_be_fetched_is_no_baseline(fake_github, env, monk
         )
     if case == "server errors":
         fake_github.fault("GET", rf"/actions/artifacts/{aid}/zip$", 503, times=100)
-        sleeps: list[float] = []
-        fast = functools.partial(GitHubClient, TOKEN, fake_github.api_url, backoff=0.01, sleep=sleeps.append)
-        monkeypatch.setattr(action, "_client", lambda inputs, ctx: fast())
+        sleeps = _fast_retries(monkeypatch, fake_github)
     _event(env, "pull_request", pr)
     assert action.main() == 0
     out = capsys.readouterr().out
@@ -100,11 +106,9 @@ def test_a_baseline_that_cannot_be_fetched_is_no_baseline(fake_github, env, monk
 @pytest.mark.parametrize("status, expect", [(403, "answered 403"), (502, "answered 502")])
 def test_a_failed_lookup_of_the_base_branchs_runs_is_no_baseline(fake_github, env, monkeypatch, capsys, status, expect):
     """Listing the workflow's runs fails (a token without `actions: read`: 403; GitHub down after the retries)."""
-    _, pr = _pull_request_on(fake_github, _zip(A_RUN))
+    _, pr = _pull_request_on(fake_github, zip_of(A_RUN))
     fake_github.fault("GET", r"/actions/workflows/[^/]+/runs$", status, times=100)
-    sleeps: list[float] = []
-    fast = functools.partial(GitHubClient, TOKEN, fake_github.api_url, backoff=0.01, sleep=sleeps.append)
-    monkeypatch.setattr(action, "_client", lambda inputs, ctx: fast())
+    _fast_retries(monkeypatch, fake_github)
     _event(env, "pull_request", pr)
     assert action.main() == 0
     out = capsys.readouterr().out
@@ -116,7 +120,7 @@ def test_a_failed_lookup_of_the_base_branchs_runs_is_no_baseline(fake_github, en
 
 
 def test_a_baseline_folder_that_is_no_run_is_no_baseline(fake_github, env, capsys):
-    run, pr = _pull_request_on(fake_github, _zip({"notes.txt": b"not a run"}))
+    run, pr = _pull_request_on(fake_github, zip_of({"notes.txt": b"not a run"}))
     _event(env, "pull_request", pr)
     assert action.main() == 0
     body = fake_github.comments[pr["number"]][0]["body"]
@@ -134,7 +138,7 @@ def test_this_runs_own_compare_error_still_fails(fake_github, env, monkeypatch, 
             raise VerifilyError(f"run {run_dir} has no evaluation")
 
     monkeypatch.setattr(action, "PIPELINE", Broken(env["ws"]))
-    _, pr = _pull_request_on(fake_github, _zip(A_RUN))
+    _, pr = _pull_request_on(fake_github, zip_of(A_RUN))
     _event(env, "pull_request", pr)
     assert action.main() == 2
     assert "has no evaluation" in capsys.readouterr().out
@@ -151,7 +155,7 @@ def test_a_gate_rule_that_names_no_slice_fails_and_is_not_blamed_on_the_baseline
             return super().compare(run_dir, baseline_dir, inputs)
 
     monkeypatch.setattr(action, "PIPELINE", Typo(env["ws"]))
-    _, pr = _pull_request_on(fake_github, _zip(A_RUN))
+    _, pr = _pull_request_on(fake_github, zip_of(A_RUN))
     _event(env, "pull_request", pr)
     assert action.main() == 2
     out = capsys.readouterr().out

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The docker action's entry point (action.yml runs this): everything happens in verifily_action.action."""
+"""The docker action's entry point (action.yml runs this): everything happens in verifily_action.action (flow.main)."""
 
 import sys
 
@@ -18,14 +18,14 @@ def _is_cli(argv: list[str]) -> bool:
 
 
 def _main(argv: list[str]) -> int:
-    from verifily_action import gpu_check
+    from verifily_action.action import gpu_check
 
     if _is_cli(argv):
         from verifily_action.cli import main as cli_main
 
         gpu_check.check_cli_args(argv)
         return cli_main(argv)
-    from verifily_action.action import main
+    from verifily_action.action.flow import main
 
     gpu_check.check_action_env()  # warn early when the config wants CUDA and the container sees no GPU
     return main()

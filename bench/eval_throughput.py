@@ -40,9 +40,9 @@ def texts(n: int) -> list[str]:
 
 
 def _run_model(run_dir: Path, task: str, merge: bool) -> I.LoadedModel:
-    from verifily_action import runs
+    from verifily_action.runs import folder
 
-    run = runs.load_run(run_dir, require_completed=True)
+    run = folder.load_run(run_dir, require_completed=True)
     base = str(run.meta.get("model_path") or run.config.model)
     return I.load_for_eval(task, base, run.dir / "adapter", run.dir / "tokenizer", max_length=128, merge=merge)
 

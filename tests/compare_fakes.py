@@ -91,7 +91,10 @@ def make_run(
         "metrics": names,
         "directions": {m: metrics.DIRECTIONS[m] for m in names},
         **scored,
+        "unseen_labels": None,
         "files": {"predictions": "predictions.jsonl", "hard_examples": "hard_examples.jsonl"},
+        "created_at": "2026-12-01T00:00:00+00:00",
+        "timing": {"seconds": 1.0, "examples_per_second": float(len(recs)), "batch_size": 32, "device": "cpu"},
     }
     (edir / "eval_results.json").write_text(json.dumps(results), encoding="utf-8")
     (edir / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs), encoding="utf-8")

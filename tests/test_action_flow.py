@@ -193,7 +193,7 @@ def test_token_is_masked_and_never_printed(flow, fork):
 
 
 def test_cached_evaluation_is_reused_only_for_the_same_slices(flow):
-    from verifily_action.pipeline import reusable_eval
+    from verifily_action.action.stages import reusable_eval
 
     run_dir = flow["repo"].ws / flow["pr1"]["outputs"]["run-dir"]
     done = run_dir / "eval" / "ds_demo@v2-eval"
@@ -203,15 +203,16 @@ def test_cached_evaluation_is_reused_only_for_the_same_slices(flow):
 
 
 def test_text_from_data_is_inert_in_the_report(flow):
-    from verifily_action.compare import render
-    from verifily_action.pipeline import fail_on_rules, inert, results_markdown
+    from verifily_action.action.inputs import fail_on_rules
+    from verifily_action.report import comparison as render
+    from verifily_action.report.results import results_markdown
 
     comparison = json.loads((flow["repo"].ws / flow["pr1"]["outputs"]["comparison-json"]).read_text())
     evil = "@octocat <img src=x onerror=alert(1)> | `x` #1"
     row = next(r for r in comparison["rows"] if r["slice"])
     row["slice"] = {"source": evil}
     comparison["summary"].append(f"accuracy on source={evil} regressed")
-    md = render.markdown(inert(comparison))
+    md = render.markdown(comparison)
     assert "@octocat" not in md and "<img" not in md and "#1" not in md and "`x`" not in md
     widths = {len(re.findall(r"(?<!\\)\|", ln)) for ln in md.splitlines() if ln.startswith("| ")}
     assert len(widths) == 1, md  # the pipe in the tag value did not add a column

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from verifily_action.compare import chart
 from verifily_action.errors import VerifilyError
+from verifily_action.report import charts as chart
 
 pytestmark = pytest.mark.unit
 

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 
 from tests.compare_fakes import make_run, records
-from verifily_action.compare import compare, failed_gates, render
+from verifily_action.compare import compare, failed_gates
 from verifily_action.errors import VerifilyError
+from verifily_action.report import comparison as render
 from verifily_action.schemas import validator
 
 pytestmark = pytest.mark.unit

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from verifily_action import gpu_check
+from verifily_action.action import gpu_check
 
 pytestmark = pytest.mark.unit
 

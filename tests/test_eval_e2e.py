@@ -174,13 +174,13 @@ def test_classification_eval_results_and_files(cls_run, cls_eval):
 
 
 def test_eval_outputs_join_the_hash_chain(cls_run, cls_eval):
-    from verifily_action import runs
+    from verifily_action.runs import chain
 
     entries = json.loads((cls_run / "hashes.json").read_text())["entries"]
     for name in ("eval_results.json", "predictions.jsonl", "hard_examples.jsonl"):
         rel = f"eval/senti@v1-eval/{name}"
         assert entries[rel] == sha256_file(cls_run / rel)
-    assert runs.verify_chain(cls_run) == []
+    assert chain.verify_chain(cls_run) == []
     meta = json.loads((cls_run / "run_meta.json").read_text())
     from verifily_action.hashing import sha256_json
 

@@ -1,9 +1,9 @@
-"""The terminal view of eval_results.json (evaluate/report.py): too-small slices are marked in the table, and the
+"""The terminal view of eval_results.json (report/results.py): too-small slices are marked in the table, and the
 notes the CLI prints on stderr (truncation) are worded as training words them."""
 
 from __future__ import annotations
 
-from verifily_action.evaluate import report
+from verifily_action.report import results as report
 
 
 def _iv(v: float) -> dict[str, float]:

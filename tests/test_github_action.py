@@ -1,4 +1,4 @@
-"""The Action's flow (`verifily_action.action.main`) against the fake GitHub, with real webhook payloads.
+"""The Action's flow (`verifily_action.action.flow.main`) against the fake GitHub, with real webhook payloads.
 
 Training, evaluation and comparison belong to other modules: here a stub pipeline makes a small run folder and a
 fixed report, so these tests exercise only the GitHub side (baseline, comment, summary, outputs, artifact).
@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from verifily_action import action
-from verifily_action.action import Outcome
+from verifily_action.action import flow as action
+from verifily_action.action.stages import Outcome
 from verifily_action.errors import VerifilyError
 
 from .github_fake import TOKEN, fake_github  # noqa: F401

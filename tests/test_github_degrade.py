@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from verifily_action import action
+from verifily_action.action import flow as action
 from verifily_action.errors import VerifilyError
 from verifily_action.github import artifacts
 from verifily_action.github.client import GitHubClient

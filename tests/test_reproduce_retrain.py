@@ -20,7 +20,7 @@ def real(tmp_path_factory):
 
 def test_reproduction_on_cpu_is_identical(cli, real, tmp_path):
     # In-process (the session already imported torch for the shared runs): a subprocess would pay that again.
-    from verifily_action.compare.reproduce import reproduce
+    from verifily_action.runs.reproduce import reproduce
 
     report = reproduce(
         real["v1"], output_dir=tmp_path / "repro", datasets_root=str(real["datasets"]), echo=lambda s: None
@@ -58,11 +58,11 @@ def test_a_folder_that_is_not_a_run_is_refused(cli, tmp_path):
 
 
 def test_a_sealed_run_without_eval_results_is_refused(cli, real, tmp_path):
-    from verifily_action import runs
+    from verifily_action.runs import chain
 
     run = copy_run(real["v1"], tmp_path)
     shutil.rmtree(run / "eval")
-    runs.seal(run, {k: v for k, v in runs.read_entries(run).items() if not k.startswith("eval/")})
+    chain.seal(run, {k: v for k, v in chain.read_entries(run).items() if not k.startswith("eval/")})
     assert cli("reproduce", "--verify-only", str(run)).returncode == 0  # the chain holds: only eval is missing
     out = cli("reproduce", str(run))
     assert out.returncode == 2 and "has no eval results" in out.stderr and "verifily eval --run" in out.stderr

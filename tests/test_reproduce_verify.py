@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.compare_real import copy_run, shared_runs
-from verifily_action.compare.verify import verify_run
 from verifily_action.errors import VerifilyError
+from verifily_action.runs.verify import verify_run
 
 pytestmark = pytest.mark.integration
 
@@ -191,11 +191,11 @@ def test_cli_exit_codes_and_messages(cli, real, run, tmp_path):
 def test_a_changed_or_missing_base_model_file_is_detected(real, tmp_path):
     """The base model's files are in the chain (`model:<file>`). The real run's model folder is an installed
     package we must not edit, so its files are checked from a copy, through the check verify_run makes."""
-    from verifily_action import runs
-    from verifily_action.compare.verify import VerifyReport, _check_model
+    from verifily_action.runs import chain
+    from verifily_action.runs.verify import VerifyReport, _check_model
 
     meta = json.loads((real["v1"] / "run_meta.json").read_text())
-    entries = runs.read_entries(real["v1"])
+    entries = chain.read_entries(real["v1"])
     recorded = sorted(k[len("model:") :] for k in entries if k.startswith("model:") and k != "model:revision")
     assert "config.json" in recorded, recorded
     folder = tmp_path / "model"

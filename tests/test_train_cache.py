@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from tests.tiny_models import make_tiny_llama, write_dataset
-from verifily_action import runs
 from verifily_action.config import load_config
+from verifily_action.runs import chain, files, layout
 from verifily_action.train import job
 from verifily_action.train.plan import TrainOptions, _cache_dir, describe, make_plan
 
@@ -67,7 +67,7 @@ def test_cache_folder_shared_by_output_folders(tmp_path, assets, cli):
     first = job.train(TrainOptions(config=cfg_a), echo=said.append)
     assert not first.cached and first.run_dir.parent == tmp_path / "A"
     stored = cache / first.run_dir.name
-    assert runs.verify_chain(stored) == [] and any(f"copied to the run cache: {stored}" in s for s in said)
+    assert chain.verify_chain(stored) == [] and any(f"copied to the run cache: {stored}" in s for s in said)
     assert yaml.safe_load((first.run_dir / "config.yaml").read_text())["cache_dir"] == str(cache)
 
     # another output folder, the same cache folder: the run is copied from the cache, not trained
@@ -80,7 +80,7 @@ def test_cache_folder_shared_by_output_folders(tmp_path, assets, cli):
     assert hit.cached and hit.run_dir == tmp_path / "B" / first.run_dir.name
     assert any(s.startswith(f"cached: run {stored}") and "copied from the run cache" in s for s in said), said
     assert not any(s.startswith(("training ", "device ", "step ")) for s in said), said  # nothing trained
-    assert runs.verify_chain(hit.run_dir) == [] and hit.meta["root_hash"] == first.meta["root_hash"]
+    assert chain.verify_chain(hit.run_dir) == [] and hit.meta["root_hash"] == first.meta["root_hash"]
     assert (hit.run_dir / "train_log.jsonl").read_bytes() == (first.run_dir / "train_log.jsonl").read_bytes()
     assert not list((tmp_path / "B").glob(".*"))  # no temporary copy left behind
 
@@ -97,7 +97,7 @@ def test_cache_folder_shared_by_output_folders(tmp_path, assets, cli):
     assert not forced.cached and forced.run_dir == hit.run_dir and forced.meta["id"] != first.meta["id"]
     assert any(s.startswith("training ") for s in said)
     assert any(f"the run cache already holds this run key: {stored}" in s for s in said)
-    assert runs.read_json(stored / runs.RUN_META)["id"] == first.meta["id"]
+    assert files.read_json(stored / layout.RUN_META)["id"] == first.meta["id"]
 
 
 def test_cache_hit_does_not_overwrite_a_different_run(tmp_path, assets):

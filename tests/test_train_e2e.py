@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from tests.tiny_models import cls_rows, make_tiny_llama, make_tiny_t5, sft_rows, write_dataset
-from verifily_action import runs
 from verifily_action.errors import VerifilyError
+from verifily_action.runs import chain, folder
 from verifily_action.schemas import validator
 from verifily_action.train import job
 from verifily_action.train.plan import TrainOptions
@@ -68,8 +68,8 @@ def check_run_folder(run_dir: Path) -> dict:
     assert errors == []
     assert validator("hashes.schema.json").is_valid(json.loads((run_dir / "hashes.json").read_text()))
     assert meta["status"] == "completed" and meta["root_hash"] and meta["error"] is None
-    assert runs.verify_chain(run_dir) == []
-    entries = runs.read_entries(run_dir)
+    assert chain.verify_chain(run_dir) == []
+    entries = chain.read_entries(run_dir)
     for key in ("config:canonical", "environment.json", "train_log.jsonl", "adapter/adapter_model.safetensors"):
         assert key in entries
     assert any(k.startswith("model:") for k in entries) and any(k.endswith("/manifest") for k in entries)
@@ -164,7 +164,7 @@ def test_disk_full_while_saving_marks_failed(tmp_path, assets, monkeypatch):
     meta = json.loads((tmp_path / "runs" / "full.partial" / "run_meta.json").read_text())
     assert meta["status"] == "failed" and "No space left" in meta["error"] and meta["root_hash"] is None
     with pytest.raises(VerifilyError, match="not completed"):
-        runs.load_run(tmp_path / "runs" / "full.partial", require_completed=True)
+        folder.load_run(tmp_path / "runs" / "full.partial", require_completed=True)
     # a second attempt does not silently reuse or clobber the failed folder
     with pytest.raises(VerifilyError, match="unfinished run"):
         job.train(TrainOptions(config=cfg), echo=lambda s: None)

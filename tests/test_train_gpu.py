@@ -19,7 +19,7 @@ pytest.importorskip("bitsandbytes")
 
 @pytest.mark.parametrize("quantization", ["4bit", "8bit"])
 def test_qlora_sft_on_cuda(tmp_path, quantization):
-    from verifily_action import runs
+    from verifily_action.runs import chain
     from verifily_action.train import job
     from verifily_action.train.plan import TrainOptions
 
@@ -37,7 +37,7 @@ def test_qlora_sft_on_cuda(tmp_path, quantization):
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(cfg))
     said: list[str] = []
     res = job.train(TrainOptions(config=tmp_path / "train.yaml"), echo=said.append)
-    assert res.meta["status"] == "completed" and runs.verify_chain(res.run_dir) == []
+    assert res.meta["status"] == "completed" and chain.verify_chain(res.run_dir) == []
     assert any("device cuda" in s for s in said)
     env = json.loads((res.run_dir / "environment.json").read_text())
     assert env["cuda"]["available"] and env["cuda"]["gpu_count"] >= 1

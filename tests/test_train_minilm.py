@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from tests.conftest import REPO
-from verifily_action import runs
+from verifily_action.runs import chain
 from verifily_action.train import job
 from verifily_action.train.plan import TrainOptions
 
@@ -43,7 +43,7 @@ def test_minilm_learns_demo_sentiment(tmp_path):
     path.write_text(yaml.safe_dump(cfg))
     res = job.train(TrainOptions(config=path), echo=lambda s: None)
     meta = res.meta
-    assert meta["status"] == "completed" and runs.verify_chain(res.run_dir) == []
+    assert meta["status"] == "completed" and chain.verify_chain(res.run_dir) == []
     assert meta["data_report"]["dataset"] == "ds_demo@v1"
     label_map = meta["label_map"]
     assert set(label_map) == {"negative", "positive"}

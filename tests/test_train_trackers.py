@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.tiny_models import make_tiny_llama, sft_rows, write_dataset
-from verifily_action import runs
+from verifily_action.runs import chain
 from verifily_action.train import job
 from verifily_action.train.plan import TrainOptions
 
@@ -40,7 +40,7 @@ def train(tmp_path: Path, assets, report_to: str) -> Path:
     path = tmp_path / "train.yaml"
     path.write_text(yaml.safe_dump(cfg))
     res = job.train(TrainOptions(config=path), echo=lambda s: None)
-    assert res.run_dir == tmp_path / "runs" / "r" and runs.verify_chain(res.run_dir) == []
+    assert res.run_dir == tmp_path / "runs" / "r" and chain.verify_chain(res.run_dir) == []
     return res.run_dir
 
 

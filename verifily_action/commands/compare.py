@@ -6,19 +6,14 @@ from pathlib import Path
 
 import typer
 
+from ..tags import comma_list
+
 FAIL_ON_HELP = (
     "Gate rule (repeatable): METRIC[@KEY=VALUE|@KEY=*] OP THRESHOLD[&THRESHOLD][:significant]. "
     "The change is run minus baseline; OP is <, <=, > or >=; THRESHOLD is a number in the metric's units (-0.02), "
     "points (-2pts) or percent of the baseline (-5%). E.g. `macro_f1@source=synthetic<-0.02`, "
     "`accuracy<-1pts:significant`, `loss>0.05`. Exit code 1 when any rule holds."
 )
-
-
-def _split(values: list[str] | None) -> list[str]:
-    out: list[str] = []
-    for v in values or []:
-        out.extend(p.strip() for p in v.split(",") if p.strip())
-    return out
 
 
 def register(app: typer.Typer) -> None:
@@ -57,15 +52,16 @@ def register(app: typer.Typer) -> None:
         """Compare runs per tag slice: each run's metrics and its change against the first, with paired bootstrap
         intervals and McNemar/permutation p-values; exit 1 when a --fail-on rule (or a config gate) matches."""
         from ..compare import compare as run_compare
-        from ..compare import failed_gates, render
+        from ..compare import failed_gates
         from ..errors import GateFailure, Problem, VerifilyError
+        from ..report import comparison as render
 
         if fmt not in render.FORMATS:
             raise VerifilyError(f"unknown --format {fmt!r}", hint=f"choose one of: {', '.join(render.FORMATS)}")
         comparison = run_compare(
-            _split(runs),
-            metrics=_split(metric) or None,
-            slice_by=_split(slice_by) or None,
+            comma_list(runs),
+            metrics=comma_list(metric) or None,
+            slice_by=comma_list(slice_by) or None,
             eval_name=eval_name,
             fail_on=list(fail_on or []),
             config_gates=not no_config_gates,
@@ -82,7 +78,7 @@ def register(app: typer.Typer) -> None:
             output.parent.mkdir(parents=True, exist_ok=True)
             output.write_text(text, encoding="utf-8")
         if chart:
-            from ..compare.chart import write_chart
+            from ..report.charts import write_chart
 
             write_chart(comparison, chart)
             typer.echo(f"chart: {chart}", err=True)

@@ -36,9 +36,9 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print eval_results.json to stdout instead of a table."),
     ) -> None:
         """Evaluate a run: batched inference, metrics per tag slice with 95% bootstrap CIs, hard examples."""
-        from ..evaluate.report import notes, print_results
         from ..evaluate.runner import EvalOptions, evaluate_run
         from ..evaluate.slices import parse_slice, parse_slice_by
+        from ..report.results import notes, print_results
 
         opts = EvalOptions(
             dataset=dataset,

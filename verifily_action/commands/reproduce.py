@@ -13,8 +13,10 @@ from pathlib import Path
 
 import typer
 
+from ..tags import slice_label
 
-def _print_verify(report) -> None:  # report: compare.verify.VerifyReport
+
+def _print_verify(report) -> None:  # report: runs.verify.VerifyReport
     if report.ok:
         typer.echo(f"{report.run_dir}: intact: {report.checked} hashes recomputed, root {str(report.root_hash)[:16]}")
     for note in report.notes:
@@ -48,7 +50,7 @@ def register(app: typer.Typer) -> None:
         from ..errors import GateFailure, Problem
 
         if verify_only:
-            from ..compare.verify import verify_run
+            from ..runs.verify import verify_run
 
             report = verify_run(run, datasets_root)
             if as_json:
@@ -62,7 +64,7 @@ def register(app: typer.Typer) -> None:
                 )
             return
 
-        from ..compare.reproduce import reproduce as run_reproduce
+        from ..runs.reproduce import reproduce as run_reproduce
 
         # Libraries print to stdout while training (transformers' wandb notice): keep stdout for the report.
         with contextlib.redirect_stdout(sys.stderr):
@@ -92,7 +94,7 @@ def register(app: typer.Typer) -> None:
                 f"the reproduction differs from {run}: {len(bad)} metric value(s) beyond the tolerance {tolerance:g}",
                 problems=[
                     Problem(
-                        f"{c.eval_name} {','.join(f'{k}={v}' for k, v in c.slice.items()) or 'overall'} {c.metric}: "
+                        f"{c.eval_name} {slice_label(c.slice)} {c.metric}: "
                         f"{c.original:.6g} originally, {'missing' if c.reproduced is None else f'{c.reproduced:.6g}'}"
                         " now"
                     )

@@ -3,10 +3,10 @@
 Reads only run folders (json, yaml, numpy; never torch), so it runs wherever a run folder was downloaded.
 
     comparison = compare(["runs/a", "runs/b"], slice_by=["source"], fail_on=["macro_f1@source=human<-0.02"])
-    comparison["summary"], comparison["gates"], render.markdown(comparison)
+    comparison["summary"], comparison["gates"], report.comparison.markdown(comparison)
 
-Modules: loading (run folders), paired (statistics), engine (rows of values and deltas), gates (rules), summary
-(sentences), datadiff (dataset versions), render (table, markdown, json).
+Modules: loading (run folders), paired (statistics), engine (rows of values and deltas), gates (rules), datadiff
+(dataset versions). The sentences of `summary` and every rendering (table, markdown, json) live in `report/`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from . import engine, gates, loading, summary
+from ..report import summary
+from . import engine, gates, loading
 
 
 def compare(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VerifilyError
+from ..runs.layout import CONFIG
 from .loading import EvalRun
 
 
@@ -32,7 +33,7 @@ def _manifest(ref: str, root: str | Path | None, run: EvalRun) -> Any | None:
 
 def _config_root(run: EvalRun) -> Path | None:
     """The datasets_root recorded in the run's config, when it is an existing absolute folder."""
-    path = run.dir / "config.yaml"
+    path = run.dir / CONFIG
     try:
         import yaml
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..evaluate.metrics import DIRECTIONS
-from ..evaluate.slices import NONE_TAG
+from ..tags import NONE_TAG, slice_label
 from . import paired
 from .loading import EvalRun
 
@@ -67,10 +67,10 @@ def slice_values(runs: Sequence[EvalRun], key: str) -> list[str]:
 def _reported(run: EvalRun, key: dict[str, str], metric: str, confidence: float) -> dict[str, float] | None:
     """The interval `verifily eval` already computed for this slice and metric (same confidence), if any."""
     res = run.results
-    if res.get("confidence") != confidence:
+    if res["confidence"] != confidence:
         return None
     if not key:
-        return (res.get("overall") or {}).get(metric)
+        return res["overall"].get(metric)
     for s in res.get("slices", []):
         if s.get("key") == key:
             return (s.get("metrics") or {}).get(metric)
@@ -133,8 +133,8 @@ def build(
 ) -> dict[str, Any]:
     """The comparison of `runs` (the first is the baseline) as a JSON-able dict, without summary and gates."""
     base = runs[0]
-    confidence = float(confidence or base.results.get("confidence", 0.95))
-    resamples = int(resamples or base.results.get("bootstrap_resamples", 1000))
+    confidence = float(confidence or base.results["confidence"])
+    resamples = int(resamples or base.results["bootstrap_resamples"])
     boot: dict[str, Any] = {"resamples": resamples, "confidence": confidence, "seed": seed}
     pairings = [pair(base, r) for r in runs[1:]]
     notes = [p.reason for p in pairings if not p.paired]
@@ -173,11 +173,11 @@ def build(
                 ds = paired.unpaired_deltas(metrics, a_out, r.outcomes(idxs[j]), **boot)
                 if p.paired:
                     notes.append(
-                        f"{'/'.join(f'{k}={v}' for k, v in key.items())}: the examples' tags differ "
+                        f"{slice_label(key)}: the examples' tags differ "
                         f"between {base.name} and {r.name}; that slice is compared unpaired"
                     )
             deltas.append({m: _delta_entry(r.name, m, ds[m], values[0][m]["value"]) for m in metrics})
-        min_size = int(base.results.get("min_slice_size", 30))
+        min_size = int(base.results["min_slice_size"])
         for m in metrics:
             rows.append(
                 {

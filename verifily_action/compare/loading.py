@@ -16,12 +16,10 @@ import numpy as np
 
 from ..errors import Problem, VerifilyError
 from ..evaluate import metrics as task_metrics
-from ..evaluate.slices import tag_value
+from ..runs.layout import CONFIG, EVAL_RESULTS, PREDICTIONS, RUN_META, eval_dir, eval_names
+from ..runs.results import load_eval_results
+from ..tags import tag_value
 from .paired import Outcomes
-
-RUN_META = "run_meta.json"  # = runs.RUN_META (not imported: runs pulls in the config machinery)
-RESULTS = "eval_results.json"
-PREDICTIONS = "predictions.jsonl"
 
 
 @dataclass
@@ -101,19 +99,15 @@ def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
     return d, meta
 
 
-def available_evals(run_dir: Path) -> list[str]:
-    return sorted(p.parent.name for p in (run_dir / "eval").glob(f"*/{RESULTS}"))
-
-
 def choose_evals(dirs: Sequence[Path], wanted: str | None) -> list[str]:
     """The eval name to read in each run: `wanted`, else the one evaluation all runs share, else each run's only
     one (runs evaluated on different dataset versions), else a clear error asking for --eval."""
-    found = {d: available_evals(d) for d in dirs}
+    found = {d: eval_names(d) for d in dirs}
     missing = [d for d, names in found.items() if not names]
     if missing:
         raise VerifilyError(
             f"{len(missing)} run(s) have no eval results",
-            problems=[Problem(f"no eval/*/{RESULTS} in this run", file=str(d)) for d in missing],
+            problems=[Problem(f"no eval/*/{EVAL_RESULTS} in this run", file=str(d)) for d in missing],
             hint="evaluate each run first: `verifily eval --run <run folder>`",
         )
     if wanted:
@@ -141,7 +135,7 @@ def _read_predictions(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise VerifilyError(
             f"{path} is missing: compare needs the per-example predictions",
-            hint="evaluate the run again with `verifily eval` (it writes predictions.jsonl)",
+            hint=f"evaluate the run again with `verifily eval` (it writes {PREDICTIONS})",
         )
     rows = []
     with open(path, encoding="utf-8") as f:
@@ -163,8 +157,9 @@ def _read_predictions(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _config_gates(run_dir: Path) -> list[str]:
-    path = run_dir / "config.yaml"
+def config_gates(run_dir: Path) -> list[str]:
+    """The `gates` of the run's config.yaml (empty when it has none or cannot be read)."""
+    path = run_dir / CONFIG
     if not path.is_file():
         return []
     import yaml
@@ -179,12 +174,9 @@ def _config_gates(run_dir: Path) -> list[str]:
 
 
 def load_eval_run(run_dir: Path, meta: dict[str, Any], eval_name: str, name: str) -> EvalRun:
-    edir = run_dir / "eval" / eval_name
-    results = _read_json(edir / RESULTS, "eval results")
-    if not isinstance(results, dict) or "metrics" not in results:
-        raise VerifilyError(f"{edir / RESULTS} is not an eval results file", hint="evaluate the run again")
-    preds_name = (results.get("files") or {}).get("predictions", PREDICTIONS)
-    rows = _read_predictions(edir / preds_name)
+    edir = eval_dir(run_dir, eval_name)
+    results = load_eval_results(edir / EVAL_RESULTS)
+    rows = _read_predictions(edir / results["files"]["predictions"])
     return EvalRun(
         dir=run_dir,
         name=name,
@@ -196,7 +188,7 @@ def load_eval_run(run_dir: Path, meta: dict[str, Any], eval_name: str, name: str
         references=[str(r["reference"]) for r in rows],
         predictions=[str(r["prediction"]) for r in rows],
         losses=[r.get("loss") for r in rows],
-        gates=_config_gates(run_dir),
+        gates=config_gates(run_dir),
     )
 
 

@@ -7,11 +7,12 @@ and `info(manifest)` (the dicts `dataset diff --json` / `dataset info --json` pr
 
 from __future__ import annotations
 
+from ..tags import NONE_TAG
 from .checks import DataReport, check_data
 from .info import dataset_diff as diff
 from .info import dataset_info as info
 from .loading import load_split
-from .manifest import NONE_TAG, FileEntry, Manifest, load_manifest
+from .manifest import FileEntry, Manifest, load_manifest
 from .registry import datasets_root, resolve
 
 __all__ = [

@@ -13,8 +13,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..hashing import canonical_json, sha256_bytes
+from ..tags import tag_value
 from .loading import check_files, display_path, raise_problems, row_spec
-from .manifest import NONE_TAG, Manifest
+from .manifest import Manifest
 from .rows import Collector, scan_file
 
 MAX_IDS = 10  # example ids listed per change kind
@@ -37,11 +38,6 @@ def iter_rows(manifest: Manifest, split: str) -> Iterator[dict[str, Any]]:
     raise_problems(manifest, split, col)
 
 
-def tag_value(row: dict[str, Any], key: str) -> str:
-    v = row["tags"].get(key)
-    return NONE_TAG if v is None else v
-
-
 def dataset_info(manifest: Manifest) -> dict[str, Any]:
     """Rows per split, per tag value (rows lacking a key counted under `(none)`) and per label."""
     from ..hashing import sha256_file
@@ -54,7 +50,7 @@ def dataset_info(manifest: Manifest) -> dict[str, Any]:
         for row in iter_rows(manifest, split):
             n += 1
             for k in manifest.tag_keys:
-                tags[k][tag_value(row, k)] += 1
+                tags[k][tag_value(row["tags"], k)] += 1
             if "label" in row:
                 labels[row["label"]] += 1
         files = []
@@ -115,7 +111,7 @@ def _diff_split(a: Manifest, b: Manifest, split: str, tag_keys: list[str]) -> di
         check_files(m, split, allow_unhashed=True)
     old: dict[str, tuple[dict[str, str], dict[str, str]]] = {}
     for row in iter_rows(a, split):
-        old[row["id"]] = (_fingerprint(row), {k: tag_value(row, k) for k in tag_keys})
+        old[row["id"]] = (_fingerprint(row), {k: tag_value(row["tags"], k) for k in tag_keys})
     counts: Counter[str] = Counter()
     changed_parts: Counter[str] = Counter()
     by_tag: dict[str, dict[str, Counter[str]]] = {k: {} for k in tag_keys}
@@ -129,7 +125,7 @@ def _diff_split(a: Manifest, b: Manifest, split: str, tag_keys: list[str]) -> di
             by_tag[k].setdefault(v, Counter())[kind] += 1
 
     for row in iter_rows(b, split):
-        tags = {k: tag_value(row, k) for k in tag_keys}
+        tags = {k: tag_value(row["tags"], k) for k in tag_keys}
         before = old.pop(row["id"], None)
         if before is None:
             note("added", row["id"], tags)

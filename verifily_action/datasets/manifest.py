@@ -21,7 +21,6 @@ from ..schemas import validator
 SCHEMA = "dataset.schema.json"
 MANIFEST_NAMES = ("manifest.yaml", "manifest.yml", "manifest.json")
 ROLES = ("id", "text", "prompt", "response", "label", "tags")
-NONE_TAG = "(none)"  # the slice value of rows that lack a tag key
 CONTENT_ROLES = ("text", "prompt", "response", "label")  # the roles that become canonical columns
 
 # Roles used when a manifest has no `fields`: id and tags always, plus what the task needs.

@@ -10,7 +10,8 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .slices import NONE_TAG, existing_keys, tag_value
+from ..tags import NONE_TAG, tag_value
+from .slices import existing_keys
 
 
 def _sort_key(rec: Mapping[str, Any]) -> tuple[bool, float, float]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VerifilyError
+from ..runs.layout import LABEL_MAP
 from ..train.device import pick_device  # one rule for training and eval: cuda > mps > cpu
 
 
@@ -54,7 +55,7 @@ class LoadedModel:
 
 
 def read_label_map(adapter_dir: Path) -> dict[str, int] | None:
-    path = adapter_dir / "label_map.json"
+    path = adapter_dir / LABEL_MAP
     if not path.is_file():
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
@@ -92,8 +93,8 @@ def load_for_eval(
         label_map = read_label_map(adapter_dir)
         if not label_map:
             raise VerifilyError(
-                f"{adapter_dir / 'label_map.json'} is missing or empty",
-                hint="a classification run's adapter folder holds label_map.json; retrain the run",
+                f"{adapter_dir / LABEL_MAP} is missing or empty",
+                hint=f"a classification run's adapter folder holds {LABEL_MAP}; retrain the run",
             )
         id2label = {i: lab for lab, i in label_map.items()}
         base = AutoModelForSequenceClassification.from_pretrained(

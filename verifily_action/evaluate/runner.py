@@ -2,7 +2,7 @@
 
 Outputs go to `<run>/eval/<dataset name>@<version>-<split>/` (so evaluating another dataset version never
 overwrites the first): eval_results.json (schemas/eval_results.schema.json), predictions.jsonl and
-hard_examples.jsonl; their hashes are appended to the run's hashes.json through `runs.add_artifacts`.
+hard_examples.jsonl; their hashes are appended to the run's hashes.json through `add_artifacts`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import VerifilyError
+from ..runs import layout
+from ..runs.chain import add_artifacts, verify_chain
+from ..runs.files import write_text_atomic
+from ..runs.folder import load_run
+from ..runs.layout import ADAPTER, TOKENIZER
 from . import bootstrap, hard, metrics, slices
 
 SCHEMA = "eval_results.schema.json"
@@ -47,16 +52,14 @@ class EvalOutcome:
 
 def check_run(run_dir: Path) -> Any:
     """Load a completed run whose adapter exists and whose hash chain verifies; else a clear VerifilyError."""
-    from .. import runs
-
-    run = runs.load_run(run_dir, require_completed=True)
-    adapter = run.dir / "adapter"
+    run = load_run(run_dir, require_completed=True)
+    adapter = run.dir / ADAPTER
     if not (adapter / "adapter_config.json").is_file():
         raise VerifilyError(
             f"run {run.dir} has no adapter ({adapter / 'adapter_config.json'} is missing)",
             hint="evaluate a completed run folder written by `verifily train`",
         )
-    problems = runs.verify_chain(run.dir)
+    problems = verify_chain(run.dir)
     if problems:
         raise VerifilyError(
             f"run {run.dir} fails its hash check: {len(problems)} file(s) differ from hashes.json",
@@ -107,7 +110,7 @@ def _infer(task: str, run: Any, rows: Any, batch_size: int, max_new_tokens: int)
 
     cfg = run.config
     lm = inference.load_for_eval(
-        task, _base_model(run), run.dir / "adapter", run.dir / "tokenizer", max_length=cfg.training.max_length
+        task, _base_model(run), run.dir / ADAPTER, run.dir / TOKENIZER, max_length=cfg.training.max_length
     )
     cols = set(rows.column_names)
     if task == "classification":
@@ -227,7 +230,6 @@ def _jsonl(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None) -> EvalOutcome:
     """Evaluate a run end to end and write its eval folder; returns the results dict (also written)."""
-    from .. import runs
     from ..datasets import load_split, resolve
     from ..schemas import validator
 
@@ -278,12 +280,12 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None) -> EvalOu
         confidence=ecfg.confidence,
         seed=opts.seed,
     )
-    eval_name = f"{manifest.name}@{manifest.version}-{split}"
+    name = layout.eval_name(manifest.ref, split)
     results: dict[str, Any] = {
         "schema_version": 1,
         "run_id": str(meta.get("id", run.dir.name)),
         "task": task,
-        "eval_name": eval_name,
+        "eval_name": name,
         "dataset": {
             "ref": manifest.ref,
             "name": manifest.name,
@@ -301,7 +303,7 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None) -> EvalOu
         **scored,
         "unseen_labels": unseen,
         "truncation": out.extra["truncation"],
-        "files": {"predictions": "predictions.jsonl", "hard_examples": "hard_examples.jsonl"},
+        "files": {"predictions": layout.PREDICTIONS, "hard_examples": layout.HARD_EXAMPLES},
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "timing": {
             "seconds": out.seconds,
@@ -312,14 +314,14 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None) -> EvalOu
     }
     errors = sorted(validator(SCHEMA).iter_errors(results), key=str)
     if errors:  # a bug in this module, not the user's input
-        raise RuntimeError(f"eval_results.json does not match its schema: {errors[0].message}")
+        raise RuntimeError(f"{layout.EVAL_RESULTS} does not match its schema: {errors[0].message}")
 
     worst = hard.hard_examples([dict(r, input=inputs[i]) for i, r in enumerate(records)], ecfg.hard_examples)
-    eval_dir = run.dir / "eval" / eval_name
+    eval_dir = layout.eval_dir(run.dir, name)
     eval_dir.mkdir(parents=True, exist_ok=True)
-    runs.write_text_atomic(eval_dir / "predictions.jsonl", _jsonl(records))
-    runs.write_text_atomic(eval_dir / "hard_examples.jsonl", _jsonl(worst))
-    runs.write_text_atomic(eval_dir / "eval_results.json", json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    paths = [eval_dir / n for n in ("eval_results.json", "predictions.jsonl", "hard_examples.jsonl")]
-    root = runs.add_artifacts(run.dir, paths)
+    write_text_atomic(eval_dir / layout.PREDICTIONS, _jsonl(records))
+    write_text_atomic(eval_dir / layout.HARD_EXAMPLES, _jsonl(worst))
+    write_text_atomic(eval_dir / layout.EVAL_RESULTS, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    paths = [eval_dir / n for n in layout.EVAL_FILES]
+    root = add_artifacts(run.dir, paths)
     return EvalOutcome(results, eval_dir, root)

@@ -14,10 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import Problem, VerifilyError
-
-# Equal to verifily_action.datasets.NONE_TAG (the datasets contract); a test checks they agree. Kept here so that
-# slicing (used by `compare` too) needs no import of the datasets package.
-NONE_TAG = "(none)"
+from ..tags import NONE_TAG, comma_list, slice_label, tag_value
 
 
 @dataclass
@@ -32,12 +29,7 @@ class Slice:
 
     @property
     def name(self) -> str:
-        return ",".join(f"{k}={v}" for k, v in self.key.items())
-
-
-def tag_value(tags: Mapping[str, object] | None, key: str) -> str:
-    value = (tags or {}).get(key)
-    return NONE_TAG if value is None else str(value)
+        return slice_label(self.key)
 
 
 def parse_slice(spec: str) -> dict[str, str]:
@@ -59,13 +51,7 @@ def parse_slice(spec: str) -> dict[str, str]:
 
 def parse_slice_by(values: Sequence[str]) -> list[str]:
     """`["source,origin", "lang"]` -> ["source", "origin", "lang"] (comma lists allowed, duplicates dropped)."""
-    out: list[str] = []
-    for v in values:
-        for key in v.split(","):
-            key = key.strip()
-            if key and key not in out:
-                out.append(key)
-    return out
+    return comma_list(values, unique=True)
 
 
 def existing_keys(tags: Sequence[Mapping[str, object] | None]) -> list[str]:
@@ -108,7 +94,7 @@ def build_slices(
             if value not in pair_values:
                 seen = sorted(set(pair_values))
                 raise VerifilyError(
-                    f"no eval row has {key}={value} (--slice {','.join(f'{k}={v}' for k, v in pairs.items())})",
+                    f"no eval row has {key}={value} (--slice {slice_label(pairs)})",
                     hint=f"values of {key}: {', '.join(seen)}",
                 )
             mask &= np.array([v == value for v in pair_values], dtype=bool)

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VerifilyError
+from ..report.escape import code_span
 from . import workflow as wf
 from .archive import UnsafeArchive, safe_extract
 from .client import GitHubClient, GitHubError
-from .comments import sanitize
 
 MAX_RUNS = 100  # newest runs examined; older baselines are stale anyway
 MAX_DOWNLOAD = 2 * 1024**3
@@ -41,9 +41,8 @@ class Baseline:
     def describe(self) -> str:
         """One markdown line naming the baseline: run link, commit, branch."""
         kind = "merge-base commit" if self.merge_base else "newest successful run"
-        return (
-            f"Baseline: [run {self.run_id}]({self.run_url}) on `{self.head_branch}` at `{self.head_sha[:12]}` ({kind})"
-        )
+        branch = code_span(self.head_branch)
+        return f"Baseline: [run {self.run_id}]({self.run_url}) on `{branch}` at `{self.head_sha[:12]}` ({kind})"
 
 
 @dataclass
@@ -226,7 +225,7 @@ def resolve_baseline(
         if not path.is_dir():
             raise VerifilyError(f"baseline folder {value} does not exist", hint="use auto, none, a run id or a path")
         b = Baseline(0, "", "", None, 0, "", merge_base=False, dir=path)
-        return BaselineResult(b, f"the run folder `{sanitize(value)}`")
+        return BaselineResult(b, f"the run folder `{code_span(value)}`")
     try:
         if value.isdigit():
             res = run_baseline(client, repo, int(value), artifact_name)

@@ -3,14 +3,12 @@
 The comment is found by a hidden HTML marker among *all* of the pull request's comments (a busy PR has more
 than one page of them), and only among comments written by the same user — anyone can paste the marker into their
 own comment, and we must never try to edit theirs. The body is cut to GitHub's 65,536-character limit with a
-visible note, and `sanitize` keeps text from data (tag values, example text) from pinging people, injecting HTML
-or breaking a markdown table.
+visible note. Text from data in the body was made inert by `report.escape` (no pings, no HTML) before it got here.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,25 +34,6 @@ def marker(workflow: str, config: str) -> str:
     out of the HTML comment and makes the marker a fixed size."""
     key = hashlib.sha256(f"{workflow}\0{config}".encode()).hexdigest()[:16]
     return f"<!-- verifily-action:sticky:{key} -->"
-
-
-_MENTION = re.compile(r"@(?=[A-Za-z0-9])")
-_HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
-
-
-def sanitize(text: object, *, table_cell: bool = False, max_len: int | None = 200) -> str:
-    """Text from data, made inert for markdown: no @mentions (a zero-width joiner breaks the link), no HTML,
-    no `#123` cross-references; in table cells also no `|` or newlines. Long values are shortened with `…`."""
-    s = str(text)
-    if max_len is not None and len(s) > max_len:
-        s = s[: max_len - 1] + "…"
-    s = "".join(_HTML.get(c, c) for c in s)
-    s = _MENTION.sub("@\u200d", s)
-    s = re.sub(r"#(?=\d)", "#\u200d", s)
-    s = s.replace("`", "\u02cb")  # a stray backtick would open a code span that swallows the rest of the table
-    if table_cell:
-        s = s.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
-    return s
 
 
 def truncate_body(body: str, limit: int = MAX_BODY) -> str:

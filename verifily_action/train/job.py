@@ -1,9 +1,9 @@
 """One training job: plan -> (cache hit | train in `<run>.partial/`) -> adapter, tokenizer, hash chain -> rename.
 
 The run folder's status moves running -> completed (run_meta.json written last, then the folder renamed to its
-final name), or -> failed (with the error) / interrupted (resumable from its last checkpoint). See runs.py for the
-layout, the hash chain and the run cache: a hit in the cache folder is copied into output_dir, and a newly
-trained run is copied into the cache folder.
+final name), or -> failed (with the error) / interrupted (resumable from its last checkpoint). See `runs/` for the
+layout, the hash chain and the run cache: a hit in the cache folder is copied into output_dir, and a newly trained
+run is copied into the cache folder.
 """
 
 from __future__ import annotations
@@ -18,9 +18,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, runs
+from .. import __version__
 from ..errors import EXIT_INTERRUPTED, VerifilyError
-from . import cache
+from ..runs import cache
+from ..runs.chain import hash_run_files, seal
+from ..runs.files import read_json, write_json_atomic, write_text_atomic
+from ..runs.folder import finalize, update_meta
+from ..runs.layout import ADAPTER, CONFIG, ENVIRONMENT, LABEL_MAP, RUN_META, TOKENIZER, TRAIN_LOG, partial_dir
 from .plan import Plan, TrainOptions, cached_run, fields_override, make_plan
 
 Echo = Callable[[str], None]
@@ -47,8 +51,8 @@ def train(opts: TrainOptions, echo: Echo = print) -> TrainResult:
     if plan.resume_dir is None and not opts.force:
         cached = cached_run(plan)
         if cached is not None:
-            run_dir = cache.bring_in(plan, cached, echo)
-            return TrainResult(run_dir, runs.read_json(run_dir / runs.RUN_META), cached=True)
+            run_dir = cache.bring_in(cached, plan.output_dir, plan.run_name, plan.run_key, echo)
+            return TrainResult(run_dir, read_json(run_dir / RUN_META), cached=True)
     result = execute(plan, opts, echo)
     if plan.cache_dir is not None:
         cache.store(plan.cache_dir, result.run_dir, plan.run_key, echo)
@@ -63,7 +67,7 @@ def _prepare_dir(plan: Plan, opts: TrainOptions) -> Path:
     if plan.resume_dir is not None:
         return plan.resume_dir
     final = plan.output_dir / plan.run_name
-    partial = runs.partial_dir(plan.output_dir, plan.run_name)
+    partial = partial_dir(plan.output_dir, plan.run_name)
     if final.exists() and not opts.force:
         raise VerifilyError(
             f"run folder {final} already exists (another run key)",
@@ -88,8 +92,8 @@ def execute(plan: Plan, opts: TrainOptions, echo: Echo = print) -> TrainResult:
     run_dir = _prepare_dir(plan, opts)
     cfg = plan.cfg
     if plan.resume_dir is None:
-        runs.write_text_atomic(run_dir / runs.CONFIG, yaml.safe_dump(plan.config_dict, sort_keys=False))
-        runs.write_json_atomic(run_dir / "environment.json", environment.collect())
+        write_text_atomic(run_dir / CONFIG, yaml.safe_dump(plan.config_dict, sort_keys=False))
+        write_json_atomic(run_dir / ENVIRONMENT, environment.collect())
         meta: dict[str, Any] = {
             "schema_version": 1,
             "id": f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{plan.run_key[:8]}",
@@ -115,15 +119,15 @@ def execute(plan: Plan, opts: TrainOptions, echo: Echo = print) -> TrainResult:
             "notes": [],
             "resumed_from": None,
         }
-        runs.write_json_atomic(run_dir / runs.RUN_META, meta)
+        write_json_atomic(run_dir / RUN_META, meta)
     else:
-        meta = runs.update_meta(run_dir, status="running", error=None, ended_at=None)
+        meta = update_meta(run_dir, status="running", error=None, ended_at=None)
         echo(f"resuming {run_dir}")
     echo(f"training {cfg.task} {cfg.model} on {plan.manifest.ref} -> {run_dir}")
     try:
         meta = _run(plan, run_dir, meta, echo)
     except (Interrupted, KeyboardInterrupt):
-        runs.update_meta(run_dir, status="interrupted", ended_at=_now(), error="interrupted (Ctrl-C)")
+        update_meta(run_dir, status="interrupted", ended_at=_now(), error="interrupted (Ctrl-C)")
         raise VerifilyError(
             f"training interrupted; {run_dir} has status interrupted",
             hint=f"continue with `verifily train --resume {run_dir}`",
@@ -133,13 +137,13 @@ def execute(plan: Plan, opts: TrainOptions, echo: Echo = print) -> TrainResult:
         msg = e.message if isinstance(e, VerifilyError) else f"{type(e).__name__}: {e}"
         # If even this write fails (disk full), the folder keeps its .partial name: it never looks complete.
         with contextlib.suppress(OSError):
-            runs.update_meta(run_dir, status="failed", ended_at=_now(), error=msg)
+            update_meta(run_dir, status="failed", ended_at=_now(), error=msg)
         if isinstance(e, OSError) and not isinstance(e, VerifilyError):
             raise VerifilyError(
                 f"training failed while writing the run: {e}", hint=f"{run_dir} is marked failed; free space and retry"
             ) from e
         raise
-    final = runs.finalize(run_dir)
+    final = finalize(run_dir)
     echo(f"completed: {final} (root hash {meta['root_hash'][:16]})")
     return TrainResult(final, meta)
 
@@ -239,7 +243,7 @@ def _truncate_log(path: Path, step: int) -> None:
     if not path.is_file():
         return
     keep = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and json.loads(ln)["step"] <= step]
-    runs.write_text_atomic(path, "".join(ln + "\n" for ln in keep))
+    write_text_atomic(path, "".join(ln + "\n" for ln in keep))
 
 
 def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[str, Any]:
@@ -288,7 +292,7 @@ def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[st
             f"no trainable rows in {plan.manifest.ref} split {cfg.train_split}",
             hint="; ".join(notes) + f"; raise training.max_length (now {cfg.training.max_length})",
         )
-    meta = runs.update_meta(
+    meta = update_meta(
         run_dir,
         data_report=report,
         unverified_data=unverified,
@@ -298,11 +302,11 @@ def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[st
         notes=notes,
     )
     ckpt = _last_checkpoint(run_dir) if plan.resume_dir is not None else None
-    log_path = run_dir / "train_log.jsonl"
+    log_path = run_dir / TRAIN_LOG
     if plan.resume_dir is not None:
         step = int(Path(ckpt).name.rsplit("-", 1)[-1]) if ckpt else 0
         _truncate_log(log_path, step)
-        meta = runs.update_meta(run_dir, resumed_from=ckpt and Path(ckpt).name)
+        meta = update_meta(run_dir, resumed_from=ckpt and Path(ckpt).name)
         echo(f"resuming from {ckpt}" if ckpt else "no checkpoint to resume from; training from the start")
     elif log_path.exists():
         log_path.unlink()
@@ -317,7 +321,7 @@ def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[st
         raise Interrupted()
     metrics = {k: v for k, v in outcome.summary.items() if isinstance(v, (int, float))}
     metrics["global_step"] = outcome.global_step
-    meta = runs.update_meta(run_dir, metrics=metrics)
+    meta = update_meta(run_dir, metrics=metrics)
     save_outputs(run_dir, outcome.model, tokenizer, meta, plan, metrics)
     return finish(run_dir, plan)
 
@@ -326,12 +330,12 @@ def save_outputs(run_dir: Path, model: Any, tokenizer: Any, meta: dict[str, Any]
     """adapter/ (PEFT safetensors + label_map.json + model card) and tokenizer/; the checkpoints go."""
     from .card import model_card
 
-    adapter = run_dir / "adapter"
+    adapter = run_dir / ADAPTER
     model.save_pretrained(str(adapter), safe_serialization=True)
     if meta.get("label_map"):
-        runs.write_json_atomic(adapter / "label_map.json", {"label2id": meta["label_map"]})
-    runs.write_text_atomic(adapter / "README.md", model_card(meta, plan.config_dict, metrics))
-    tokenizer.save_pretrained(str(run_dir / "tokenizer"))
+        write_json_atomic(adapter / LABEL_MAP, {"label2id": meta["label_map"]})
+    write_text_atomic(adapter / "README.md", model_card(meta, plan.config_dict, metrics))
+    tokenizer.save_pretrained(str(run_dir / TOKENIZER))
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)
 
 
@@ -348,9 +352,9 @@ def finish(run_dir: Path, plan: Plan) -> dict[str, Any]:
         for f in m.splits.get(split, []):
             if f.sha256:
                 entries[f"dataset:{m.ref}/{f.path}"] = f.sha256
-    with open(run_dir / runs.CONFIG, encoding="utf-8") as f:
+    with open(run_dir / CONFIG, encoding="utf-8") as f:
         entries["config:canonical"] = sha256_json(yaml.safe_load(f))
     entries.update(plan.model_entries)
-    files = ["config.yaml", "environment.json", "train_log.jsonl", "adapter", "tokenizer"]
-    entries.update(runs.hash_run_files(run_dir, [p for p in files if (run_dir / p).exists()]))
-    return runs.seal(run_dir, entries, status="completed", ended_at=_now(), error=None)
+    files = [CONFIG, ENVIRONMENT, TRAIN_LOG, ADAPTER, TOKENIZER]
+    entries.update(hash_run_files(run_dir, [p for p in files if (run_dir / p).exists()]))
+    return seal(run_dir, entries, status="completed", ended_at=_now(), error=None)

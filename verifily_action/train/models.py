@@ -138,7 +138,7 @@ def hash_model(model: ResolvedModel) -> tuple[str, dict[str, str]]:
         entries["model:revision"] = model.revision
     if len(cache) != before:
         try:
-            from ..runs import write_json_atomic
+            from ..runs.files import write_json_atomic
 
             write_json_atomic(cache_path, cache)
         except OSError:

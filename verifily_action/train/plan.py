@@ -12,9 +12,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, runs
+from .. import __version__
 from ..config import TrainConfig, from_dict, load_config, resolve_path
 from ..errors import VerifilyError
+from ..runs.cache import find_cached, run_key
+from ..runs.files import read_json
+from ..runs.layout import CONFIG, PARTIAL, RUN_META, final_dir_for
 from .models import ResolvedModel, hash_model, resolve_model
 
 
@@ -109,20 +112,20 @@ def load_for(opts: TrainOptions) -> tuple[TrainConfig, Path | None]:
         d = Path(opts.resume)
         if not d.is_dir() and opts.output_dir:
             d = Path(opts.output_dir) / opts.resume
-        if not d.is_dir() and d.with_name(d.name + runs.PARTIAL).is_dir():
-            d = d.with_name(d.name + runs.PARTIAL)
-        if not (d / runs.RUN_META).is_file():
+        if not d.is_dir() and d.with_name(d.name + PARTIAL).is_dir():
+            d = d.with_name(d.name + PARTIAL)
+        if not (d / RUN_META).is_file():
             raise VerifilyError(
                 f"--resume {opts.resume}: no run folder there", hint="give the folder of an unfinished run (*.partial)"
             )
-        meta = runs.read_json(d / runs.RUN_META)
+        meta = read_json(d / RUN_META)
         if meta.get("status") == "completed":
             raise VerifilyError(f"run {d} is already completed; nothing to resume", hint="use --force to retrain")
         import yaml
 
-        with open(d / runs.CONFIG, encoding="utf-8") as f:
+        with open(d / CONFIG, encoding="utf-8") as f:
             cfg = from_dict(yaml.safe_load(f))
-        return replace(cfg, source_path=str(d / runs.CONFIG)), d.resolve()
+        return replace(cfg, source_path=str(d / CONFIG)), d.resolve()
     if opts.config is None:
         raise VerifilyError("give --config CONFIG (or --resume RUN)")
     return load_config(opts.config), None
@@ -157,13 +160,13 @@ def make_plan(opts: TrainOptions) -> Plan:
     base = Path(cfg.source_path).resolve().parent if cfg.source_path and resume_dir is None else None
     model = resolve_model(cfg.model, base)
     if resume_dir is not None:
-        meta = runs.read_json(resume_dir / runs.RUN_META)
+        meta = read_json(resume_dir / RUN_META)
         model = replace(model, path=Path(meta.get("model_path") or model.path))
     model_hash, model_entries = hash_model(model)
     dataset_hash = manifest.dataset_hash()
     eval_hash = eval_manifest.dataset_hash() if cfg.eval_dataset else None
     config_dict = cfg.to_dict()
-    key = runs.run_key(
+    key = run_key(
         dataset_hash=dataset_hash,
         eval_dataset_hash=eval_hash,
         config=config_dict,
@@ -171,7 +174,7 @@ def make_plan(opts: TrainOptions) -> Plan:
         version=__version__,
     )
     if resume_dir is not None:
-        name = runs.final_dir_for(resume_dir).name
+        name = final_dir_for(resume_dir).name
         out = resume_dir.parent
     else:
         name = cfg.run_name or f"{manifest.name}-{manifest.version}-{cfg.task}-{key[:8]}"
@@ -186,7 +189,7 @@ def make_plan(opts: TrainOptions) -> Plan:
 def cached_run(plan: Plan) -> Path | None:
     """A completed, intact run with the plan's run key: in output_dir first, then in the run cache folder."""
     for root in (plan.output_dir, plan.cache_dir):
-        found = runs.find_cached(root, plan.run_key) if root is not None else None
+        found = find_cached(root, plan.run_key) if root is not None else None
         if found is not None:
             return found
     return None

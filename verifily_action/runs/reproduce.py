@@ -14,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VerifilyError
+from .files import read_json
+from .layout import ADAPTER_WEIGHTS, CONFIG, PREDICTIONS, RUN_META, eval_dir, eval_names, eval_results
+from .results import load_eval_results
 from .verify import verify_run
 
 Echo = Callable[[str], None]
-WEIGHTS = "adapter/adapter_model.safetensors"
 
 
 @dataclass
@@ -61,11 +63,7 @@ class ReproReport:
 
 
 def _evals(run_dir: Path) -> list[dict[str, Any]]:
-    out = []
-    for p in sorted((run_dir / "eval").glob("*/eval_results.json")):
-        with open(p, encoding="utf-8") as f:
-            out.append(json.load(f))
-    return out
+    return [load_eval_results(eval_results(run_dir, name)) for name in eval_names(run_dir)]
 
 
 MetricKey = tuple[tuple[tuple[str, str], ...], str]  # (sorted slice pairs, metric)
@@ -117,9 +115,8 @@ def reproduce(
             problems=report.problems,
             hint=f"see `verifily reproduce --verify-only {original}`",
         )
-    with open(original / "run_meta.json", encoding="utf-8") as f:
-        meta = json.load(f)
-    with open(original / "config.yaml", encoding="utf-8") as f:
+    meta = read_json(original / RUN_META)
+    with open(original / CONFIG, encoding="utf-8") as f:
         cfg = yaml.safe_load(f)
     evals = _evals(original)
     if not evals:
@@ -131,7 +128,7 @@ def reproduce(
     cfg["run_name"] = name
     cfg["output_dir"] = str(Path(output_dir).resolve() if output_dir else original.resolve().parent)
     with tempfile.TemporaryDirectory(prefix="verifily-repro-") as tmp:
-        config_path = Path(tmp) / "config.yaml"
+        config_path = Path(tmp) / CONFIG
         config_path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
         echo(f"retraining {original} as {Path(cfg['output_dir']) / name}")
         result = train(TrainOptions(config=config_path, datasets_root=datasets_root, force=True), echo=echo)
@@ -144,8 +141,8 @@ def reproduce(
         same_run_key=new_meta.get("run_key") == meta.get("run_key"),
         same_weights=False,
     )
-    weights = _sha(original / WEIGHTS)
-    out.same_weights = weights is not None and weights == _sha(new / WEIGHTS)
+    weights = _sha(original / ADAPTER_WEIGHTS)
+    out.same_weights = weights is not None and weights == _sha(new / ADAPTER_WEIGHTS)
     for res in evals:
         ds = res["dataset"]
         slice_keys = [s.get("key") or {} for s in res.get("slices", [])]
@@ -168,7 +165,7 @@ def reproduce(
             got = theirs.get((key, metric))
             ok = got is not None and abs(got - value) <= tolerance
             out.checks.append(MetricCheck(res["eval_name"], dict(key), metric, value, got, ok))
-        a = _predictions(original / "eval" / res["eval_name"] / "predictions.jsonl")
-        b = _predictions(outcome.eval_dir / "predictions.jsonl")
+        a = _predictions(eval_dir(original, res["eval_name"]) / PREDICTIONS)
+        b = _predictions(outcome.eval_dir / PREDICTIONS)
         out.changed_predictions[res["eval_name"]] = sum(1 for k, v in a.items() if b.get(k) != v)
     return out

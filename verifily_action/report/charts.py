@@ -46,7 +46,7 @@ def write_chart(comparison: Mapping[str, Any], path: str | Path) -> Path:
     metrics = list(comparison["metrics"])
     slices = _slices(comparison)
     rows = {(slice_name(r["slice"]), r["metric"]): r for r in comparison["rows"]}
-    conf = round(float(comparison.get("confidence", 0.95)) * 100)
+    conf = round(float(comparison["confidence"]) * 100)
 
     width, height = figure_size(len(slices), len(metrics))
     fig, axes = plt.subplots(len(metrics), 1, figsize=(width, height), dpi=DPI, squeeze=False, sharex=True)

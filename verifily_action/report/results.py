@@ -6,6 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..runs.layout import EVAL_FILES
+from ..tags import slice_label
+from .escape import inert
+from .summary import fmt_value, metric_name
+
 
 def _cell(iv: Mapping[str, float] | None) -> str:
     if not iv:
@@ -29,7 +34,7 @@ def results_table(results: Mapping[str, Any]) -> Any:
         table.add_column(f"{m} {arrow}", justify="right")
     table.add_row("overall", str(results["n"]), *(_cell(results["overall"].get(m)) for m in results["metrics"]))
     for s in results["slices"]:
-        name = ",".join(f"{k}={v}" for k, v in s["key"].items())
+        name = slice_label(s["key"])
         cells = [_cell(s["metrics"].get(m)) for m in results["metrics"]]
         if s["too_small"]:
             table.add_row(f"{name} (too small)", str(s["n"]), *cells, style="dim")
@@ -73,4 +78,39 @@ def print_results(results: Mapping[str, Any], eval_dir: str | None = None) -> No
             "(too small: their intervals are wide)"
         )
     if eval_dir:
-        console.print(f"wrote {eval_dir}/eval_results.json, predictions.jsonl, hard_examples.jsonl")
+        console.print(f"wrote {eval_dir}/{', '.join(EVAL_FILES)}")
+
+
+# ---------------------------------------------------------------- markdown (the PR comment and job summary)
+
+
+def results_markdown(results: Mapping[str, Any]) -> str:
+    """This run's own metrics per slice (no baseline to compare with)."""
+    metrics = list(results["metrics"])
+    conf = round(float(results["confidence"]) * 100)
+
+    def cell(m: str, v: Mapping[str, Any] | None) -> str:
+        if not v:
+            return "–"
+        return f"{fmt_value(m, v['value'])} [{fmt_value(m, v['ci_low'])}, {fmt_value(m, v['ci_high'])}]"
+
+    name = inert(results["eval_name"], table_cell=True)
+    lines = [f"### This run on {name} (value [{conf}% CI])", ""]
+    lines.append("| slice | n | " + " | ".join(metric_name(m) for m in metrics) + " |")
+    lines.append("|:---|---:|" + "---:|" * len(metrics))
+    lines.append(
+        f"| overall | {results['n']} | " + " | ".join(cell(m, results["overall"].get(m)) for m in metrics) + " |"
+    )
+    for s in results["slices"]:
+        label = inert(slice_label(s["key"]), table_cell=True) + (" †" if s["too_small"] else "")
+        lines.append(f"| {label} | {s['n']} | " + " | ".join(cell(m, s["metrics"].get(m)) for m in metrics) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def failure_breakdown(results: Mapping[str, Any], top: int = 3) -> str:
+    """The failure breakdown: the tag values that gather more than their share of the failures."""
+    entries = results.get("failure_breakdown") or []
+    over = [e for e in entries if e["share_of_failures"] > e["share_of_eval"]][:top]
+    if not over:
+        return ""
+    return "\n**Where this run fails**\n\n" + "".join(f"- {inert(e['sentence'])}\n" for e in over)

@@ -3,7 +3,7 @@
 Checks, each reported as a Problem naming the file:
   * hashes.json and run_meta.json can be read, hashes.json has its schema (algorithm, entries), the run completed;
   * every entry of hashes.json that names a file in the run folder, `config:canonical` and `run_meta:canonical`
-    (runs.verify_chain), and the root hash in run_meta.json;
+    (verify_chain), and the root hash in run_meta.json;
   * no file in the run folder is missing from hashes.json (a file added after the run was sealed);
   * the inputs outside the run folder when they are at hand: the dataset manifest, its data files and the dataset
     hash (resolved by name@version), and the base model's files (run_meta.json `model_path`). Inputs not found are
@@ -21,10 +21,8 @@ from typing import Any
 
 from ..errors import Problem, VerifilyError
 from ..hashing import sha256_file
-
-RUN_META = "run_meta.json"
-HASHES = "hashes.json"
-SEALS = (RUN_META, HASHES)  # the two files that hold the chain itself
+from .chain import META_ENTRY, verify_chain
+from .layout import CONFIG, HASHES, RUN_META, SEALS
 
 
 @dataclass
@@ -93,7 +91,7 @@ def _dataset_roots(run_dir: Path, datasets_root: str | Path | None) -> list[str 
     try:
         import yaml
 
-        with open(run_dir / "config.yaml", encoding="utf-8") as f:
+        with open(run_dir / CONFIG, encoding="utf-8") as f:
             recorded = (yaml.safe_load(f) or {}).get("datasets_root")
         if isinstance(recorded, str) and Path(recorded).is_dir():
             roots.append(recorded)
@@ -164,8 +162,6 @@ def _check_model(meta: dict[str, Any], entries: dict[str, str], report: VerifyRe
 
 def verify_run(run_dir: str | Path, datasets_root: str | Path | None = None, inputs: bool = True) -> VerifyReport:
     """Recompute every hash of a run's chain; the report lists each difference by file (empty: intact)."""
-    from .. import runs
-
     d = Path(run_dir)
     if not d.is_dir():
         raise VerifilyError(f"{d} is not a folder", hint="give the folder of a run written by `verifily train`")
@@ -192,8 +188,8 @@ def verify_run(run_dir: str | Path, datasets_root: str | Path | None = None, inp
     if entries is None:
         return report
     if isinstance(meta, dict):
-        # Both files read: recompute every in-folder hash and the root (runs.verify_chain is the one definition).
-        chain = runs.verify_chain(d)
+        # Both files read: recompute every in-folder hash and the root (verify_chain is the one definition).
+        chain = verify_chain(d)
         report.problems.extend(chain)
         if any("root_hash" in p.message for p in chain):
             # Which of the two sealed files was edited cannot be told apart: name hashes.json too.
@@ -203,9 +199,9 @@ def verify_run(run_dir: str | Path, datasets_root: str | Path | None = None, inp
                     file=str(d / HASHES),
                 )
             )
-        if runs.META_ENTRY not in entries:
-            report.notes.append(f"{HASHES} has no {runs.META_ENTRY}: edits of {RUN_META}'s fields are not covered")
-    report.checked += sum(1 for k in entries if ":" not in k or k in ("config:canonical", runs.META_ENTRY))
+        if META_ENTRY not in entries:
+            report.notes.append(f"{HASHES} has no {META_ENTRY}: edits of {RUN_META}'s fields are not covered")
+    report.checked += sum(1 for k in entries if ":" not in k or k in ("config:canonical", META_ENTRY))
     report.problems.extend(_unrecorded(d, entries))
     if inputs:
         _check_datasets(d, entries, datasets_root, report)

@@ -10,8 +10,8 @@ Two modes (input `mode`):
   pull requests, whose own jobs get a read-only token, still get a comment — also when their job failed on a gate,
   since it uploads the artifact before the gates decide.
 
-The stages that belong to other parts of the package (train, evaluate, compare; verifily_action/pipeline.py) go
-through `PIPELINE`, so tests can substitute their own.
+The stages that belong to other parts of the package (train, evaluate, compare; `action.stages`) go through
+`PIPELINE`, so tests can substitute their own; the report's markdown is made in `report/`.
 """
 
 from __future__ import annotations
@@ -21,66 +21,27 @@ import os
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from .compare.gates import GateRuleError
-from .errors import EXIT_INTERNAL, EXIT_OK, VerifilyError
-from .github import workflow as wf
-from .github.baseline import BaselineResult, resolve_baseline
-from .github.baseline import workflow_file as _workflow_file
-from .github.comments import marker, sanitize, upsert_sticky
-from .github.events import Event, load_event
-from .pipeline import Outcome, Pipeline, check_fail_on
+from ..compare.gates import GateRuleError
+from ..errors import EXIT_INTERNAL, EXIT_OK, VerifilyError
+from ..github import workflow as wf
+from ..github.baseline import BaselineResult, resolve_baseline
+from ..github.baseline import workflow_file as _workflow_file
+from ..github.comments import marker, upsert_sticky
+from ..github.events import Event, load_event
+from ..report import pr
+from ..runs.files import read_json
+from ..runs.layout import EVAL_RESULTS, RUN_META
+from .inputs import Inputs, check_fail_on, read_inputs
+from .stages import Outcome, Pipeline
 
-__all__ = ["PIPELINE", "Inputs", "Outcome", "Pipeline", "main"]
+__all__ = ["PIPELINE", "Inputs", "Outcome", "Pipeline", "main", "read_inputs"]
 
 PR_CONTEXT = "verifily-pr.json"
 COMPARISON = "verifily-comparison.json"  # the comparison, added to the artifact beside the run
 WORKSPACE = "/github/workspace"
-
-
-@dataclass
-class Inputs:
-    """The action.yml inputs, as the runner passes them: env `INPUT_<NAME>` with hyphens kept."""
-
-    config: str = "train.yaml"
-    dataset: str | None = None
-    slice_by: list[str] = field(default_factory=list)
-    token: str = ""
-    baseline: str = "auto"
-    artifact_name: str = "verifily-run"
-    comment: bool = True
-    fail_on: str | None = None
-    mode: str = "train-eval"
-    working_directory: str = "."
-
-
-def read_inputs(env: Mapping[str, str]) -> Inputs:
-    def get(name: str, default: str = "") -> str:
-        return env.get(f"INPUT_{name.upper()}", default).strip() or default
-
-    problems = []
-    mode = get("mode", "train-eval")
-    if mode not in ("train-eval", "comment"):
-        problems.append(f"input `mode` must be `train-eval` or `comment`, not {mode!r}")
-    comment = get("comment", "true").lower()
-    if comment not in ("true", "false"):
-        problems.append(f"input `comment` must be `true` or `false`, not {comment!r}")
-    if problems:
-        raise VerifilyError("invalid action inputs: " + "; ".join(problems), hint="see action.yml for each input")
-    return Inputs(
-        config=get("config", "train.yaml"),
-        dataset=get("dataset") or None,
-        slice_by=[s.strip() for s in get("slice-by").replace("\n", ",").split(",") if s.strip()],
-        token=env.get("INPUT_GITHUB-TOKEN", "").strip(),
-        baseline=get("baseline", "auto"),
-        artifact_name=get("artifact-name", "verifily-run"),
-        comment=comment == "true",
-        fail_on=get("fail-on") or None,
-        mode=mode,
-        working_directory=get("working-directory", "."),
-    )
 
 
 PIPELINE = Pipeline()
@@ -101,7 +62,7 @@ class Context:
 
 
 def _client(inputs: Inputs, ctx: Context):
-    from .github.client import GitHubClient
+    from ..github.client import GitHubClient
 
     return GitHubClient(inputs.token or None, ctx.env.get("GITHUB_API_URL"))
 
@@ -152,27 +113,23 @@ def compose_report(
     artifact_id: int | None = None,
     note: str = "",
 ) -> str:
-    """The comment and the job summary: baseline line, the pipeline's report, links to the run and its artifact
-    (`run_id`: the run that made the artifact, by default this one; `artifact_id`: None when the upload failed)."""
+    """The comment and the job summary (report.pr): `run_id` is the run that made the artifact, by default this one;
+    `artifact_id` None when the upload failed."""
     b = baseline.baseline
-    if b is not None and b.run_id:
-        head = b.describe() + f": {sanitize(baseline.reason)}."
-    elif b is not None:
-        head = f"Baseline: {baseline.reason}."
-    else:
-        head = f"No baseline: {sanitize(baseline.reason, max_len=500)}."
-    if note:
-        head = f"{note}\n\n{head}"
-    run_url = ctx.run_url(run_id)
-    artifact = f"artifact `{sanitize(inputs.artifact_name)}`"
-    artifact = f"[{artifact}]({run_url}/artifacts/{artifact_id})" if artifact_id else f"{artifact} (not uploaded)"
-    links = f"[Workflow run]({run_url}) · {artifact}"
-    return f"## Verifily Train\n\n{head}\n\n{outcome.markdown.strip()}\n\n---\n{links}\n"
+    line = pr.baseline_line(b.describe() if b is not None and b.run_id else None, baseline.reason, found=b is not None)
+    return pr.compose(
+        outcome.markdown,
+        line,
+        run_url=ctx.run_url(run_id),
+        artifact_name=inputs.artifact_name,
+        artifact_id=artifact_id,
+        note=note,
+    )
 
 
 def _run_key(run_dir: Path) -> str:
     try:
-        return str(json.loads((run_dir / "run_meta.json").read_text(encoding="utf-8")).get("run_key") or "")
+        return str(read_json(run_dir / RUN_META).get("run_key") or "")
     except (OSError, ValueError):
         return ""
 
@@ -180,7 +137,7 @@ def _run_key(run_dir: Path) -> str:
 def _post(client, ctx: Context, config: str, number: int, report: str) -> str:
     """Post or update the sticky comment (one per workflow + config); a read-only token is a warning, never a
     failure."""
-    from .github.client import GitHubError
+    from ..github.client import GitHubError
 
     try:
         res = upsert_sticky(client, ctx.repo, number, report, marker(ctx.workflow, config))
@@ -236,7 +193,7 @@ def train_eval(inputs: Inputs, ctx: Context) -> int:
             wf.notice("pull request from a fork: the comment is posted by the workflow_run job (mode: comment)")
         else:
             comment_url = _post(client, ctx, inputs.config, pr.number, report)
-    metrics_json = outcome.metrics_json or (eval_dir / "eval_results.json" if eval_dir else None)
+    metrics_json = outcome.metrics_json or (eval_dir / EVAL_RESULTS if eval_dir else None)
     outputs.update(
         {
             "metrics-json": _shown(metrics_json, ctx),
@@ -256,7 +213,7 @@ def train_eval(inputs: Inputs, ctx: Context) -> int:
 def _upload(run_dir: Path, inputs: Inputs, ctx: Context, comparison: Path | None = None) -> int | None:
     """Upload the run folder (plus the comparison and the PR context) as the artifact; its id, or None (with a
     warning) when the upload failed: the report, the summary and the outputs do not depend on it."""
-    from .github.artifacts import upload_artifact
+    from ..github.artifacts import upload_artifact
 
     extra = {}
     if comparison is not None and comparison.is_file():
@@ -291,9 +248,9 @@ def _upload(run_dir: Path, inputs: Inputs, ctx: Context, comparison: Path | None
 
 
 def comment_mode(inputs: Inputs, ctx: Context) -> int:
-    from .github.archive import safe_extract
-    from .github.baseline import usable_artifact
-    from .schemas import validator
+    from ..github.archive import safe_extract
+    from ..github.baseline import usable_artifact
+    from ..schemas import validator
 
     wr = ctx.event.workflow_run
     if wr is None:

@@ -8,6 +8,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from .escape import code_span, inert
 from .summary import fmt_change, fmt_p, fmt_value, metric_name, slice_name
 
 FORMATS = ("table", "markdown", "json")
@@ -82,28 +83,30 @@ def footnotes(comparison: Mapping[str, Any]) -> list[str]:
 # ---------------------------------------------------------------- markdown
 
 
-def _md_escape(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+def _md(text: str) -> str:
+    """One line of markdown text (a bullet or a table cell) made inert: it may quote tag values and run names."""
+    return inert(text, table_cell=True, max_len=None)
 
 
 def markdown(comparison: Mapping[str, Any]) -> str:
-    """Summary bullets, a GitHub pipe table, dataset diffs, gate results and notes."""
+    """Summary bullets, a GitHub pipe table, dataset diffs, gate results and notes; every text from data made inert
+    (report.escape), so the output can be pasted into a pull request as it is."""
     cols = header(comparison)
-    lines = [f"### Comparison against `{_md_escape(comparison['baseline'])}` (baseline)", ""]
-    lines += [f"- {_md_escape(s)}" for s in comparison.get("summary", [])]
+    lines = [f"### Comparison against `{code_span(comparison['baseline'])}` (baseline)", ""]
+    lines += [f"- {_md(s)}" for s in comparison.get("summary", [])]
     lines += [""] if comparison.get("summary") else []
-    lines.append("| " + " | ".join(_md_escape(c) for c in cols) + " |")
+    lines.append("| " + " | ".join(_md(c) for c in cols) + " |")
     # Text columns left, numbers right.
     lines.append("|" + "|".join(":---" if i < 2 else "---:" for i in range(len(cols))) + "|")
     for line in cells(comparison):
-        lines.append("| " + " | ".join(_md_escape(c) for c in line) + " |")
+        lines.append("| " + " | ".join(_md(c) for c in line) + " |")
     lines.append("")
     for diff in comparison.get("dataset_diffs", []):
-        lines.append(f"- Data: {_md_escape(diff['text'])}")
+        lines.append(f"- Data: {_md(diff['text'])}")
     for g in comparison.get("gates", []):
         mark = "❌" if g["failed"] else ("✅" if g["checked"] else "➖")
-        lines.append(f"- {mark} gate `{_md_escape(g['rule'])}`: {_md_escape(g['message'])}")
-    lines += [f"<sub>{_md_escape(n)}</sub><br>" for n in footnotes(comparison)]
+        lines.append(f"- {mark} gate `{code_span(g['rule'])}`: {_md(g['message'])}")
+    lines += [f"<sub>{_md(n)}</sub><br>" for n in footnotes(comparison)]
     return "\n".join(lines).rstrip() + "\n"
 
 

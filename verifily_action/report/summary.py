@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..tags import slice_label
+
 DISPLAY = {
     "accuracy": "accuracy",
     "macro_f1": "macro-F1",
@@ -28,8 +30,7 @@ def metric_name(metric: str) -> str:
     return DISPLAY.get(metric, metric)
 
 
-def slice_name(key: Mapping[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in key.items()) if key else "overall"
+slice_name = slice_label  # `source=human`; `overall` for the whole set
 
 
 def where(key: Mapping[str, str]) -> str:
@@ -58,7 +59,7 @@ def fmt_p(p: float | None) -> str:
     return f"p={p:.3f}" if p < 0.1 else f"p={p:.2f}"
 
 
-def change_text(row: Mapping[str, Any], i: int, confidence: float = 0.95) -> str:
+def change_text(row: Mapping[str, Any], i: int, confidence: float) -> str:
     """`0.68 → 0.72 (+4.0 pts, 95% CI +1.2…+6.8, p=0.003)` for the i-th candidate of a comparison row."""
     m = row["metric"]
     d = row["deltas"][i]
@@ -75,7 +76,7 @@ def lines(comparison: Mapping[str, Any]) -> list[str]:
     """The summary: significant changes (largest first), what is flat, slices found in one run only."""
     rows = comparison["rows"]
     runs = [r["name"] for r in comparison["runs"]]
-    confidence = float(comparison.get("confidence", 0.95))
+    confidence = float(comparison["confidence"])
     out: list[str] = []
     for i, run in enumerate(runs[1:]):
         prefix = f"{run} vs {runs[0]}: " if len(runs) > 2 else ""

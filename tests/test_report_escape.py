@@ -1,0 +1,104 @@
+"""The one escaper (report.escape) and the markdown that goes through it: text from data is inert in every markdown
+output — the PR comment, the job summary and `verifily compare --format markdown`."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from verifily_action.report import comparison as render
+from verifily_action.report.escape import code_span, inert, mermaid_label
+
+pytestmark = pytest.mark.unit
+
+EVIL = "@org/team <details><summary>x</summary> [x](http://evil.example) ![i](http://evil.example/i.png) | `c` #12"
+
+
+def test_inert_defuses_mentions_html_links_and_tables():
+    evil = "@octocat <img src=x onerror=alert(1)> | col\nnext `code` #12"
+    cell = inert(evil, table_cell=True)
+    assert "@octocat" not in cell and "<img" not in cell and "\n" not in cell
+    assert "\\|" in cell and "|" not in cell.replace("\\|", "")
+    assert "#12" not in cell and "`" not in cell
+    assert len(inert("x" * 1000)) == 200 and inert("x" * 1000).endswith("…")
+    assert len(inert("x" * 1000, max_len=None)) == 1000
+    link = inert("[x](http://evil.example)")
+    assert "](" not in link and "http://evil.example" in link  # the text stays readable, the link is gone
+    assert inert("plain words, 0.91 [0.88, 0.93]") == "plain words, 0.91 [0.88, 0.93]"  # our own text unchanged
+
+
+def test_code_span_only_guards_its_own_delimiter():
+    assert code_span("macro_f1@source=human<-2pts") == "macro_f1@source=human<-2pts"  # literal inside a code span
+    assert "`" not in code_span("a`b") and "\n" not in code_span("a\nb")
+    assert '"' not in mermaid_label('say "hi"') and len(mermaid_label("x" * 100)) == 40
+
+
+def _comparison(tag_value: str) -> dict:
+    row = {
+        "slice": {"source": tag_value},
+        "metric": "accuracy",
+        "direction": "higher",
+        "values": [
+            {"value": 0.8, "ci_low": 0.7, "ci_high": 0.9, "n": 40, "too_small": False},
+            {"value": 0.9, "ci_low": 0.8, "ci_high": 0.95, "n": 40, "too_small": False},
+        ],
+        "deltas": [
+            {
+                "status": "compared",
+                "delta": 0.1,
+                "ci_low": 0.01,
+                "ci_high": 0.2,
+                "p_value": 0.01,
+                "significant": True,
+                "improved": True,
+                "method": "paired",
+            }
+        ],
+    }
+    return {
+        "baseline": f"base {tag_value}",
+        "runs": [{"name": f"base {tag_value}"}, {"name": "cand"}],
+        "confidence": 0.95,
+        "metrics": ["accuracy"],
+        "rows": [row],
+        "summary": [f"accuracy on source={tag_value} improved"],
+        "notes": [f"note about {tag_value}"],
+        "dataset_diffs": [{"text": f"added rows tagged {tag_value}"}],
+        "gates": [
+            {"rule": "accuracy@source=x<-2pts", "failed": False, "checked": True, "message": f"{tag_value} held"}
+        ],
+    }
+
+
+def _assert_inert(md: str) -> None:
+    # inside a code span GitHub shows text literally; everywhere else nothing may stay live
+    outside_code = re.sub(r"`[^`\n]*`", "", md)
+    assert "@org" not in outside_code, md
+    assert "<details>" not in outside_code and "<summary>" not in outside_code, md
+    assert "](http://evil" not in outside_code, md
+    assert "#12" not in outside_code, md
+    widths = {len(re.findall(r"(?<!\\)\|", ln)) for ln in md.splitlines() if ln.startswith("| ")}
+    assert len(widths) == 1, md  # the pipe in the tag value did not add a column
+
+
+def test_comparison_markdown_is_inert():
+    md = render.markdown(_comparison(EVIL))
+    _assert_inert(md)
+    assert "`accuracy@source=x<-2pts`" in md  # a gate rule in its code span is shown as written
+
+
+def test_compare_cli_markdown_is_inert(tmp_path):
+    """`verifily compare --format markdown` through the real command, on two runs whose tag value is hostile."""
+    from typer.testing import CliRunner
+
+    from tests.compare_fakes import make_run, records
+    from verifily_action.cli import app
+
+    sizes = {"human": 60, EVIL: 60}
+    base = make_run(tmp_path, "base", records(sizes, {"human": 0.8, EVIL: 0.5}, seed=1))
+    cand = make_run(tmp_path, "cand", records(sizes, {"human": 0.8, EVIL: 0.9}, seed=2))
+    res = CliRunner().invoke(app, ["compare", "--runs", f"{base},{cand}", "--format", "markdown"])
+    assert res.exit_code == 0, res.output
+    assert "source=" in res.output
+    _assert_inert(res.output)

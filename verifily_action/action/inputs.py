@@ -1,0 +1,83 @@
+"""The Action's inputs: read and validated from the environment the runner passes (`INPUT_<NAME>`, upper-cased,
+hyphens kept). DEFAULTS are action.yml's `default:` values (a test holds them equal); the runner fills those in
+before the container starts, and these apply when the Action is run in some other way (tests, `docker run`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from ..errors import VerifilyError
+from ..tags import comma_list
+
+# action.yml's defaults; `github-token` defaults to `${{ github.token }}` there, which only the runner can fill in
+DEFAULTS: dict[str, str] = {
+    "config": "train.yaml",
+    "dataset": "",
+    "slice-by": "",
+    "baseline": "auto",
+    "artifact-name": "verifily-run",
+    "comment": "true",
+    "fail-on": "",
+    "mode": "train-eval",
+    "working-directory": ".",
+}
+MODES = ("train-eval", "comment")
+
+
+@dataclass
+class Inputs:
+    """The inputs, typed (defaults: DEFAULTS)."""
+
+    config: str = DEFAULTS["config"]
+    dataset: str | None = None
+    slice_by: list[str] = field(default_factory=list)
+    token: str = ""
+    baseline: str = DEFAULTS["baseline"]
+    artifact_name: str = DEFAULTS["artifact-name"]
+    comment: bool = DEFAULTS["comment"] == "true"
+    fail_on: str | None = None
+    mode: str = DEFAULTS["mode"]
+    working_directory: str = DEFAULTS["working-directory"]
+
+
+def read_inputs(env: Mapping[str, str]) -> Inputs:
+    """Every input from `env`; one VerifilyError listing each invalid one."""
+
+    def get(name: str) -> str:
+        return env.get(f"INPUT_{name.upper()}", "").strip() or DEFAULTS[name]
+
+    problems = []
+    mode = get("mode")
+    if mode not in MODES:
+        problems.append(f"input `mode` must be `train-eval` or `comment`, not {mode!r}")
+    comment = get("comment").lower()
+    if comment not in ("true", "false"):
+        problems.append(f"input `comment` must be `true` or `false`, not {comment!r}")
+    if problems:
+        raise VerifilyError("invalid action inputs: " + "; ".join(problems), hint="see action.yml for each input")
+    return Inputs(
+        config=get("config"),
+        dataset=get("dataset") or None,
+        slice_by=comma_list(get("slice-by")),
+        token=env.get("INPUT_GITHUB-TOKEN", "").strip(),
+        baseline=get("baseline"),
+        artifact_name=get("artifact-name"),
+        comment=comment == "true",
+        fail_on=get("fail-on") or None,
+        mode=mode,
+        working_directory=get("working-directory"),
+    )
+
+
+def fail_on_rules(text: str | None) -> list[str]:
+    """The `fail-on` input: one rule per line (commas also separate, as in YAML flow-style lists)."""
+    return comma_list(text or "")
+
+
+def check_fail_on(text: str | None) -> None:
+    """Parse the rules before any training, so a typo fails in seconds, not after the run."""
+    from ..compare.gates import parse_rules
+
+    parse_rules(fail_on_rules(text), "input fail-on")

@@ -1,0 +1,28 @@
+"""The pull-request report: one markdown body for the sticky comment and the job summary — a title, the baseline
+line, the stage's report (a comparison or this run alone), and links to the workflow run and its artifact."""
+
+from __future__ import annotations
+
+from .escape import inert
+
+TITLE = "## Verifily Train"
+
+
+def baseline_line(description: str | None, reason: str, *, found: bool) -> str:
+    """`Baseline: run 123 … : <why>.`, `Baseline: the run folder … .` or `No baseline: <why>.` (`reason` is data:
+    it may quote a path or a server's message). `description` is the found baseline's own (already inert) line."""
+    if found and description:
+        return f"{description}: {inert(reason)}."
+    if found:
+        return f"Baseline: {reason}."
+    return f"No baseline: {inert(reason, max_len=500)}."
+
+
+def compose(
+    body: str, baseline: str, *, run_url: str, artifact_name: str, artifact_id: int | None, note: str = ""
+) -> str:
+    """The whole report. `artifact_id` None: the upload failed, so the artifact is named but not linked."""
+    head = f"{note}\n\n{baseline}" if note else baseline
+    artifact = f"artifact `{inert(artifact_name)}`"
+    artifact = f"[{artifact}]({run_url}/artifacts/{artifact_id})" if artifact_id else f"{artifact} (not uploaded)"
+    return f"{TITLE}\n\n{head}\n\n{body.strip()}\n\n---\n[Workflow run]({run_url}) · {artifact}\n"

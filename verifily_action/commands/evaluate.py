@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from ..runs.layout import EVAL_RESULTS
+
 
 def register(app: typer.Typer) -> None:
     @app.command(name="eval")
@@ -33,7 +35,7 @@ def register(app: typer.Typer) -> None:
             None, "--batch-size", min=1, help="Examples per batch (default: eval.batch_size)."
         ),
         seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resamples."),
-        as_json: bool = typer.Option(False, "--json", help="Print eval_results.json to stdout instead of a table."),
+        as_json: bool = typer.Option(False, "--json", help=f"Print {EVAL_RESULTS} to stdout instead of a table."),
     ) -> None:
         """Evaluate a run: batched inference, metrics per tag slice with 95% bootstrap CIs, hard examples."""
         from ..evaluate.runner import EvalOptions, evaluate_run

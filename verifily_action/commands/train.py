@@ -9,6 +9,8 @@ from pathlib import Path
 
 import typer
 
+from ..runs.layout import PARTIAL
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
@@ -32,7 +34,7 @@ def register(app: typer.Typer) -> None:
         ),
         force: bool = typer.Option(False, "--force", help="Retrain even when a completed run has the same run key."),
         resume: str | None = typer.Option(
-            None, "--resume", metavar="RUN", help="Continue an interrupted or failed run (its .partial folder)."
+            None, "--resume", metavar="RUN", help=f"Continue an interrupted or failed run (its {PARTIAL} folder)."
         ),
         as_json: bool = typer.Option(
             False,

@@ -17,33 +17,12 @@ from .loading import EvalRun
 
 
 def _manifest(ref: str, root: str | Path | None, run: EvalRun) -> Any | None:
-    from ..datasets import resolve
+    from ..datasets.registry import recorded_root, resolve_first, search_roots
 
-    roots: list[str | Path | None] = [root] if root else [None]
-    cfg_root = _config_root(run)
-    if cfg_root is not None:
-        roots.append(cfg_root)
-    for r in roots:
-        try:
-            return resolve(ref, r)
-        except VerifilyError:
-            continue
-    return None
-
-
-def _config_root(run: EvalRun) -> Path | None:
-    """The datasets_root recorded in the run's config, when it is an existing absolute folder."""
-    path = run.dir / CONFIG
     try:
-        import yaml
-
-        with open(path, encoding="utf-8") as f:
-            root = (yaml.safe_load(f) or {}).get("datasets_root")
-    except (OSError, ValueError, AttributeError):
+        return resolve_first(ref, search_roots(root, recorded_root(run.dir / CONFIG)))
+    except VerifilyError:
         return None
-    if isinstance(root, str) and Path(root).is_absolute() and Path(root).is_dir():
-        return Path(root)
-    return None
 
 
 def _train_ref(run: EvalRun) -> str | None:

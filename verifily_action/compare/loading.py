@@ -81,7 +81,7 @@ def read_meta(path: str | Path) -> tuple[Path, dict[str, Any]]:
     if not d.exists():
         raise VerifilyError(f"{d} does not exist", hint="give the folder of a run written by `verifily train`")
     if not d.is_dir():
-        raise VerifilyError(f"{d} is not a folder", hint="give the folder of a run (it holds run_meta.json)")
+        raise VerifilyError(f"{d} is not a folder", hint=f"give the folder of a run (it holds {RUN_META})")
     meta_path = d / RUN_META
     if not meta_path.is_file():
         raise VerifilyError(
@@ -241,7 +241,7 @@ def choose_metrics(runs: Sequence[EvalRun], requested: Sequence[str] | None) -> 
             if m in ("loss", "perplexity") and no_loss:
                 raise VerifilyError(
                     f"metric {m} needs a loss per example, which these runs lack",
-                    problems=[Problem("predictions.jsonl has no loss", file=str(r.dir)) for r in no_loss],
+                    problems=[Problem(f"{PREDICTIONS} has no loss", file=str(r.dir)) for r in no_loss],
                 )
         return list(dict.fromkeys(requested))
     base = [m for m in runs[0].results.get("metrics", []) if m in allowed]

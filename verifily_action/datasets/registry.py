@@ -1,7 +1,8 @@
 """`name@version` references: find `<root>/<name>/<version>/manifest.yaml`, or take a plain manifest path.
 
 The root comes from the caller (config `datasets_root` or `--datasets-root`), else `VERIFILY_DATASETS`, else
-`./datasets`. An unknown name or version is an error that lists what exists (and the closest match).
+`./datasets`; `search_roots` is the one rule for where the stages look. An unknown name or version is an error
+that lists what exists (and the closest match).
 """
 
 from __future__ import annotations
@@ -24,6 +25,40 @@ def datasets_root(root: str | Path | None = None) -> Path:
     if root is not None and str(root) != "":
         return Path(root)
     return Path(os.environ.get(ENV_ROOT) or DEFAULT_ROOT)
+
+
+def search_roots(given: str | Path | None = None, recorded: str | Path | None = None) -> list[Path]:
+    """Where `name@version` is looked up, in order: the root given on the command line (`--datasets-root`),
+    $VERIFILY_DATASETS, the root a config or a run records (skipped when it does not exist and another is set),
+    then ./datasets. The one rule for train, eval, compare's dataset diff and reproduce --verify-only."""
+    roots = [Path(r) for r in (given, os.environ.get(ENV_ROOT)) if r]
+    if recorded and (Path(recorded).is_dir() or not roots):
+        roots.append(Path(recorded))
+    roots.append(Path(DEFAULT_ROOT))
+    return list(dict.fromkeys(roots))
+
+
+def resolve_first(ref: str, roots: list[Path]) -> Manifest:
+    """The manifest `ref` names under the first of `roots` that holds it; the first root's error when none does."""
+    first: VerifilyError | None = None
+    for root in roots:
+        try:
+            return resolve(ref, root)
+        except VerifilyError as e:
+            first = first or e
+    raise first or VerifilyError(f"dataset {ref} not found: no datasets root to look in")
+
+
+def recorded_root(config_path: Path) -> Path | None:
+    """The datasets_root a run's config.yaml records (train writes it absolute); None when it names no folder."""
+    import yaml
+
+    try:
+        with open(config_path, encoding="utf-8") as f:
+            root = (yaml.safe_load(f) or {}).get("datasets_root")
+    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        return None
+    return Path(root) if isinstance(root, str) and Path(root).is_absolute() and Path(root).is_dir() else None
 
 
 def is_path_ref(ref: str) -> bool:

@@ -8,7 +8,6 @@ hard_examples.jsonl; their hashes are appended to the run's hashes.json through 
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -62,21 +61,12 @@ def check_run(run_dir: Path) -> Any:
     problems = verify_chain(run.dir)
     if problems:
         raise VerifilyError(
-            f"run {run.dir} fails its hash check: {len(problems)} file(s) differ from hashes.json",
+            f"run {run.dir} fails its hash check: {len(problems)} file(s) differ from {layout.HASHES}",
             problems=problems,
             hint="the run folder was changed after training; restore it or train again "
             "(`verifily reproduce --verify-only` shows the same check)",
         )
     return run
-
-
-def _datasets_root(opts: EvalOptions, cfg: Any) -> str | None:
-    if opts.datasets_root:
-        return opts.datasets_root
-    if os.environ.get("VERIFILY_DATASETS"):
-        return None  # resolve() reads it
-    root = getattr(cfg, "datasets_root", None)
-    return root if root and Path(root).is_dir() else None
 
 
 def _dataset_ref(opts: EvalOptions, meta: Mapping[str, Any]) -> str:
@@ -230,7 +220,8 @@ def _jsonl(rows: Sequence[Mapping[str, Any]]) -> str:
 
 def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None) -> EvalOutcome:
     """Evaluate a run end to end and write its eval folder; returns the results dict (also written)."""
-    from ..datasets import load_split, resolve
+    from ..datasets import load_split
+    from ..datasets.registry import resolve_first, search_roots
     from ..schemas import validator
 
     opts = opts or EvalOptions()
@@ -241,7 +232,7 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None) -> EvalOu
     metric_names = metrics.metrics_for(task, ecfg.metrics)
     slice_by = list(opts.slice_by) if opts.slice_by is not None else list(ecfg.slice_by)
 
-    manifest = resolve(_dataset_ref(opts, meta), _datasets_root(opts, cfg))
+    manifest = resolve_first(_dataset_ref(opts, meta), search_roots(opts.datasets_root, cfg.datasets_root))
     split = opts.split or cfg.eval_split
     manifest.require_split(split)
     fields = {k: v for k, v in vars(cfg.fields).items() if v is not None}

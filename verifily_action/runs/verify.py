@@ -14,7 +14,6 @@ No torch: the check runs wherever the run folder is.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,37 +81,16 @@ def _unrecorded(run_dir: Path, entries: dict[str, str]) -> list[Problem]:
     return out
 
 
-def _dataset_roots(run_dir: Path, datasets_root: str | Path | None) -> list[str | Path | None]:
-    roots: list[str | Path | None] = []
-    if datasets_root:
-        roots.append(datasets_root)
-    if os.environ.get("VERIFILY_DATASETS"):
-        roots.append(None)  # resolve() reads the variable
-    try:
-        import yaml
-
-        with open(run_dir / CONFIG, encoding="utf-8") as f:
-            recorded = (yaml.safe_load(f) or {}).get("datasets_root")
-        if isinstance(recorded, str) and Path(recorded).is_dir():
-            roots.append(recorded)
-    except (OSError, ValueError, AttributeError):
-        pass
-    return roots
-
-
 def _check_datasets(run_dir: Path, entries: dict[str, str], root: str | Path | None, report: VerifyReport) -> None:
-    from ..datasets import resolve
+    from ..datasets.registry import recorded_root, resolve_first, search_roots
 
     refs = sorted({name[len("dataset:") :].split("/")[0] for name in entries if name.startswith("dataset:")})
-    roots = _dataset_roots(run_dir, root)
+    roots = search_roots(root, recorded_root(run_dir / CONFIG))
     for ref in refs:
-        manifest = None
-        for r in roots:
-            try:
-                manifest = resolve(ref, r)
-                break
-            except VerifilyError:
-                continue
+        try:
+            manifest = resolve_first(ref, roots)
+        except VerifilyError:
+            manifest = None
         prefix = f"dataset:{ref}"
         recorded = {k: v for k, v in entries.items() if k == prefix or k.startswith(prefix + "/")}
         if manifest is None:

@@ -212,7 +212,7 @@ def _data_notes(report: Any) -> list[str]:
             a, b = pair.split("/")
             out.append(f"data check: {b}: {rows(n)} with the same text as a row of {a} (leakage)")
     if out and any(":" in s for s in report.rows):  # a split of another version (eval_dataset) took part
-        out[-1] += "; the run's run_meta.json (data_report) lists where"
+        out[-1] += f"; the run's {RUN_META} (data_report) lists where"
     elif out:
         out[-1] += f"; `verifily dataset verify {report.ref}` shows where"
     return out

@@ -56,12 +56,11 @@ class Plan:
     cache_dir: Path | None = None  # the run cache folder (absolute), or None
 
 
-def _datasets_root(cfg: TrainConfig, opts: TrainOptions) -> str | None:
-    if opts.datasets_root:
-        return str(Path(opts.datasets_root).resolve())
-    if os.environ.get("VERIFILY_DATASETS"):
-        return str(Path(os.environ["VERIFILY_DATASETS"]).resolve())
-    return str(resolve_path(cfg, cfg.datasets_root).resolve())
+def _datasets_root(cfg: TrainConfig, opts: TrainOptions) -> str:
+    """The root this run reads its datasets from (recorded in its config, absolute)."""
+    from ..datasets.registry import search_roots
+
+    return str(search_roots(opts.datasets_root, resolve_path(cfg, cfg.datasets_root))[0].resolve())
 
 
 def _cache_dir(cfg: TrainConfig, opts: TrainOptions) -> Path | None:
@@ -116,7 +115,8 @@ def load_for(opts: TrainOptions) -> tuple[TrainConfig, Path | None]:
             d = d.with_name(d.name + PARTIAL)
         if not (d / RUN_META).is_file():
             raise VerifilyError(
-                f"--resume {opts.resume}: no run folder there", hint="give the folder of an unfinished run (*.partial)"
+                f"--resume {opts.resume}: no run folder there",
+                hint=f"give the folder of an unfinished run (*{PARTIAL})",
             )
         meta = read_json(d / RUN_META)
         if meta.get("status") == "completed":

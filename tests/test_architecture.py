@@ -17,7 +17,7 @@ import yaml
 from verifily_action.action.inputs import DEFAULTS, read_inputs
 from verifily_action.runs import layout
 
-from .conftest import REPO
+from .paths import REPO
 
 pytestmark = pytest.mark.unit
 
@@ -213,3 +213,13 @@ def test_action_input_defaults_match_action_yml():
     )
     assert got.comment is (spec["comment"]["default"] == "true")
     assert got.dataset is None and got.fail_on is None and got.slice_by == []
+
+
+def test_every_package_is_installed():
+    """pyproject.toml lists packages by name: a new package missing there works in the editable checkout and is
+    absent from the wheel and the image."""
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"])
+    folders = {m for m, p in MODULES.items() if p.name == "__init__.py"}
+    assert folders <= listed, sorted(folders - listed)

@@ -13,7 +13,7 @@
 #
 # GitHub's rules for container actions: no USER (the action runs as root), no WORKDIR (the runner mounts the
 # workspace at /github/workspace and makes it the working directory), absolute exec-form ENTRYPOINT.
-# GPUs on self-hosted runners: README.md, section 'Self-hosted GPU runners'.
+# GPUs on self-hosted runners: docs/self-hosted-runners.md (README.md, section 'Self-hosted GPU runners', links it).
 
 ARG CPU_BASE=python:3.11-slim-bookworm
 ARG CUDA_BASE=nvidia/cuda:13.0.0-runtime-ubuntu24.04

@@ -28,6 +28,15 @@ def test_inert_defuses_mentions_html_links_and_tables():
     assert inert("plain words, 0.91 [0.88, 0.93]") == "plain words, 0.91 [0.88, 0.93]"  # our own text unchanged
 
 
+def test_inert_defuses_emphasis_references_and_bidi_controls():
+    s = inert("*bold* _it_ ~~gone~~ GH-12 gh-7 \u202eevil\u2066 macro_f1 a\\b")
+    assert "*bold*" not in s and "\\*bold\\*" in s and "\\_it\\_" in s and "\\~\\~gone" in s
+    assert "GH-12" not in s and "gh-7" not in s  # GitHub links GH-<n> to an issue
+    assert "\u202e" not in s and "\u2066" not in s and "evil" in s
+    assert "macro_f1" in s  # an underscore inside a word is no emphasis: left as it is
+    assert "a\\\\b" in s  # a backslash from data is shown, not used as an escape
+
+
 def test_code_span_only_guards_its_own_delimiter():
     assert code_span("macro_f1@source=human<-2pts") == "macro_f1@source=human<-2pts"  # literal inside a code span
     assert "`" not in code_span("a`b") and "\n" not in code_span("a\nb")

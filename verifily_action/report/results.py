@@ -96,7 +96,7 @@ def results_markdown(results: Mapping[str, Any]) -> str:
 
     name = inert(results["eval_name"], table_cell=True)
     lines = [f"### This run on {name} (value [{conf}% CI])", ""]
-    lines.append("| slice | n | " + " | ".join(metric_name(m) for m in metrics) + " |")
+    lines.append("| slice | n | " + " | ".join(inert(metric_name(m), table_cell=True) for m in metrics) + " |")
     lines.append("|:---|---:|" + "---:|" * len(metrics))
     lines.append(
         f"| overall | {results['n']} | " + " | ".join(cell(m, results["overall"].get(m)) for m in metrics) + " |"

@@ -9,42 +9,20 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import yaml
+from .action_helpers import read_outputs
+from .builders import write_config
+from .compare_real import demo_config, write_subset
+from .github_fake import RUNTIME, TOKEN, FakeGitHub
+from .paths import REPO
 
-from .compare_real import TRAINING, write_subset
-from .github_fake import TOKEN, FakeGitHub
-from .test_github_artifacts import RUNTIME
-
-REPO = Path(__file__).resolve().parent.parent
 NAME = "Codertocat/Hello-World"
 ARTIFACT = "verifily-run"
-
-
-def write_config(ws: Path, version: str) -> None:
-    cfg = {
-        "task": "classification",
-        "model": "all-MiniLM-L6-v2",
-        "dataset": f"ds_demo@{version}",
-        "datasets_root": "datasets",
-        "lora": {"r": 4, "alpha": 8},
-        "training": dict(TRAINING),
-        "eval": {"slice_by": ["source"], "batch_size": 40},
-        "output_dir": "runs",
-    }
-    (ws / "train.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-
-
-def read_outputs(path: Path) -> dict[str, str]:
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    # later entries win, as on the runner
-    return {m[0]: m[2] for m in re.findall(r"^(\S+)<<(ghadelimiter_\w+)\n(.*?)\n\2$", text, re.S | re.M)}
 
 
 class Repo:
@@ -54,7 +32,7 @@ class Repo:
         self.tmp, self.fake = tmp, fake
         self.ws = tmp / "ws"
         write_subset(self.ws / "datasets")
-        write_config(self.ws, "v1")
+        self.configure("v1")
         self.comment_posted: list[float] = []
         post = fake.add_comment
 
@@ -63,6 +41,10 @@ class Repo:
             return post(*a, **kw)
 
         fake.add_comment = timed  # type: ignore[method-assign]
+
+    def configure(self, version: str) -> None:
+        """The workspace's train.yaml: training on ds_demo@`version`."""
+        write_config(self.ws / "train.yaml", **demo_config(version, "datasets", "runs"))
 
     def run(self, event: str, payload: dict[str, Any], step: str, **inputs: str) -> dict[str, Any]:
         files = self.tmp / step

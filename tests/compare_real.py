@@ -14,10 +14,10 @@ from pathlib import Path
 
 import yaml
 
-from verifily_action.hashing import sha256_file
+from .builders import write_config, write_dataset
+from .paths import DEMO_ROOT
 
-REPO = Path(__file__).resolve().parent.parent
-DEMO = REPO / "examples" / "datasets" / "ds_demo"
+DEMO = DEMO_ROOT / "ds_demo"
 PER_SOURCE = {"train": 40, "eval": 40}  # rows per source (human, synthetic) in each split
 TRAINING = {"max_steps": 3, "batch_size": 16, "learning_rate": 0.005, "max_length": 32, "seed": 0, "logging_steps": 1}
 
@@ -35,37 +35,34 @@ def _subset(src: Path, per_source: int) -> list[str]:
 
 
 def write_subset(root: Path) -> Path:
-    """ds_demo v1 and v2 reduced to PER_SOURCE rows per source and split, with valid manifests."""
+    """ds_demo v1 and v2 reduced to PER_SOURCE rows per source and split, with valid manifests (the committed
+    manifest's other keys kept)."""
     for version in ("v1", "v2"):
-        out = root / "ds_demo" / version
-        out.mkdir(parents=True, exist_ok=True)
         manifest = yaml.safe_load((DEMO / version / "manifest.yaml").read_text(encoding="utf-8"))
-        for split, files in manifest["splits"].items():
-            for entry in files["files"]:
-                lines = _subset(DEMO / version / entry["path"], PER_SOURCE[split])
-                (out / entry["path"]).write_text("".join(x + "\n" for x in lines), encoding="utf-8")
-                entry["sha256"] = sha256_file(out / entry["path"])
-                entry["rows"] = len(lines)
-        (out / "manifest.yaml").write_text(yaml.safe_dump(manifest, sort_keys=False), encoding="utf-8")
+        splits = {}
+        for split, files in manifest.pop("splits").items():
+            (entry,) = files["files"]
+            assert entry["path"] == f"{split}.jsonl", entry  # the file name write_dataset gives a split
+            lines = _subset(DEMO / version / entry["path"], PER_SOURCE[split])
+            splits[split] = "".join(x + "\n" for x in lines).encode()  # the source lines as they are
+        about = {k: v for k, v in manifest.items() if k not in ("schema_version", "name", "version")}
+        write_dataset(root, "ds_demo", version, splits, **about)
     return root
 
 
-def write_config(folder: Path, datasets: Path, version: str, **extra) -> Path:
-    cfg = {
+def demo_config(version: str, datasets_root: str, output_dir: str, **extra) -> dict:
+    """train.yaml values: all-MiniLM-L6-v2 + LoRA for a few steps on ds_demo@`version`, evaluated per source."""
+    return {
         "task": "classification",
         "model": "all-MiniLM-L6-v2",
         "dataset": f"ds_demo@{version}",
-        "datasets_root": str(datasets),
+        "datasets_root": datasets_root,
         "lora": {"r": 4, "alpha": 8},
         "training": dict(TRAINING),
         "eval": {"slice_by": ["source"], "batch_size": 40},
-        "output_dir": str(folder / "runs"),
-        "run_name": f"demo_{version}",
+        "output_dir": output_dir,
         **extra,
     }
-    path = folder / f"train_{version}.yaml"
-    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-    return path
 
 
 def build(base: Path) -> dict[str, Path]:
@@ -80,7 +77,8 @@ def build(base: Path) -> dict[str, Path]:
     datasets = write_subset(base / "datasets")
     out: dict[str, Path] = {"datasets": datasets}
     for version in ("v1", "v2"):
-        cfg = write_config(base, datasets, version)
+        values = demo_config(version, str(datasets), str(base / "runs"), run_name=f"demo_{version}")
+        cfg = write_config(base / f"train_{version}.yaml", **values)
         result = train(TrainOptions(config=cfg), echo=lambda s: None)
         # Evaluate both on v1's eval split (identical rows in v2): the runs pair example by example.
         evaluate_run(result.run_dir, EvalOptions(dataset="ds_demo@v1", datasets_root=str(datasets)))

@@ -1,16 +1,19 @@
-"""Shared fixtures: every test runs offline with its caches in a temp folder."""
+"""Shared fixtures: every test runs offline with its caches in a temp folder.
+
+More fixtures come from the plugin modules below, so no test module imports a fixture: `fake_github` and `gh`
+(tests/github_fake.py), `env` for the Action's flow (tests/action_helpers.py), `shared_data` for the tests that need
+../shared/data, with the notice at the end of a run that skipped them (tests/shared_data.py), and `pytester`.
+Paths (the repository, the demo datasets, the shared data) are in tests/paths.py; test data builders in
+tests/builders.py.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / "shared" / "data"
+from .cli_runner import run_cli, run_cli_process
+
+pytest_plugins = ["pytester", "tests.github_fake", "tests.action_helpers", "tests.shared_data"]
 
 
 @pytest.fixture(autouse=True)
@@ -27,20 +30,13 @@ def _offline_and_isolated(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("VERIFILY_DATASETS", raising=False)
 
 
-def run_cli(*args: str, cwd: str | Path | None = None, env: dict[str, str] | None = None, timeout: float = 600):
-    """Run the real `verifily` console entry point in a subprocess; returns CompletedProcess (text)."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "verifily_action.cli", *args],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+@pytest.fixture
+def cli():
+    """`cli("train", "--config", …)`: the CLI in process (run_cli)."""
+    return run_cli
 
 
 @pytest.fixture
-def cli():
-    return run_cli
+def cli_process():
+    """The CLI as a real subprocess (run_cli_process), for exit codes, pipes and start-up imports."""
+    return run_cli_process

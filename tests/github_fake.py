@@ -5,10 +5,14 @@ Two listeners: the API (127.0.0.1) — REST endpoints plus the Twirp results ser
 GitHub redirects to. Every REST request is checked against GitHub's OpenAPI description and every REST answer is
 built from the spec's own examples and checked against its response schema; a problem is recorded in
 `violations` (the `fake_github` fixture fails the test when any is left).
+
+tests/conftest.py loads this module as a plugin (`pytest_plugins`), so every test module gets the `fake_github` and
+`gh` fixtures by naming them as arguments; modules import only the plain names (FakeGitHub, TOKEN, RUNTIME).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import threading
@@ -425,6 +429,19 @@ class FakeGitHub:
 
 
 TOKEN = "ghs_TestTokenDoNotLeak0123456789abcdef"
+
+
+def runtime_token(scp: str) -> str:
+    """An ACTIONS_RUNTIME_TOKEN-shaped JWT (header.claims.signature, not really signed) whose `scp` claim is `scp`."""
+
+    def enc(d: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")
+
+    return f"{enc({'alg': 'RS256'})}.{enc({'scp': scp})}.sig"
+
+
+# the runtime token the runner gives a job: its scp claim names the workflow run's and the job's backend ids
+RUNTIME = runtime_token("Actions.ExampleScope Actions.Results:ce7f54c7-61c7:ca395085-040a")
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 
-from .action_runner import ARTIFACT, NAME, Repo, out_id, show, write_config
+from .action_runner import ARTIFACT, NAME, Repo, out_id, show
 from .github_fake import TOKEN, FakeGitHub
 from .github_fixtures import openapi, webhook_example, zip_of
 
@@ -55,7 +55,7 @@ def flow(tmp_path_factory):
         fake.add_artifact(base_run["id"], ARTIFACT, r["upload"]["data"])
         steps["base_run"] = base_run
 
-        write_config(repo.ws, "v2")  # the pull request moves training to the next dataset version
+        repo.configure("v2")  # the pull request moves training to the next dataset version
         pr = webhook_example("pull_request", "synchronize")
         p = pr["pull_request"]
         fake.merge_bases[f"{p['base']['sha']}...{p['head']['sha']}"] = base_run["head_sha"]
@@ -173,7 +173,7 @@ def test_a_baseline_that_cannot_be_used_is_no_baseline(flow, step, why):
     r, pr, run = flow[step], flow["pr"], flow[f"{step}_run"]
     assert r["rc"] == 0, show(r)
     (body,) = r["bodies"][pr["number"]]
-    inert = why.replace("'", "&#x27;")  # as sanitize shows the member name
+    inert = why.replace("'", "&#x27;")  # as report.escape.inert shows the member name
     head = next(ln for ln in body.splitlines() if ln.startswith("No baseline: "))
     assert f"run {run['id']}" in head and (why in head or inert in head), head
     assert head in r["summary"]

@@ -20,7 +20,7 @@ def real(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def doc(real):
-    from tests.conftest import run_cli
+    from tests.cli_runner import run_cli
 
     out = run_cli("compare", "--runs", f"{real['v1']},{real['v2']}", "--slice-by", "source", "-f", "json")
     assert out.returncode == 0, out.stderr

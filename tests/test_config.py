@@ -212,7 +212,9 @@ def test_cli_validate_ok_and_json(cli):
     assert json.loads(js.stdout)["config"]["lora"]["r"] == 16
 
 
-def test_cli_validate_errors_exit_2_without_traceback(cli, tmp_path):
+def test_cli_validate_errors_exit_2_without_traceback(cli_process, tmp_path):
+    """Through the real entry point (a process): the exit code and stderr a shell sees."""
+    cli = cli_process
     p = tmp_path / "bad.yaml"
     p.write_text(GOOD + "lorra: {}\n")
     res = cli("validate", str(p))

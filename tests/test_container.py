@@ -10,7 +10,6 @@ the engine's data-root is kept, so a second run reuses the base image and the bu
 Set VERIFILY_CONTAINER_TESTS=0 to skip this tier (e.g. on a machine where dockerd cannot run).
 """
 
-# ruff: noqa: F811  (pytest fixtures imported from tests/github_fake.py are redefined as arguments)
 from __future__ import annotations
 
 import json
@@ -23,16 +22,17 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from verifily_action import __version__
 
-from .github_fake import TOKEN, fake_github  # noqa: F401
-from .tiny_models import cls_rows, write_dataset
+from .action_helpers import read_outputs
+from .builders import GENERATED, cls_rows, write_config, write_dataset
+from .github_fake import RUNTIME, TOKEN
+from .github_fixtures import webhook_example
+from .paths import REPO
 
 pytestmark = pytest.mark.container
 
-REPO = Path(__file__).resolve().parent.parent
 SCRIPTS = REPO / "tests" / "container"
 IMAGE = os.environ.get("VERIFILY_TEST_IMAGE", "verifily-test/verifily:cpu")
 # proxy settings pass into the build as Docker's predefined build args (never stored in the image)
@@ -110,7 +110,7 @@ def _workspace(tmp_path: Path, **config) -> Path:
     """A workspace with a tiny classification dataset and a train.yaml on the embedded MiniLM model."""
     ws = tmp_path / "ws"
     rows = cls_rows(32)
-    write_dataset(ws / "datasets", "cls", "v1", "classification", {"train": rows, "eval": cls_rows(16, 1)})
+    write_dataset(ws / "datasets", "cls", "v1", {"train": rows, "eval": cls_rows(16, 1)}, **GENERATED)
     cfg = {
         "task": "classification",
         "model": "all-MiniLM-L6-v2",
@@ -121,7 +121,7 @@ def _workspace(tmp_path: Path, **config) -> Path:
         "eval": {"slice_by": ["source"]},
         **config,
     }
-    (ws / "train.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+    write_config(ws / "train.yaml", **cfg)
     return ws
 
 
@@ -182,15 +182,7 @@ def test_gpu_warning_when_the_config_wants_cuda(docker_env, image, tmp_path):
     assert "NVIDIA_VISIBLE_DEVICES" in out.stderr
 
 
-def _outputs(path: Path) -> dict[str, str]:
-    text = path.read_text() if path.exists() else ""
-    return {m[0]: m[2] for m in re.findall(r"^(\S+)<<(ghadelimiter_\w+)\n(.*?)\n\2$", text, re.S | re.M)}
-
-
 def test_action_end_to_end_against_fake_github(docker_env, image, tmp_path, fake_github):
-    from .github_fixtures import webhook_example
-    from .test_github_artifacts import RUNTIME
-
     ws = _workspace(tmp_path)
     files = tmp_path / "file_commands"  # the runner mounts its file-command folder at /github/file_commands
     files.mkdir()
@@ -234,7 +226,7 @@ def test_action_end_to_end_against_fake_github(docker_env, image, tmp_path, fake
     assert len(comments) == 1 and "## Verifily Train" in comments[0]["body"]
     assert "No baseline: " in comments[0]["body"] and "| source=" in comments[0]["body"]  # this run's own slices
     assert "## Verifily Train" in (files / "summary.md").read_text()
-    outputs = _outputs(files / "output")
+    outputs = read_outputs(files / "output")
     assert outputs["comment-url"] == comments[0]["html_url"] and outputs["run-key"]
     run_path = Path(outputs["run-dir"])
     run_dir = ws / run_path.relative_to("/github/workspace") if run_path.is_absolute() else ws / run_path

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from tests.dataset_helpers import DEMO_ROOT, jsonl, make_dataset, row
+from tests.builders import jsonl, row, write_dataset
+from tests.paths import DEMO_ROOT
 from verifily_action.datasets import DataReport, check_data, load_manifest, resolve
 
 pytestmark = pytest.mark.unit
@@ -30,7 +31,7 @@ def test_findings_are_counted_and_located(tmp_path):
         row(6, text="unique"),
     ]
     evals = [row(10, text="shared with eval"), row(11, text="fine"), row(12, text="Great movie", label="negative")]
-    p = make_dataset(tmp_path, {"train": jsonl(train), "eval": jsonl(evals)})
+    p = write_dataset(tmp_path, "ds", "v1", {"train": jsonl(train), "eval": jsonl(evals)})
     r = check_data(load_manifest(p))
     assert r.rows == {"train": 6, "eval": 3}
     assert r.empty_text == {"train": 2, "eval": 0}
@@ -48,7 +49,9 @@ def test_findings_are_counted_and_located(tmp_path):
 
 
 def test_only_requested_splits_and_invalid_rows_reported(tmp_path):
-    p = make_dataset(tmp_path, {"train": jsonl([row(1)]) + b"{bad\n", "eval": jsonl([row(1, text="text number 1")])})
+    p = write_dataset(
+        tmp_path, "ds", "v1", {"train": jsonl([row(1)]) + b"{bad\n", "eval": [row(1, text="text number 1")]}
+    )
     r = check_data(load_manifest(p), splits=["train"])
     assert list(r.rows) == ["train"] and r.leakage == {}
     assert r.row_problem_total == 1 and r.row_problems[0].line == 2 and not r.clean
@@ -68,9 +71,9 @@ def test_leakage_into_another_versions_eval_split(tmp_path):
     """A run may evaluate on another version's eval split (`eval_dataset`): its train rows are checked against
     that split, and ids are unique within a version, not across versions."""
     train = [row(1, text="Seen in training"), row(2, text="only here")]
-    v1 = load_manifest(make_dataset(tmp_path, {"train": jsonl(train), "eval": jsonl([row(9)])}, version="v1"))
+    v1 = load_manifest(write_dataset(tmp_path, "ds", "v1", {"train": jsonl(train), "eval": jsonl([row(9)])}))
     evals = [row(1, text="seen in   TRAINING"), row(3, text="new text")]  # r1 again: same id, other version
-    v2 = load_manifest(make_dataset(tmp_path, {"eval": jsonl(evals)}, version="v2"))
+    v2 = load_manifest(write_dataset(tmp_path, "ds", "v2", {"eval": jsonl(evals)}))
     r = check_data(v1, splits=["train"], others=[(v2, "eval")])
     assert r.rows == {"train": 2, "ds@v2:eval": 2}
     assert r.leakage == {"train/ds@v2:eval": 1} and r.row_problem_total == 0
@@ -79,7 +82,7 @@ def test_leakage_into_another_versions_eval_split(tmp_path):
 
 
 def test_a_duplicate_id_is_located_in_its_own_split_file(tmp_path):
-    p = make_dataset(tmp_path, {"train": jsonl([row(1)]), "eval": jsonl([row(5), row(5, text="again")])})
+    p = write_dataset(tmp_path, "ds", "v1", {"train": jsonl([row(1)]), "eval": jsonl([row(5), row(5, text="again")])})
     r = check_data(load_manifest(p))
     (problem,) = r.row_problems
     assert "duplicate id" in problem.message and problem.file.endswith("eval.jsonl") and problem.line == 2

@@ -8,7 +8,8 @@ import shutil
 import pytest
 import yaml
 
-from tests.dataset_helpers import DEMO_ROOT, jsonl, make_dataset, row
+from tests.builders import jsonl, row, write_dataset
+from tests.paths import DEMO_ROOT
 
 pytestmark = pytest.mark.unit
 
@@ -46,7 +47,7 @@ def test_info_json_counts_tags(cli):
 
 
 def test_info_counts_none_tag(cli, tmp_path):
-    make_dataset(tmp_path, {"train": jsonl([row(1, source="human"), row(2, origin="x")])})
+    write_dataset(tmp_path, "ds", "v1", {"train": jsonl([row(1, source="human"), row(2, origin="x")])})
     d = json.loads(cli("dataset", "info", "ds@v1", "--datasets-root", str(tmp_path), "--json").stdout)
     assert d["splits"]["train"]["tags"]["source"] == {"(none)": 1, "human": 1}
 
@@ -68,8 +69,8 @@ def test_diff_v1_v2_by_origin(cli):
 
 
 def test_diff_reports_changed_fields(cli, tmp_path):
-    make_dataset(tmp_path, {"train": jsonl([row(1), row(2), row(3)])}, version="v1")
-    make_dataset(tmp_path, {"train": jsonl([row(1), row(2, label="negative"), row(4)])}, version="v2")
+    write_dataset(tmp_path, "ds", "v1", {"train": jsonl([row(1), row(2), row(3)])})
+    write_dataset(tmp_path, "ds", "v2", {"train": jsonl([row(1), row(2, label="negative"), row(4)])})
     d = json.loads(cli("dataset", "diff", "ds@v1", "ds@v2", "--datasets-root", str(tmp_path), "--json").stdout)
     t = d["splits"]["train"]
     assert (t["added"], t["removed"], t["changed"], t["unchanged"]) == (1, 1, 1, 1)
@@ -103,14 +104,14 @@ def test_tampered_file_fails_verify_naming_both_hashes(cli, tmp_path):
 
 def test_verify_reports_bad_rows_and_findings(cli, tmp_path):
     data = jsonl([row(1), row(2, text=" ")]) + b"{broken\n" + b'{"id": "r9", "text": "x"}\r\n'
-    make_dataset(tmp_path, {"train": data, "eval": jsonl([row(5, text="text number 1")])})
+    write_dataset(tmp_path, "ds", "v1", {"train": data, "eval": jsonl([row(5, text="text number 1")])})
     r = cli("dataset", "verify", "ds@v1", "--datasets-root", str(tmp_path))
     assert r.returncode == 2
     assert "train.jsonl:3" in r.stderr and "invalid JSON" in r.stderr
     assert "train.jsonl:4" in r.stderr and "missing field 'label'" in r.stderr and "CRLF" in r.stderr
     assert "Traceback" not in r.stderr
     # findings alone: a warning, or a failure with --strict
-    make_dataset(tmp_path, {"train": jsonl([row(1), row(2, text=" ")]), "eval": jsonl([row(5, text="text number 1")])})
+    write_dataset(tmp_path, "ds", "v1", {"train": [row(1), row(2, text=" ")], "eval": [row(5, text="text number 1")]})
     r = cli("dataset", "verify", "ds@v1", "--datasets-root", str(tmp_path))
     assert r.returncode == 0 and "empty_text" in r.stdout and "leakage train/eval: 1" in r.stdout
     assert "2 data-check findings" in r.stdout
@@ -118,7 +119,7 @@ def test_verify_reports_bad_rows_and_findings(cli, tmp_path):
 
 
 def test_missing_file_and_invalid_manifest_exit_2(cli, tmp_path):
-    p = make_dataset(tmp_path, {"train": jsonl([row(1)])})
+    p = write_dataset(tmp_path, "ds", "v1", {"train": jsonl([row(1)])})
     (p.parent / "train.jsonl").unlink()
     r = cli("dataset", "verify", str(p))
     assert r.returncode == 2 and "file not found" in r.stderr and "Traceback" not in r.stderr

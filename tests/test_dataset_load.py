@@ -8,7 +8,8 @@ import json
 import pytest
 import yaml
 
-from tests.dataset_helpers import DEMO_ROOT, jsonl, make_dataset, row
+from tests.builders import jsonl, row, write_dataset
+from tests.paths import DEMO_ROOT
 from verifily_action.datasets import NONE_TAG, load_manifest, load_split, resolve
 from verifily_action.datasets.rows import MAX_SHOWN
 from verifily_action.errors import VerifilyError
@@ -39,20 +40,20 @@ def test_demo_split_loads_with_canonical_columns():
 
 def test_ids_fall_back_to_content_hash_and_are_stable(tmp_path):
     rows = [{"text": "same words", "label": 1, "tags": {"source": "human"}}, {"text": "other", "label": 0}]
-    p = make_dataset(tmp_path / "a", {"train": jsonl(rows)})
+    p = write_dataset(tmp_path / "a", "ds", "v1", {"train": jsonl(rows)})
     ds = load_split(load_manifest(p), "train")
     ids = ds["id"]
     assert len(ids[0]) == 16 and ids[0] != ids[1]
     assert ds["label"] == ["1", "0"]  # integer labels become strings
     # the same content under other tags (another version) keeps its id, so it pairs across versions
     rows[0]["tags"] = {"source": "synthetic"}
-    p2 = make_dataset(tmp_path / "b", {"train": jsonl(rows)})
+    p2 = write_dataset(tmp_path / "b", "ds", "v1", {"train": jsonl(rows)})
     assert load_split(load_manifest(p2), "train")["id"] == ids
 
 
 def test_missing_tag_keys_are_none_and_counted_as_none_slice(tmp_path):
     rows = [row(1, source="human", origin="imdb"), row(2, source="synthetic"), {"id": "r3", "text": "x", "label": "a"}]
-    p = make_dataset(tmp_path, {"train": jsonl(rows)})
+    p = write_dataset(tmp_path, "ds", "v1", {"train": jsonl(rows)})
     ds = load_split(load_manifest(p), "train")
     assert ds["tags"] == [
         {"source": "human", "origin": "imdb"},
@@ -67,7 +68,7 @@ def test_missing_tag_keys_are_none_and_counted_as_none_slice(tmp_path):
 
 def test_fields_override_maps_other_keys(tmp_path):
     rows = [{"uid": "a", "sentence": "hello", "sentiment": "pos"}]
-    p = make_dataset(tmp_path, {"train": jsonl(rows)}, tag_keys=())
+    p = write_dataset(tmp_path, "ds", "v1", {"train": jsonl(rows)}, tag_keys=())
     ds = load_split(load_manifest(p), "train", fields={"id": "uid", "text": "sentence", "label": "sentiment"})
     assert ds[0] == {"id": "a", "text": "hello", "label": "pos", "tags": {}}
     with pytest.raises(VerifilyError, match="unknown field role"):
@@ -75,7 +76,7 @@ def test_fields_override_maps_other_keys(tmp_path):
 
 
 def test_hash_mismatch_names_file_and_both_hashes(tmp_path):
-    p = make_dataset(tmp_path, {"train": jsonl([row(1), row(2)])})
+    p = write_dataset(tmp_path, "ds", "v1", {"train": jsonl([row(1), row(2)])})
     expected = load_manifest(p).splits["train"][0].sha256
     (p.parent / "train.jsonl").write_bytes(jsonl([row(1), row(2, text="tampered")]))
     e = load_error(p)
@@ -91,9 +92,9 @@ def test_hash_mismatch_names_file_and_both_hashes(tmp_path):
 
 
 def test_unhashed_manifest_and_missing_file(tmp_path):
-    p = make_dataset(tmp_path, {"train": jsonl([row(1)])}, hashed=False)
+    p = write_dataset(tmp_path, "ds", "v1", {"train": jsonl([row(1)])}, hashed=False)
     assert "verifily dataset hash" in (load_error(p).problems[0].hint or "")
-    p = make_dataset(tmp_path / "m", {"train": jsonl([row(1)])})
+    p = write_dataset(tmp_path / "m", "ds", "v1", {"train": jsonl([row(1)])})
     (p.parent / "train.jsonl").unlink()
     e = load_error(p)
     assert e.problems[0].message == "file not found" and e.problems[0].file.endswith("train.jsonl")
@@ -128,7 +129,7 @@ BAD = {
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_input_corpus(tmp_path, case):
     data, expected = BAD[case]
-    p = make_dataset(tmp_path, {"train": data})
+    p = write_dataset(tmp_path, "ds", "v1", {"train": data})
     e = load_error(p)
     assert f"{len(expected)} problem" in e.message
     got = [(pr.line, pr.message) for pr in e.problems]
@@ -142,7 +143,7 @@ def test_every_problem_in_one_report_capped_with_total(tmp_path):
     good = json.dumps(row(0)).encode() + b"\n"
     bad = b"".join(b"{oops\n" for _ in range(MAX_SHOWN + 10))
     mixed = good + b'{"id": "x", "text": 3, "label": "p"}\n' + bad + b"[1]\n"
-    p = make_dataset(tmp_path, {"train": mixed})
+    p = write_dataset(tmp_path, "ds", "v1", {"train": mixed})
     e = load_error(p)
     total = MAX_SHOWN + 12
     assert f"{total} problems" in e.message and f"first {MAX_SHOWN} shown" in e.message
@@ -151,14 +152,14 @@ def test_every_problem_in_one_report_capped_with_total(tmp_path):
 
 
 def test_trailing_blank_line_is_tolerated_with_warning(tmp_path, caplog):
-    p = make_dataset(tmp_path, {"train": jsonl([row(1), row(2)]) + b"\n\n"})
+    p = write_dataset(tmp_path, "ds", "v1", {"train": jsonl([row(1), row(2)]) + b"\n\n"})
     ds = load_split(load_manifest(p), "train")
     assert ds.num_rows == 2
     assert any("blank lines at the end" in r.getMessage() for r in caplog.records)
 
 
 def test_multiple_files_per_split_keep_their_own_line_numbers(tmp_path):
-    p = make_dataset(tmp_path, {"train": jsonl([row(1)]), "extra": jsonl([row(1), {"id": "r2", "text": 1}])})
+    p = write_dataset(tmp_path, "ds", "v1", {"train": [row(1)], "extra": [row(1), {"id": "r2", "text": 1}]})
     data = yaml.safe_load(p.read_text())
     data["splits"]["train"]["files"].append(data["splits"].pop("extra")["files"][0])
     p.write_text(yaml.safe_dump(data), encoding="utf-8")

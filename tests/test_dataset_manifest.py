@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.dataset_helpers import DEMO_ROOT, jsonl, make_dataset, row
+from tests.builders import jsonl, row, write_dataset
+from tests.paths import DEMO_ROOT
 from verifily_action.datasets import Manifest, load_manifest, resolve
 from verifily_action.errors import VerifilyError
 
@@ -69,7 +69,7 @@ def test_missing_root_and_bad_reference(tmp_path):
 
 
 def test_folder_must_match_manifest_name(tmp_path):
-    make_dataset(tmp_path, {"train": jsonl([row(1)])}, name="ds", version="v1")
+    write_dataset(tmp_path, "ds", "v1", {"train": jsonl([row(1)])})
     shutil.copytree(tmp_path / "ds" / "v1", tmp_path / "ds" / "v2")
     e = error_of(resolve, "ds@v2", tmp_path)
     assert "says it is ds@v1" in e.message
@@ -119,7 +119,7 @@ def test_not_a_mapping_and_yaml_syntax(tmp_path):
 
 @pytest.mark.parametrize("bad", ["../outside.jsonl", "sub/../../outside.jsonl", "/etc/passwd"])
 def test_paths_escaping_the_folder_are_refused(tmp_path, bad):
-    p = make_dataset(tmp_path, {"train": jsonl([row(1)])})
+    p = write_dataset(tmp_path, "ds", "v1", {"train": jsonl([row(1)])})
     (tmp_path / "ds" / "outside.jsonl").write_bytes(jsonl([row(2)]))
     data = yaml.safe_load(p.read_text())
     data["splits"]["train"]["files"][0]["path"] = bad
@@ -131,7 +131,7 @@ def test_paths_escaping_the_folder_are_refused(tmp_path, bad):
 
 
 def test_symlink_pointing_outside_is_refused_inside_is_fine(tmp_path):
-    p = make_dataset(tmp_path, {"train": jsonl([row(1)])})
+    p = write_dataset(tmp_path, "ds", "v1", {"train": jsonl([row(1)])})
     outside = tmp_path / "secret.jsonl"
     outside.write_bytes(jsonl([row(3)]))
     folder = p.parent
@@ -148,7 +148,7 @@ def test_symlink_pointing_outside_is_refused_inside_is_fine(tmp_path):
 
 
 def test_dataset_hash_covers_data_not_documentation(tmp_path):
-    p = make_dataset(tmp_path, {"train": jsonl([row(1)]), "eval": jsonl([row(2)])}, description="first")
+    p = write_dataset(tmp_path, "ds", "v1", {"train": jsonl([row(1)]), "eval": jsonl([row(2)])}, description="first")
     h = load_manifest(p).dataset_hash()
     data = yaml.safe_load(p.read_text())
     data["description"] = "edited words"
@@ -165,7 +165,7 @@ def test_dataset_hash_covers_data_not_documentation(tmp_path):
 
 
 def test_fields_default_by_task(tmp_path):
-    p = make_dataset(tmp_path, {"train": jsonl([{"prompt": "a", "response": "b"}])})
+    p = write_dataset(tmp_path, "ds", "v1", {"train": jsonl([{"prompt": "a", "response": "b"}])})
     data = yaml.safe_load(p.read_text())
     del data["fields"]
     data["task"] = "sft"
@@ -176,7 +176,7 @@ def test_fields_default_by_task(tmp_path):
 
 
 def test_unknown_split(tmp_path):
-    m = load_manifest(make_dataset(tmp_path, {"train": jsonl([row(1)])}))
+    m = load_manifest(write_dataset(tmp_path, "ds", "v1", {"train": jsonl([row(1)])}))
     e = error_of(m.require_split, "test")
     assert "no split 'test'" in e.message and "train" in (e.hint or "")
 
@@ -189,15 +189,12 @@ def test_demo_data_is_small_and_licensed():
     assert "CC BY 4.0" in (DEMO_ROOT / "README.md").read_text()
 
 
-def test_build_script_reproduces_committed_files(tmp_path):
-    shared = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-    if not shared.is_dir():
-        pytest.skip("../shared/data is not present")
+def test_build_script_reproduces_committed_files(tmp_path, shared_data):
     import subprocess
     import sys
 
     subprocess.run(
-        [sys.executable, str(DEMO_ROOT / "build_demo.py"), str(shared), "--out", str(tmp_path)],
+        [sys.executable, str(DEMO_ROOT / "build_demo.py"), str(shared_data), "--out", str(tmp_path)],
         check=True,
         capture_output=True,
     )

@@ -14,19 +14,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import REPO, SHARED_DATA
+from tests.paths import DEMO_ROOT
 
 pytestmark = pytest.mark.unit
 
-BUILD = REPO / "examples" / "datasets" / "build_demo.py"
-DEMO = REPO / "examples" / "datasets" / "ds_demo"
+BUILD = DEMO_ROOT / "build_demo.py"
+DEMO = DEMO_ROOT / "ds_demo"
 VERSIONS = ("v1", "v2")
 SPLITS = ("train", "eval")
 HUMAN = {"imdb", "amazon", "yelp", "sst2"}
 SYNTHETIC = {"fewgen", "supergen"}
 ID_RE = re.compile(r"^(imdb|amazon|yelp|sst2)-\d{4}$|^(fewgen|supergen)-\d{5}$")
-
-needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data not present at {SHARED_DATA}")
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -48,9 +46,9 @@ def rows() -> dict[tuple[str, str], list[dict]]:
 
 
 @pytest.fixture(scope="module")
-def sources() -> dict[str, dict[str, tuple[str, str]]]:
+def sources(shared_data) -> dict[str, dict[str, tuple[str, str]]]:
     """id -> (text, label "0"/"1") for every row of ../shared/data, read independently of build_demo.py."""
-    data = SHARED_DATA / "sentiment"
+    data = shared_data / "sentiment"
     out: dict[str, dict[str, tuple[str, str]]] = {}
     for origin, name in (("imdb", "imdb"), ("amazon", "amazon_cells"), ("yelp", "yelp")):
         lines = (data / "uci_sentiment" / f"{name}_labelled.txt").read_bytes().decode("utf-8").split("\n")
@@ -71,10 +69,9 @@ def sources() -> dict[str, dict[str, tuple[str, str]]]:
     return out
 
 
-@needs_shared
-def test_rebuild_is_byte_identical(tmp_path):
+def test_rebuild_is_byte_identical(tmp_path, shared_data):
     proc = subprocess.run(
-        [sys.executable, str(BUILD), str(SHARED_DATA), "--out", str(tmp_path)],
+        [sys.executable, str(BUILD), str(shared_data), "--out", str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=120,
@@ -121,7 +118,6 @@ def test_ids_are_unique_and_name_their_origin(rows):
                 assert m and r["id"].split("-")[0] == r["tags"]["origin"], (version, s, r["id"])
 
 
-@needs_shared
 def test_ids_point_at_their_source_row(rows, sources):
     """Ids are stable: each is the row's position in its ../shared/data file, and text and label come from there."""
     labels = {"0": "negative", "1": "positive"}

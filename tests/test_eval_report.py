@@ -3,7 +3,11 @@ notes the CLI prints on stderr (truncation) are worded as training words them.""
 
 from __future__ import annotations
 
+import pytest
+
 from verifily_action.report import results as report
+
+pytestmark = pytest.mark.unit
 
 
 def _iv(v: float) -> dict[str, float]:

@@ -1,13 +1,12 @@
 """The Action's flow (`verifily_action.action.flow.main`) against the fake GitHub, with real webhook payloads.
 
 Training, evaluation and comparison belong to other modules: here a stub pipeline makes a small run folder and a
-fixed report, so these tests exercise only the GitHub side (baseline, comment, summary, outputs, artifact).
+fixed report, so these tests exercise only the GitHub side (baseline, comment, summary, outputs, artifact). The stub
+and the `env` fixture live in tests/action_helpers.py (a plugin of tests/conftest.py).
 """
 
-# ruff: noqa: F811  (pytest fixtures imported from tests/github_fake.py are redefined as arguments)
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -15,92 +14,19 @@ import pytest
 import yaml
 
 from verifily_action.action import flow as action
-from verifily_action.action.stages import Outcome
-from verifily_action.errors import VerifilyError
 
-from .github_fake import TOKEN, fake_github  # noqa: F401
+from .action_helpers import A_RUN, GH_REPO, set_event, step_outputs
+from .github_fake import TOKEN
 from .github_fixtures import webhook_example, zip_of
-from .test_github_artifacts import RUNTIME
+from .paths import REPO as ROOT
 
 pytestmark = pytest.mark.unit
-
-REPO = "Codertocat/Hello-World"
-ROOT = Path(__file__).resolve().parent.parent
-
-
-class StubPipeline(action.Pipeline):
-    def __init__(self, ws: Path) -> None:
-        self.ws = ws
-        self.baselines: list[Path | None] = []
-        self.n = 0
-
-    def validate(self, config: Path) -> None:
-        pass
-
-    def train(self, inputs):
-        self.n += 1
-        d = self.ws / "runs" / f"run{self.n}"
-        d.mkdir(parents=True)
-        (d / "run_meta.json").write_text(json.dumps({"run_key": f"key{self.n}", "status": "completed"}))
-        return d
-
-    def evaluate(self, run_dir, inputs):
-        (run_dir / "eval_results.json").write_text("{}")
-
-    def compare(self, run_dir, baseline_dir, inputs):
-        self.baselines.append(baseline_dir)
-        if baseline_dir and not (baseline_dir / "run_meta.json").is_file():  # as the real compare says it
-            raise VerifilyError(f"{baseline_dir} is not a run folder (no run_meta.json)")
-        meta = json.loads((baseline_dir / "run_meta.json").read_text()) if baseline_dir else None
-        return Outcome(
-            markdown=f"| slice | delta |\n|---|---|\n| @octocat | vs {meta and meta['run_key']} |", regressions=0
-        )
-
-
-@pytest.fixture
-def env(fake_github, tmp_path, monkeypatch):
-    ws = tmp_path / "ws"
-    ws.mkdir()
-    monkeypatch.chdir(tmp_path)
-    values = {
-        "GITHUB_WORKSPACE": str(ws),
-        "GITHUB_API_URL": fake_github.api_url,
-        "GITHUB_REPOSITORY": REPO,
-        "GITHUB_SERVER_URL": "https://github.com",
-        "GITHUB_RUN_ID": "555",
-        "GITHUB_WORKFLOW_REF": f"{REPO}/.github/workflows/verifily.yml@refs/heads/master",
-        "GITHUB_OUTPUT": str(tmp_path / "output"),
-        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
-        "ACTIONS_RUNTIME_TOKEN": RUNTIME,
-        "ACTIONS_RESULTS_URL": fake_github.api_url,
-        "INPUT_GITHUB-TOKEN": TOKEN,
-        "INPUT_CONFIG": "train.yaml",
-        "INPUT_ARTIFACT-NAME": "verifily-run",
-    }
-    for k, v in values.items():
-        monkeypatch.setenv(k, v)
-    stub = StubPipeline(ws)
-    monkeypatch.setattr(action, "PIPELINE", stub)
-    return {"ws": ws, "tmp": tmp_path, "stub": stub, "monkeypatch": monkeypatch}
-
-
-def _event(env, name: str, payload: dict) -> None:
-    p = env["tmp"] / f"{name}.json"
-    p.write_text(json.dumps(payload))
-    env["monkeypatch"].setenv("GITHUB_EVENT_NAME", name)
-    env["monkeypatch"].setenv("GITHUB_EVENT_PATH", str(p))
-
-
-def _outputs(env) -> dict[str, str]:
-    text = (env["tmp"] / "output").read_text()
-    # later entries win, as on the runner
-    return {m[0]: m[2] for m in re.findall(r"^(\S+)<<(ghadelimiter_\w+)\n(.*?)\n\2$", text, re.S | re.M)}
 
 
 def _push_then_publish(fake, env) -> dict:
     """A push to master runs, uploads its artifact; the fake then lists it as that run's artifact."""
     push = webhook_example("push", pred=lambda x: x["ref"] == "refs/heads/master")
-    _event(env, "push", push)
+    set_event(env, "push", push)
     assert action.main() == 0
     run = fake.add_run(push["after"], branch="master")
     fake.add_artifact(run["id"], "verifily-run", fake.uploads["verifily-run"]["data"])
@@ -114,7 +40,7 @@ def test_push_then_pull_request_comments_once_and_updates(fake_github, env, caps
     fake_github.merge_bases[f"{pr['pull_request']['base']['sha']}...{pr['pull_request']['head']['sha']}"] = base_run[
         "head_sha"
     ]
-    _event(env, "pull_request", pr)
+    set_event(env, "pull_request", pr)
     assert action.main() == 0
     assert action.main() == 0  # a second push to the PR: same comment, updated
     comments = fake_github.comments[pr["number"]]
@@ -123,13 +49,13 @@ def test_push_then_pull_request_comments_once_and_updates(fake_github, env, caps
     assert "<!-- verifily-action:sticky:" in body and f"run {base_run['id']}" in body and "merge-base" in body
     assert "vs key1" in body  # compared with the push run's folder, downloaded from the artifact
     assert len(fake_github.calls("PATCH", r"/issues/comments/\d+$")) == 1
-    out = _outputs(env)
+    out = step_outputs(env)
     assert out["comment-url"] == comments[0]["html_url"] and out["run-key"] == "key3" and out["regressions"] == "0"
     assert Path(out["run-dir"]).name == "run3"
     assert "## Verifily Train" in (env["tmp"] / "summary.md").read_text()
     # the artifact is uploaded before the comment is posted, and the comment links it
     assert out["artifact-id"].isdigit()
-    assert f"(https://github.com/{REPO}/actions/runs/555/artifacts/{out['artifact-id']})" in body
+    assert f"(https://github.com/{GH_REPO}/actions/runs/555/artifacts/{out['artifact-id']})" in body
     finalized = [i for i, r in enumerate(fake_github.requests) if r.path.endswith("/FinalizeArtifact")]
     edited = [i for i, r in enumerate(fake_github.requests) if r.method == "PATCH"]
     assert finalized[-1] < edited[-1]
@@ -145,7 +71,7 @@ def test_push_then_pull_request_comments_once_and_updates(fake_github, env, caps
 
 def test_no_baseline_still_succeeds_and_says_why(fake_github, env):
     pr = webhook_example("pull_request", "opened")
-    _event(env, "pull_request", pr)
+    set_event(env, "pull_request", pr)
     assert action.main() == 0
     body = fake_github.comments[pr["number"]][0]["body"]
     assert "No baseline: no successful run" in body and env["stub"].baselines == [None]
@@ -154,7 +80,7 @@ def test_no_baseline_still_succeeds_and_says_why(fake_github, env):
 def test_fork_pull_request_degrades_then_comment_job_posts(fake_github, env, capsys):
     pr = webhook_example("pull_request", "opened")
     pr["pull_request"]["head"]["repo"]["full_name"] = "mallory/Hello-World"
-    _event(env, "pull_request", pr)
+    set_event(env, "pull_request", pr)
     assert action.main() == 0
     assert pr["number"] not in fake_github.comments
     assert "::notice::pull request from a fork" in capsys.readouterr().out
@@ -167,14 +93,14 @@ def test_fork_pull_request_degrades_then_comment_job_posts(fake_github, env, cap
     wr = webhook_example("workflow_run", "completed", pred=lambda x: x["workflow_run"]["conclusion"] == "success")
     wr["workflow_run"].update(id=fork_run["id"], head_sha=head, pull_requests=[], path=".github/workflows/verifily.yml")
     wr["workflow_run"]["head_repository"]["full_name"] = "mallory/Hello-World"
-    _event(env, "workflow_run", wr)
+    set_event(env, "workflow_run", wr)
     env["monkeypatch"].setenv("INPUT_MODE", "comment")
     assert action.main() == 0
     assert len(fake_github.comments[pr["number"]]) == 1
     body = fake_github.comments[pr["number"]][0]["body"]
     art = fake_github.artifacts[fork_run["id"]][0]
     # the links point at the fork's run and its artifact, not at this commenting job
-    assert f"(https://github.com/{REPO}/actions/runs/{fork_run['id']}/artifacts/{art['id']})" in body
+    assert f"(https://github.com/{GH_REPO}/actions/runs/{fork_run['id']}/artifacts/{art['id']})" in body
     assert "failed" not in body
     # a tampered artifact (PR number of another PR) is refused
     fake_github.add_pull(pr["number"], "f" * 40)
@@ -185,7 +111,7 @@ def test_fork_pull_request_degrades_then_comment_job_posts(fake_github, env, cap
 def test_config_errors_become_annotations(fake_github, env, monkeypatch, capsys):
     monkeypatch.setattr(action, "PIPELINE", action.Pipeline())
     (env["ws"] / "train.yaml").write_text("task: classification\nmodel: m\ndataset: d@v1\nepochz: 3\n")
-    _event(env, "pull_request", webhook_example("pull_request", "opened"))
+    set_event(env, "pull_request", webhook_example("pull_request", "opened"))
     assert action.main() == 2
     out = capsys.readouterr().out
     assert re.search(r"^::error title=[^:]*,file=train.yaml,line=4,col=1::unknown key `epochz`", out, re.M), out
@@ -202,7 +128,7 @@ def test_unwired_stages_say_so(fake_github, env, monkeypatch, capsys):
             raise not_implemented("action: train", "train")
 
     monkeypatch.setattr(action, "PIPELINE", NoTrain())
-    _event(env, "pull_request", webhook_example("pull_request", "opened"))
+    set_event(env, "pull_request", webhook_example("pull_request", "opened"))
     assert action.main() == 2
     assert "::error::`verifily action: train` is not implemented yet" in capsys.readouterr().out
     assert not fake_github.requests  # nothing was posted
@@ -210,12 +136,9 @@ def test_unwired_stages_say_so(fake_github, env, monkeypatch, capsys):
 
 def test_bad_inputs(env, capsys):
     env["monkeypatch"].setenv("INPUT_MODE", "deploy")
-    _event(env, "push", webhook_example("push"))
+    set_event(env, "push", webhook_example("push"))
     assert action.main() == 2
     assert "input `mode` must be" in capsys.readouterr().out
-
-
-A_RUN = {"run_meta.json": b'{"run_key": "base", "status": "completed"}'}
 
 
 def _fork_run(fake, env, conclusion: str, members: dict[str, bytes] | None = None) -> tuple[dict, dict]:
@@ -224,7 +147,7 @@ def _fork_run(fake, env, conclusion: str, members: dict[str, bytes] | None = Non
     pr["pull_request"]["head"]["repo"]["full_name"] = "mallory/Hello-World"
     head = pr["pull_request"]["head"]["sha"]
     if members is None:
-        _event(env, "pull_request", pr)
+        set_event(env, "pull_request", pr)
         assert action.main() == 0
         data = fake.uploads["verifily-run"]["data"]
     else:
@@ -238,7 +161,7 @@ def _fork_run(fake, env, conclusion: str, members: dict[str, bytes] | None = Non
         id=run["id"], head_sha=head, pull_requests=[], path=".github/workflows/verifily.yml", conclusion=conclusion
     )
     wr["workflow_run"]["head_repository"]["full_name"] = "mallory/Hello-World"
-    _event(env, "workflow_run", wr)
+    set_event(env, "workflow_run", wr)
     env["monkeypatch"].setenv("INPUT_MODE", "comment")
     return pr, run
 
@@ -247,8 +170,8 @@ def test_fork_run_that_failed_on_a_gate_still_gets_its_comment(fake_github, env,
     pr, run = _fork_run(fake_github, env, "failure")
     assert action.main() == 0
     (comment,) = fake_github.comments[pr["number"]]
-    assert f"[The workflow run](https://github.com/{REPO}/actions/runs/{run['id']}) failed" in comment["body"]
-    assert _outputs(env)["comment-url"] == comment["html_url"]
+    assert f"[The workflow run](https://github.com/{GH_REPO}/actions/runs/{run['id']}) failed" in comment["body"]
+    assert step_outputs(env)["comment-url"] == comment["html_url"]
 
 
 @pytest.mark.parametrize("conclusion", ["cancelled", "skipped", "timed_out", "action_required", None])

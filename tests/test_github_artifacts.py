@@ -1,12 +1,9 @@
 """Artifact upload with the v4 results-service protocol against the fake (Twirp + signed blob URL)."""
 
-# ruff: noqa: F811  (pytest fixtures imported from tests/github_fake.py are redefined as arguments)
 from __future__ import annotations
 
-import base64
 import hashlib
 import io
-import json
 import random
 import zipfile
 
@@ -15,25 +12,15 @@ import pytest
 from verifily_action.github import artifacts
 from verifily_action.github.artifacts import ArtifactError, ArtifactUploader, backend_ids
 
-from .github_fake import TOKEN, fake_github  # noqa: F401
+from .github_fake import RUNTIME, TOKEN, runtime_token
 
 pytestmark = pytest.mark.unit
-
-
-def _jwt(scp: str) -> str:
-    def enc(d: dict) -> str:
-        return base64.urlsafe_b64encode(json.dumps(d).encode()).decode().rstrip("=")
-
-    return f"{enc({'alg': 'RS256'})}.{enc({'scp': scp})}.sig"
-
-
-RUNTIME = _jwt("Actions.ExampleScope Actions.Results:ce7f54c7-61c7:ca395085-040a")
 
 
 def test_backend_ids_from_scp_claim():
     assert backend_ids(RUNTIME) == ("ce7f54c7-61c7", "ca395085-040a")
     with pytest.raises(ArtifactError, match="no Actions.Results"):
-        backend_ids(_jwt("Actions.Other"))
+        backend_ids(runtime_token("Actions.Other"))
     with pytest.raises(ArtifactError, match="not a valid JWT"):
         backend_ids("garbage")
 

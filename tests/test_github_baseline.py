@@ -1,6 +1,5 @@
 """Baseline selection and safe artifact extraction against the fake GitHub."""
 
-# ruff: noqa: F811  (pytest fixtures imported from tests/github_fake.py are redefined as arguments)
 from __future__ import annotations
 
 import zipfile
@@ -16,7 +15,6 @@ from verifily_action.github.baseline import (
     workflow_file,
 )
 
-from .github_fake import fake_github, gh  # noqa: F401
 from .github_fixtures import zip_of
 
 pytestmark = pytest.mark.unit

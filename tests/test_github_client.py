@@ -1,6 +1,5 @@
 """GitHubClient against the fake GitHub: retries, rate limits, pagination, redirects, no token leaks."""
 
-# ruff: noqa: F811  (pytest fixtures imported from tests/github_fake.py are redefined as arguments)
 from __future__ import annotations
 
 import logging
@@ -9,7 +8,7 @@ import pytest
 
 from verifily_action.github.client import GitHubClient, GitHubError
 
-from .github_fake import TOKEN, fake_github, gh  # noqa: F401
+from .github_fake import TOKEN
 
 pytestmark = pytest.mark.unit
 

@@ -1,6 +1,5 @@
 """The sticky PR comment against the fake GitHub: found across pages, only ours, created then updated."""
 
-# ruff: noqa: F811  (pytest fixtures imported from tests/github_fake.py are redefined as arguments)
 from __future__ import annotations
 
 import pytest
@@ -13,8 +12,6 @@ from verifily_action.github.comments import (
     truncate_body,
     upsert_sticky,
 )
-
-from .github_fake import fake_github, gh  # noqa: F401
 
 pytestmark = pytest.mark.unit
 

@@ -1,9 +1,8 @@
 """The Action degrades instead of failing: a baseline that cannot be fetched or compared is "No baseline: why", and
 a failed artifact upload is a warning; the report, the summary and the outputs still go out. Same stub pipeline and
-fake GitHub as tests/test_github_action.py.
+fake GitHub as tests/test_github_action.py (tests/action_helpers.py).
 """
 
-# ruff: noqa: F811  (pytest fixtures imported from other test modules are redefined as arguments)
 from __future__ import annotations
 
 import functools
@@ -21,9 +20,9 @@ from verifily_action.errors import VerifilyError
 from verifily_action.github import artifacts
 from verifily_action.github.client import GitHubClient
 
-from .github_fake import TOKEN, fake_github  # noqa: F401
+from .action_helpers import A_RUN, set_event, step_outputs
+from .github_fake import TOKEN
 from .github_fixtures import webhook_example, zip_of
-from .test_github_action import A_RUN, _event, _outputs, env  # noqa: F401
 
 pytestmark = pytest.mark.unit
 
@@ -87,7 +86,7 @@ def test_a_baseline_that_cannot_be_fetched_is_no_baseline(fake_github, env, monk
     if case == "server errors":
         fake_github.fault("GET", rf"/actions/artifacts/{aid}/zip$", 503, times=100)
         sleeps = _fast_retries(monkeypatch, fake_github)
-    _event(env, "pull_request", pr)
+    set_event(env, "pull_request", pr)
     assert action.main() == 0
     out = capsys.readouterr().out
     body = fake_github.comments[pr["number"]][0]["body"]
@@ -98,7 +97,7 @@ def test_a_baseline_that_cannot_be_fetched_is_no_baseline(fake_github, env, monk
     assert env["stub"].baselines == [None]
     assert not (Path(tempfile.gettempdir()) / "escaped.txt").exists()  # ../../ from <tmp>/verifily-baseline-*/baseline
     assert TOKEN not in out.replace(f"::add-mask::{TOKEN}", "")
-    assert _outputs(env)["comment-url"] and _outputs(env)["artifact-id"]
+    assert step_outputs(env)["comment-url"] and step_outputs(env)["artifact-id"]
     if case == "server errors":
         assert len(sleeps) >= 3  # retried before giving up
 
@@ -109,19 +108,19 @@ def test_a_failed_lookup_of_the_base_branchs_runs_is_no_baseline(fake_github, en
     _, pr = _pull_request_on(fake_github, zip_of(A_RUN))
     fake_github.fault("GET", r"/actions/workflows/[^/]+/runs$", status, times=100)
     _fast_retries(monkeypatch, fake_github)
-    _event(env, "pull_request", pr)
+    set_event(env, "pull_request", pr)
     assert action.main() == 0
     out = capsys.readouterr().out
     body = fake_github.comments[pr["number"]][0]["body"]
     assert "No baseline: the base branchˋs runs could not be looked up" in body.replace("'", "ˋ"), body
     assert expect in body and TOKEN not in body
     assert re.search(r"^::warning::no baseline: the base branch's runs could not be looked up", out, re.M)
-    assert env["stub"].baselines == [None] and _outputs(env)["artifact-id"]
+    assert env["stub"].baselines == [None] and step_outputs(env)["artifact-id"]
 
 
 def test_a_baseline_folder_that_is_no_run_is_no_baseline(fake_github, env, capsys):
     run, pr = _pull_request_on(fake_github, zip_of({"notes.txt": b"not a run"}))
-    _event(env, "pull_request", pr)
+    set_event(env, "pull_request", pr)
     assert action.main() == 0
     body = fake_github.comments[pr["number"]][0]["body"]
     why = f"run {run['id']}ˋs artifact ˋverifily-runˋ cannot be compared with this run: the baseline folder is not"
@@ -139,7 +138,7 @@ def test_this_runs_own_compare_error_still_fails(fake_github, env, monkeypatch, 
 
     monkeypatch.setattr(action, "PIPELINE", Broken(env["ws"]))
     _, pr = _pull_request_on(fake_github, zip_of(A_RUN))
-    _event(env, "pull_request", pr)
+    set_event(env, "pull_request", pr)
     assert action.main() == 2
     assert "has no evaluation" in capsys.readouterr().out
     assert pr["number"] not in fake_github.comments
@@ -156,7 +155,7 @@ def test_a_gate_rule_that_names_no_slice_fails_and_is_not_blamed_on_the_baseline
 
     monkeypatch.setattr(action, "PIPELINE", Typo(env["ws"]))
     _, pr = _pull_request_on(fake_github, zip_of(A_RUN))
-    _event(env, "pull_request", pr)
+    set_event(env, "pull_request", pr)
     assert action.main() == 2
     out = capsys.readouterr().out
     assert "name a slice that does not exist" in out and "no baseline" not in out.lower()
@@ -173,12 +172,12 @@ def test_failed_upload_is_a_warning_and_the_report_still_goes_out(fake_github, e
     sleeps: list[float] = []  # the uploader's retries, recorded instead of slept
     monkeypatch.setattr(artifacts, "upload_artifact", functools.partial(artifacts.upload_artifact, sleep=sleeps.append))
     pr = webhook_example("pull_request", "opened")
-    _event(env, "pull_request", pr)
+    set_event(env, "pull_request", pr)
     assert action.main() == 0
     out = capsys.readouterr().out
     assert re.search(r"^::warning::artifact upload failed: CreateArtifact failed: ConnectionError", out, re.M), out
     assert sleeps  # the connection was retried
-    outputs = _outputs(env)
+    outputs = step_outputs(env)
     assert outputs["artifact-id"] == "" and outputs["run-dir"] and outputs["regressions"] == "0"
     body = fake_github.comments[pr["number"]][0]["body"]
     assert outputs["comment-url"] == fake_github.comments[pr["number"]][0]["html_url"]

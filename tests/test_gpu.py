@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.tiny_models import build_tokenizer, cls_rows, make_tiny_t5, sft_rows, write_dataset
+from tests.builders import GENERATED, cls_rows, sft_rows, write_config, write_dataset
+from tests.tiny_models import build_tokenizer, make_tiny_t5
 
 torch = pytest.importorskip("torch")
 pytestmark = [
@@ -48,11 +49,12 @@ def make_llama(out: Path, *, hidden: int, layers: int) -> Path:
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     d = tmp_path_factory.mktemp("gpu")
-    write_dataset(d / "datasets", "sft", "v1", "sft", {"train": sft_rows(256), "eval": sft_rows(64, 1)})
-    write_dataset(d / "datasets", "s2s", "v1", "seq2seq", {"train": sft_rows(64), "eval": sft_rows(16, 1)})
-    write_dataset(d / "datasets", "cls", "v1", "classification", {"train": cls_rows(64), "eval": cls_rows(32, 1)})
+    root = d / "datasets"
+    write_dataset(root, "sft", "v1", {"train": sft_rows(256), "eval": sft_rows(64, 1)}, task="sft", **GENERATED)
+    write_dataset(root, "s2s", "v1", {"train": sft_rows(64), "eval": sft_rows(16, 1)}, task="seq2seq", **GENERATED)
+    write_dataset(root, "cls", "v1", {"train": cls_rows(64), "eval": cls_rows(32, 1)}, **GENERATED)
     return {
-        "root": d / "datasets",
+        "root": root,
         # 2048 hidden x 16 layers + 32k vocab: 0.84B parameters (about 1B, as the issue asks)
         "llama1b": make_llama(d / "llama1b", hidden=2048, layers=16),
         "llama_small": make_llama(d / "llama_small", hidden=256, layers=2),
@@ -75,9 +77,7 @@ def train(tmp_path: Path, assets, task: str, model: str, dataset: str, **extra):
         "training": training,
         **extra,
     }
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = write_config(tmp_path / "train.yaml", sort_keys=True, **cfg)
     return job.train(TrainOptions(config=path, force=True), echo=print)
 
 

@@ -9,7 +9,8 @@ from functools import cache
 
 import pytest
 
-from .conftest import REPO, run_cli
+from .cli_runner import run_cli_process
+from .paths import REPO
 
 pytestmark = pytest.mark.unit
 
@@ -89,7 +90,7 @@ def demo_invocations():
 
 @cache
 def help_text(command: tuple[str, ...]) -> str:
-    proc = run_cli(*command, "--help", timeout=120)
+    proc = run_cli_process(*command, "--help", timeout=120)
     assert proc.returncode == 0, f"`verifily {' '.join(command)} --help` failed: {proc.stderr}"
     return proc.stdout
 

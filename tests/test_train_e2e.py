@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.tiny_models import cls_rows, make_tiny_llama, make_tiny_t5, sft_rows, write_dataset
+from tests.builders import GENERATED, cls_rows, sft_rows, write_config, write_dataset
+from tests.tiny_models import make_tiny_llama, make_tiny_t5
 from verifily_action.errors import VerifilyError
 from verifily_action.runs import chain, folder
 from verifily_action.schemas import validator
@@ -25,31 +25,32 @@ TRAINING = {"max_steps": 6, "batch_size": 8, "max_length": 64, "logging_steps": 
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     d = tmp_path_factory.mktemp("assets")
-    write_dataset(d / "datasets", "sft", "v1", "sft", {"train": sft_rows(48), "eval": sft_rows(16, 1)})
-    write_dataset(d / "datasets", "s2s", "v1", "seq2seq", {"train": sft_rows(48), "eval": sft_rows(16, 1)})
+    root = d / "datasets"
+    write_dataset(root, "sft", "v1", {"train": sft_rows(48), "eval": sft_rows(16, 1)}, task="sft", **GENERATED)
+    write_dataset(root, "s2s", "v1", {"train": sft_rows(48), "eval": sft_rows(16, 1)}, task="seq2seq", **GENERATED)
     ev = cls_rows(16, 1) + [{"id": "n1", "text": "meh", "label": "neutral", "tags": {"source": "human"}}]
-    write_dataset(d / "datasets", "cls", "v1", "classification", {"train": cls_rows(48), "eval": ev})
+    write_dataset(root, "cls", "v1", {"train": cls_rows(48), "eval": ev}, **GENERATED)
     return {
-        "root": d / "datasets",
+        "root": root,
         "llama": make_tiny_llama(d / "llama"),
         "llama_nopad": make_tiny_llama(d / "llama_nopad", pad_token=False),
         "t5": make_tiny_t5(d / "t5"),
     }
 
 
-def write_config(tmp_path: Path, assets, task: str, model: str, dataset: str, **extra) -> Path:
-    cfg = {
-        "task": task,
-        "model": str(assets[model]),
-        "dataset": dataset,
-        "datasets_root": str(assets["root"]),
-        "output_dir": str(tmp_path / "runs"),
-        "training": {**TRAINING, **extra.pop("training", {})},
+def tiny_config(tmp_path: Path, assets, task: str, model: str, dataset: str, **extra) -> Path:
+    """tmp_path/train.yaml: `task` on one of the tiny models and datasets (`training` merged into TRAINING)."""
+    return write_config(
+        tmp_path / "train.yaml",
+        sort_keys=True,
+        task=task,
+        model=str(assets[model]),
+        dataset=dataset,
+        datasets_root=str(assets["root"]),
+        output_dir=str(tmp_path / "runs"),
+        training={**TRAINING, **extra.pop("training", {})},
         **extra,
-    }
-    path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+    )
 
 
 def losses(run_dir: Path) -> list[float]:
@@ -83,7 +84,7 @@ def check_run_folder(run_dir: Path) -> dict:
 
 
 def test_sft_cli_end_to_end_then_cached(tmp_path, assets, cli):
-    cfg = write_config(tmp_path, assets, "sft", "llama", "sft@v1")
+    cfg = tiny_config(tmp_path, assets, "sft", "llama", "sft@v1")
     dry = cli("train", "--config", str(cfg), "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "task: sft" in dry.stdout and "48 rows" in dry.stdout and "steps: 6" in dry.stdout
@@ -112,7 +113,7 @@ def test_sft_cli_end_to_end_then_cached(tmp_path, assets, cli):
 
 
 def test_seq2seq_and_force_retrains_identically(tmp_path, assets):
-    cfg = write_config(tmp_path, assets, "seq2seq", "t5", "s2s@v1")
+    cfg = tiny_config(tmp_path, assets, "seq2seq", "t5", "s2s@v1")
     first = job.train(TrainOptions(config=cfg), echo=lambda s: None)
     check_run_folder(first.run_dir)
     said: list[str] = []
@@ -130,7 +131,7 @@ def test_seq2seq_and_force_retrains_identically(tmp_path, assets):
 
 
 def test_classification_decoder_without_pad_token(tmp_path, assets):
-    cfg = write_config(tmp_path, assets, "classification", "llama_nopad", "cls@v1", report_to="tensorboard")
+    cfg = tiny_config(tmp_path, assets, "classification", "llama_nopad", "cls@v1", report_to="tensorboard")
     said: list[str] = []
     res = job.train(TrainOptions(config=cfg), echo=said.append)
     meta = check_run_folder(res.run_dir)
@@ -157,7 +158,7 @@ def test_disk_full_while_saving_marks_failed(tmp_path, assets, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(job, "save_outputs", full)
-    cfg = write_config(tmp_path, assets, "sft", "llama", "sft@v1", run_name="full")
+    cfg = tiny_config(tmp_path, assets, "sft", "llama", "sft@v1", run_name="full")
     with pytest.raises(VerifilyError, match="No space left"):
         job.train(TrainOptions(config=cfg), echo=lambda s: None)
     assert not (tmp_path / "runs" / "full").exists()  # nothing that looks complete
@@ -186,8 +187,7 @@ def test_bad_models_fail_before_training(tmp_path, assets, cli, model, extra, me
         pytest.skip("checks the no-CUDA error")
     model = {"DATASETS": str(assets["root"]), "LLAMA": str(assets["llama"])}.get(model, model)
     cfg = {"task": "sft", "model": model, "dataset": "sft@v1", "datasets_root": str(assets["root"]), **extra}
-    path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = write_config(tmp_path / "train.yaml", sort_keys=True, **cfg)
     r = cli("train", "--config", str(path), "--output-dir", str(tmp_path / "runs"))
     assert r.returncode == 2, r.stderr
     assert message in r.stderr and "Traceback" not in r.stderr

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
-from tests.tiny_models import make_tiny_llama, sft_rows, write_dataset
+from tests.builders import GENERATED, sft_rows, write_config, write_dataset
+from tests.tiny_models import make_tiny_llama
 
 pytestmark = pytest.mark.gpu
 
@@ -23,7 +23,9 @@ def test_qlora_sft_on_cuda(tmp_path, quantization):
     from verifily_action.train import job
     from verifily_action.train.plan import TrainOptions
 
-    write_dataset(tmp_path / "datasets", "sft", "v1", "sft", {"train": sft_rows(32), "eval": sft_rows(8, 1)})
+    write_dataset(
+        tmp_path / "datasets", "sft", "v1", {"train": sft_rows(32), "eval": sft_rows(8, 1)}, task="sft", **GENERATED
+    )
     model = make_tiny_llama(tmp_path / "llama")
     cfg = {
         "task": "sft",
@@ -34,9 +36,9 @@ def test_qlora_sft_on_cuda(tmp_path, quantization):
         "quantization": quantization,
         "training": {"max_steps": 4, "batch_size": 8, "max_length": 64, "logging_steps": 1},
     }
-    (tmp_path / "train.yaml").write_text(yaml.safe_dump(cfg))
+    path = write_config(tmp_path / "train.yaml", sort_keys=True, **cfg)
     said: list[str] = []
-    res = job.train(TrainOptions(config=tmp_path / "train.yaml"), echo=said.append)
+    res = job.train(TrainOptions(config=path), echo=said.append)
     assert res.meta["status"] == "completed" and chain.verify_chain(res.run_dir) == []
     assert any("device cuda" in s for s in said)
     env = json.loads((res.run_dir / "environment.json").read_text())

@@ -9,16 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import REPO
+from tests.builders import write_config
+from tests.paths import DEMO_ROOT
 from verifily_action.runs import chain
 from verifily_action.train import job
 from verifily_action.train.plan import TrainOptions
 
 pytestmark = pytest.mark.integration
 
-DATASETS = REPO / "examples" / "datasets"
+DATASETS = DEMO_ROOT
 
 
 @pytest.mark.skipif(not (DATASETS / "ds_demo" / "v1").is_dir(), reason="examples/datasets/ds_demo/v1 not built")
@@ -39,8 +39,7 @@ def test_minilm_learns_demo_sentiment(tmp_path):
         "training": {"max_steps": 12, "batch_size": 16, "learning_rate": 0.003, "scheduler": "constant",
                      "max_length": 48, "logging_steps": 4},
     }  # fmt: skip
-    path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = write_config(tmp_path / "train.yaml", sort_keys=True, **cfg)
     res = job.train(TrainOptions(config=path), echo=lambda s: None)
     meta = res.meta
     assert meta["status"] == "completed" and chain.verify_chain(res.run_dir) == []

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.conftest import REPO
-from tests.tiny_models import make_tiny_llama, sft_rows, write_dataset
+from tests.builders import GENERATED, sft_rows, write_config, write_dataset
+from tests.paths import REPO
+from tests.tiny_models import make_tiny_llama
 from verifily_action.train import job
 from verifily_action.train.plan import TrainOptions, make_plan
 
@@ -25,26 +25,25 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     d = tmp_path_factory.mktemp("resume_assets")
-    write_dataset(d / "datasets", "sft", "v1", "sft", {"train": sft_rows(40), "eval": sft_rows(8, 1)})
+    write_dataset(d / "datasets", "sft", "v1", {"train": sft_rows(40), "eval": sft_rows(8, 1)}, task="sft", **GENERATED)
     return {"root": d / "datasets", "model": make_tiny_llama(d / "llama")}
 
 
 def config(folder: Path, assets, **training) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    cfg = {
-        "task": "sft",
-        "model": str(assets["model"]),
-        "dataset": "sft@v1",
-        "datasets_root": str(assets["root"]),
-        "output_dir": str(folder / "runs"),
-        "run_name": "r",
+    """`folder`/train.yaml: run `r` of the tiny llama on sft@v1 under `folder`/runs, `training` merged in."""
+    return write_config(
+        folder / "train.yaml",
+        sort_keys=True,
+        task="sft",
+        model=str(assets["model"]),
+        dataset="sft@v1",
+        datasets_root=str(assets["root"]),
+        output_dir=str(folder / "runs"),
+        run_name="r",
         # 3 epochs of 10 steps: the resume crosses epoch boundaries; dropout and length grouping stay on
-        "training": {"max_steps": 30, "batch_size": 4, "max_length": 64, "logging_steps": 1, "learning_rate": 0.01,
-                     **training},
-    }  # fmt: skip
-    path = folder / "train.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
+        training={"max_steps": 30, "batch_size": 4, "max_length": 64, "logging_steps": 1, "learning_rate": 0.01,
+                  **training},
+    )  # fmt: skip
 
 
 def start(*args: str) -> subprocess.Popen:

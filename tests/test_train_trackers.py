@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.tiny_models import make_tiny_llama, sft_rows, write_dataset
+from tests.builders import GENERATED, sft_rows, write_config, write_dataset
+from tests.tiny_models import make_tiny_llama
 from verifily_action.runs import chain
 from verifily_action.train import job
 from verifily_action.train.plan import TrainOptions
@@ -21,7 +21,7 @@ STEPS = 3
 @pytest.fixture(scope="module")
 def assets(tmp_path_factory):
     d = tmp_path_factory.mktemp("tracker_assets")
-    write_dataset(d / "datasets", "sft", "v1", "sft", {"train": sft_rows(24), "eval": sft_rows(4, 1)})
+    write_dataset(d / "datasets", "sft", "v1", {"train": sft_rows(24), "eval": sft_rows(4, 1)}, task="sft", **GENERATED)
     return {"root": d / "datasets", "model": make_tiny_llama(d / "llama")}
 
 
@@ -36,9 +36,7 @@ def train(tmp_path: Path, assets, report_to: str) -> Path:
         "report_to": report_to,
         "training": {"max_steps": STEPS, "batch_size": 8, "max_length": 64, "logging_steps": 1},
     }
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "train.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    path = write_config(tmp_path / "train.yaml", sort_keys=True, **cfg)
     res = job.train(TrainOptions(config=path), echo=lambda s: None)
     assert res.run_dir == tmp_path / "runs" / "r" and chain.verify_chain(res.run_dir) == []
     return res.run_dir

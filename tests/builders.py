@@ -146,3 +146,75 @@ def cls_rows(n: int, seed: int = 0) -> list[dict]:
             }
         )
     return out
+
+
+# ---------------------------------------------------------------- run folders
+
+
+def sealed_run(root: str | Path, name: str = "run", *, seal: bool = True) -> Path:
+    """A completed run folder `<root>/<name>` sealed as `train` seals one, without training: the dataset `ds@v1`
+    (written under `<root>/datasets`), a base model folder of plain files (`<root>/model`) and stand-ins for the
+    adapter, tokenizer and log. Its hash chain holds the entries a real run records (run files, `config:canonical`,
+    `run_meta:canonical`, `dataset:ds@v1`, `dataset:ds@v1/manifest`, its data files and `model:<file>`), so
+    `reproduce --verify-only` recomputes every one of them. `seal=False` leaves hashes.json and the root unwritten."""
+    from verifily_action.config import from_dict
+    from verifily_action.datasets import resolve
+    from verifily_action.hashing import sha256_json
+    from verifily_action.runs import chain
+
+    root = Path(root)
+    datasets = root / "datasets"
+    write_dataset(datasets, "ds", "v1", {"train": [row(i) for i in range(4)], "eval": [row(9)]})
+    manifest = resolve("ds@v1", datasets)
+    model = root / "model"
+    model.mkdir(parents=True, exist_ok=True)
+    (model / "config.json").write_text('{"model_type": "bert"}\n')
+    (model / "model.safetensors").write_bytes(b"base weights")
+    d = root / name
+    for rel, data in {
+        "environment.json": b'{"python": "3.11"}\n',
+        "train_log.jsonl": b'{"step": 1, "loss": 0.5}\n',
+        "adapter/adapter_model.safetensors": b"adapter weights",
+        "adapter/adapter_config.json": b'{"r": 4}\n',
+        "tokenizer/tokenizer.json": b'{"version": "1.0"}\n',
+    }.items():
+        (d / rel).parent.mkdir(parents=True, exist_ok=True)
+        (d / rel).write_bytes(data)
+    config = from_dict(
+        {"task": "classification", "model": str(model), "dataset": "ds@v1", "datasets_root": str(datasets)}
+    ).to_dict()
+    (d / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+    ds = {"ref": "ds@v1", "name": "ds", "version": "v1", "hash": manifest.dataset_hash(), "split": "train"}
+    meta = {
+        "schema_version": 1,
+        "id": "20260101T000000-abcd1234",
+        "run_key": "a" * 64,
+        "status": "running",
+        "started_at": "2026-01-01T00:00:00+00:00",
+        "ended_at": None,
+        "task": "classification",
+        "model": str(model),
+        "model_path": str(model),
+        "dataset": ds,
+        "eval_dataset": None,
+        "verifily_version": "0.1.0",
+        "root_hash": None,
+        "error": None,
+        "data_report": None,
+        "unverified_data": False,
+        "label_map": {"positive": 0},
+    }
+    (d / "run_meta.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    if not seal:
+        return d
+    entries = {
+        "dataset:ds@v1": manifest.dataset_hash(),
+        "dataset:ds@v1/manifest": sha256_file(manifest.path),
+        "dataset:ds@v1/train.jsonl": sha256_file(manifest.dir / "train.jsonl"),
+        "config:canonical": sha256_json(config),
+        **{f"model:{f.name}": sha256_file(f) for f in sorted(model.iterdir())},
+    }
+    files = ["config.yaml", "environment.json", "train_log.jsonl", "adapter", "tokenizer"]
+    entries.update(chain.hash_run_files(d, files))
+    chain.seal(d, entries, status="completed", ended_at="2026-01-01T00:01:00+00:00")
+    return d

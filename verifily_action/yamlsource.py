@@ -1,4 +1,5 @@
-"""Load YAML or JSON files safely and remember where every value came from.
+"""Load YAML or JSON files safely and remember where every value came from: the one reader of every YAML file the
+tool reads (`load`, or `load_yaml` for the plain value; a test keeps other modules to writing YAML).
 
 Configs and manifests are user-written; every error we report must name the file, line and column. PyYAML's
 composer keeps `start_mark` on each node, so we build plain Python values from the node tree ourselves and record,
@@ -122,6 +123,12 @@ def load(path: str | Path, kind: str = "file") -> Source:
     src = Source(path=name, data=None)
     src.data = _build(node, (), src)
     return src
+
+
+def load_yaml(path: str | Path, kind: str = "file") -> Any:
+    """The plain value of a YAML (or JSON) file read with every limit of `load`: what the tool uses wherever it
+    reads YAML without needing positions (a run's config.yaml, a config's GPU settings). Errors name file:line."""
+    return load(path, kind).data
 
 
 def _pos(mark: Any) -> tuple[int | None, int | None]:

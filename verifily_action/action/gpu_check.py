@@ -67,11 +67,12 @@ def gpu_warning(config: Mapping[str, Any], visible: bool | None = None) -> str |
 
 def load_config_mapping(path: str | Path) -> Mapping[str, Any]:
     """The config file as a plain mapping, or {} when it is missing or not a YAML mapping."""
-    try:
-        import yaml
+    from ..errors import VerifilyError
+    from ..yamlsource import load_yaml
 
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except Exception:  # noqa: BLE001 - validation reports unreadable configs with file and line
+    try:
+        data = load_yaml(path, "config")
+    except (VerifilyError, OSError):  # validation reports unreadable configs with file and line
         return {}
     return data if isinstance(data, Mapping) else {}
 

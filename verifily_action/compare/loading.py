@@ -158,19 +158,24 @@ def _read_predictions(path: Path) -> list[dict[str, Any]]:
 
 
 def config_gates(run_dir: Path) -> list[str]:
-    """The `gates` of the run's config.yaml (empty when it has none or cannot be read)."""
+    """The `gates` of the run's config.yaml (empty when it has no config.yaml or no gates). A config.yaml that
+    cannot be read safely (see yamlsource), or gates that are not strings, is an error naming the file."""
+    from ..yamlsource import load_yaml
+
     path = run_dir / CONFIG
     if not path.is_file():
         return []
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            cfg = yaml.safe_load(f) or {}
-    except (OSError, yaml.YAMLError):
-        return []
+    cfg = load_yaml(path, "run config")
     gates = cfg.get("gates") if isinstance(cfg, dict) else None
-    return [str(g) for g in gates] if isinstance(gates, list) else []
+    if gates is None:
+        return []
+    if not isinstance(gates, list) or not all(isinstance(g, str) for g in gates):
+        raise VerifilyError(
+            f"{path}: gates must be a list of rule strings",
+            problems=[Problem("gates is not a list of strings", file=str(path), json_path="$.gates")],
+            hint="the run folder's config.yaml was edited: train the run again",
+        )
+    return list(gates)
 
 
 def load_eval_run(run_dir: Path, meta: dict[str, Any], eval_name: str, name: str) -> EvalRun:

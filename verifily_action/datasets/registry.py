@@ -50,14 +50,15 @@ def resolve_first(ref: str, roots: list[Path]) -> Manifest:
 
 
 def recorded_root(config_path: Path) -> Path | None:
-    """The datasets_root a run's config.yaml records (train writes it absolute); None when it names no folder."""
-    import yaml
+    """The datasets_root a run's config.yaml records (train writes it absolute); None when it names no folder or
+    the file cannot be read safely (the hash chain's check of config.yaml reports why)."""
+    from ..yamlsource import load_yaml
 
     try:
-        with open(config_path, encoding="utf-8") as f:
-            root = (yaml.safe_load(f) or {}).get("datasets_root")
-    except (OSError, ValueError, AttributeError, yaml.YAMLError):
+        cfg = load_yaml(config_path, "run config")
+    except VerifilyError:
         return None
+    root = cfg.get("datasets_root") if isinstance(cfg, dict) else None
     return Path(root) if isinstance(root, str) and Path(root).is_absolute() and Path(root).is_dir() else None
 
 

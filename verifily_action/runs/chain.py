@@ -20,6 +20,7 @@ from typing import Any
 
 from ..errors import Problem, VerifilyError
 from ..hashing import sha256_file, sha256_json
+from ..yamlsource import load_yaml
 from .files import read_json, write_json_atomic
 from .layout import CONFIG, HASHES, RUN_META
 
@@ -86,8 +87,6 @@ def add_artifacts(run_dir: str | Path, paths: list[Path]) -> str:
 
 def verify_chain(run_dir: str | Path) -> list[Problem]:
     """Recompute every hash the run folder can recompute; one Problem per difference (empty: intact)."""
-    import yaml
-
     d = Path(run_dir)
     problems: list[Problem] = []
     hashes = d / HASHES
@@ -103,10 +102,9 @@ def verify_chain(run_dir: str | Path) -> list[Problem]:
                 continue
         elif name == "config:canonical":
             try:
-                with open(d / CONFIG, encoding="utf-8") as fh:
-                    got = sha256_json(yaml.safe_load(fh))
-            except (OSError, yaml.YAMLError) as e:
-                problems.append(Problem(f"cannot read {CONFIG}: {e}", file=str(d / CONFIG)))
+                got = sha256_json(load_yaml(d / CONFIG, "run config"))
+            except VerifilyError as e:
+                problems.extend(e.problems or [Problem(e.message, file=str(d / CONFIG))])
                 continue
         elif ":" in name:
             continue  # an input outside the run folder (dataset, base model): recorded, not recomputed here

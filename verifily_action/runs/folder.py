@@ -33,9 +33,8 @@ class Run:
 
 def load_run(path: str | Path, require_completed: bool = False) -> Run:
     """Read a run folder; VerifilyError when it is not one (or not completed, with `require_completed`)."""
-    import yaml
-
     from ..config import from_dict
+    from ..yamlsource import load_yaml
 
     d = Path(path)
     meta_path = d / RUN_META
@@ -49,9 +48,12 @@ def load_run(path: str | Path, require_completed: bool = False) -> Run:
         raise VerifilyError(f"{d} is not a run folder (no {RUN_META})", hint=hint)
     try:
         meta = read_json(meta_path)
-        with open(d / CONFIG, encoding="utf-8") as f:
-            cfg = from_dict(yaml.safe_load(f))
-    except (OSError, ValueError, TypeError, yaml.YAMLError) as e:
+        cfg = from_dict(load_yaml(d / CONFIG, "run config"))
+    except VerifilyError as e:  # config.yaml broken or hostile: the reader says where
+        raise VerifilyError(
+            f"{d}: cannot read the run's {CONFIG}", problems=e.problems, hint="the run folder is damaged; train again"
+        ) from None
+    except (OSError, ValueError, TypeError) as e:
         raise VerifilyError(f"{d}: cannot read the run: {e}", hint="the run folder is damaged; train again") from e
     if require_completed and meta.get("status") != "completed":
         err = meta.get("error")

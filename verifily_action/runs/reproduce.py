@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VerifilyError
+from ..yamlsource import load_yaml
 from .files import read_json
 from .layout import ADAPTER_WEIGHTS, CONFIG, PREDICTIONS, RUN_META, eval_dir, eval_names, eval_results
 from .results import load_eval_results
@@ -116,8 +117,7 @@ def reproduce(
             hint=f"see `verifily reproduce --verify-only {original}`",
         )
     meta = read_json(original / RUN_META)
-    with open(original / CONFIG, encoding="utf-8") as f:
-        cfg = yaml.safe_load(f)
+    cfg = load_yaml(original / CONFIG, "run config")
     evals = _evals(original)
     if not evals:
         raise VerifilyError(

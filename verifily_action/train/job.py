@@ -341,9 +341,8 @@ def save_outputs(run_dir: Path, model: Any, tokenizer: Any, meta: dict[str, Any]
 
 def finish(run_dir: Path, plan: Plan) -> dict[str, Any]:
     """Hash chain, then run_meta.json with status completed (last write before the rename)."""
-    import yaml
-
     from ..hashing import sha256_file, sha256_json
+    from ..yamlsource import load_yaml
 
     entries: dict[str, str] = {}
     for m, split in ((plan.manifest, plan.cfg.train_split), (plan.eval_manifest, plan.cfg.eval_split)):
@@ -352,8 +351,7 @@ def finish(run_dir: Path, plan: Plan) -> dict[str, Any]:
         for f in m.splits.get(split, []):
             if f.sha256:
                 entries[f"dataset:{m.ref}/{f.path}"] = f.sha256
-    with open(run_dir / CONFIG, encoding="utf-8") as f:
-        entries["config:canonical"] = sha256_json(yaml.safe_load(f))
+    entries["config:canonical"] = sha256_json(load_yaml(run_dir / CONFIG, "run config"))
     entries.update(plan.model_entries)
     files = [CONFIG, ENVIRONMENT, TRAIN_LOG, ADAPTER, TOKENIZER]
     entries.update(hash_run_files(run_dir, [p for p in files if (run_dir / p).exists()]))

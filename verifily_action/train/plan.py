@@ -121,10 +121,9 @@ def load_for(opts: TrainOptions) -> tuple[TrainConfig, Path | None]:
         meta = read_json(d / RUN_META)
         if meta.get("status") == "completed":
             raise VerifilyError(f"run {d} is already completed; nothing to resume", hint="use --force to retrain")
-        import yaml
+        from ..yamlsource import load_yaml
 
-        with open(d / CONFIG, encoding="utf-8") as f:
-            cfg = from_dict(yaml.safe_load(f))
+        cfg = from_dict(load_yaml(d / CONFIG, "run config"))
         return replace(cfg, source_path=str(d / CONFIG)), d.resolve()
     if opts.config is None:
         raise VerifilyError("give --config CONFIG (or --resume RUN)")

@@ -213,3 +213,39 @@ def test_a_changed_or_missing_base_model_file_is_detected(real, tmp_path):
     assert found == sorted({"config.json", recorded[-1]}), names(report)
     assert any("model:config.json changed" in p.message and p.file == str(cfg) for p in report.problems)
     assert any("the base model file is missing" in p.message for p in report.problems)
+
+
+@pytest.mark.parametrize("rel", FILES)
+def test_a_symlink_in_place_of_any_file_is_refused_by_verify_and_the_cache(run, rel, tmp_path):
+    """The link leads to an identical copy outside the run, so every hash still matches: only the rule catches it."""
+    from verifily_action.runs.cache import find_cached
+
+    copy = tmp_path / "elsewhere" / rel
+    copy.parent.mkdir(parents=True)
+    shutil.copyfile(run / rel, copy)
+    (run / rel).unlink()
+    (run / rel).symlink_to(copy)
+    report = verify_run(run, inputs=False)
+    assert [p.file for p in report.problems] == [str(run / rel)], names(report)
+    assert "symbolic link" in report.problems[0].message
+    key = json.loads(copy.read_text() if rel == "run_meta.json" else (run / "run_meta.json").read_text())["run_key"]
+    assert find_cached(run.parent, key) is None
+
+
+@pytest.mark.parametrize(("drop", "named"), [("dataset:", "'dataset:ds_demo@v1'"), ("model:", "model:<file>")])
+def test_a_resealed_chain_without_its_dataset_or_model_is_refused(real, run, drop, named):
+    from verifily_action.runs import chain
+
+    chain.seal(run, {k: v for k, v in chain.read_entries(run).items() if not k.startswith(drop)})
+    report = verify_run(run, real["datasets"])
+    assert any(named in p.message and p.file == str(run / "hashes.json") for p in report.problems), names(report)
+
+
+def test_an_entry_leading_out_of_the_run_is_refused(real, run):
+    from verifily_action.runs import chain
+
+    entries = chain.read_entries(run)
+    entries["../demo_v2/adapter/adapter_model.safetensors"] = entries["adapter/adapter_model.safetensors"]
+    chain.seal(run, entries)
+    report = verify_run(run, real["datasets"])
+    assert [p.json_path for p in report.problems] == ['$.entries["../demo_v2/adapter/adapter_model.safetensors"]']

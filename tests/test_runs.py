@@ -43,18 +43,19 @@ def _meta(**kw):
 
 
 def make_run(d, **meta):
+    """A sealed run with the entries every run records (its dataset and base model as recorded hashes only)."""
     d.mkdir(parents=True)
     (d / "config.yaml").write_text(yaml.safe_dump(from_dict(CFG).to_dict()))
     (d / "adapter").mkdir()
     (d / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
     (d / "train_log.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
+    (d / "environment.json").write_text('{"python": "3.11"}\n')
     files.write_json_atomic(d / "run_meta.json", _meta(**meta))
-    entries = chain.hash_run_files(d, ["config.yaml", "adapter", "train_log.jsonl"])
+    entries = chain.hash_run_files(d, ["config.yaml", "adapter", "train_log.jsonl", "environment.json"])
     with open(d / "config.yaml") as f:
         entries["config:canonical"] = sha256_json(yaml.safe_load(f))
-    entries["model:config.json"] = "c" * 64
-    root = chain.write_entries(d, entries)
-    folder.update_meta(d, root_hash=root)
+    entries.update({"model:config.json": "c" * 64, "dataset:ds@v1": "d" * 64, "dataset:ds@v1/manifest": "e" * 64})
+    chain.seal(d, entries)
     return d
 
 

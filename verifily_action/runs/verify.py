@@ -5,6 +5,8 @@ Checks, each reported as a Problem naming the file:
   * every entry of hashes.json that names a file in the run folder, `config:canonical` and `run_meta:canonical`
     (verify_chain), and the root hash in run_meta.json;
   * no file in the run folder is missing from hashes.json (a file added after the run was sealed);
+  * `entries`' rules: entry names are plain relative paths inside the run or known inputs inside their folder, the
+    entries every run records are there, and the folder holds no symbolic link or special file (never opened);
   * the inputs outside the run folder when they are at hand: the dataset manifest, its data files and the dataset
     hash (resolved by name@version), and the base model's files (run_meta.json `model_path`). Inputs not found are
     listed as not rechecked; they do not fail the check.
@@ -20,7 +22,8 @@ from typing import Any
 
 from ..errors import Problem, VerifilyError
 from ..hashing import sha256_file
-from .chain import META_ENTRY, verify_chain
+from .chain import verify_chain
+from .entries import CONFIG_ENTRY, META_ENTRY, is_file_entry, name_problem, scan
 from .layout import CONFIG, HASHES, RUN_META, SEALS
 
 
@@ -82,6 +85,7 @@ def _unrecorded(run_dir: Path, entries: dict[str, str]) -> list[Problem]:
 
 
 def _check_datasets(run_dir: Path, entries: dict[str, str], root: str | Path | None, report: VerifyReport) -> None:
+    from ..datasets.manifest import safe_path
     from ..datasets.registry import recorded_root, resolve_first, search_roots
 
     refs = sorted({name[len("dataset:") :].split("/")[0] for name in entries if name.startswith("dataset:")})
@@ -106,6 +110,11 @@ def _check_datasets(run_dir: Path, entries: dict[str, str], root: str | Path | N
                 got, file = sha256_file(manifest.path), manifest.path
             else:
                 file = manifest.dir / rel
+                try:
+                    safe_path(manifest, rel)  # a link in the dataset folder may not lead out of it either
+                except VerifilyError as e:
+                    report.problems.append(Problem(f"{name}: {e.message}", file=str(file)))
+                    continue
                 if not file.is_file():
                     report.problems.append(Problem(f"{name}: the data file is missing", file=str(file)))
                     continue
@@ -149,6 +158,10 @@ def verify_run(run_dir: str | Path, datasets_root: str | Path | None = None, inp
             hint="give the folder of a run written by `verifily train` (e.g. runs/<name>/)",
         )
     report = VerifyReport(d.resolve())
+    found = scan(d)  # links and special files: reported, and never opened below
+    report.problems.extend(found.unsafe.values())
+    if HASHES in found.unsafe or RUN_META in found.unsafe:
+        return report
     meta = _load(d / RUN_META, report)
     doc = _load(d / HASHES, report)
     entries = _check_hashes_doc(doc, d / HASHES, report) if doc is not None else None
@@ -167,7 +180,7 @@ def verify_run(run_dir: str | Path, datasets_root: str | Path | None = None, inp
         return report
     if isinstance(meta, dict):
         # Both files read: recompute every in-folder hash and the root (verify_chain is the one definition).
-        chain = verify_chain(d)
+        chain = verify_chain(d, found)
         report.problems.extend(chain)
         if any("root_hash" in p.message for p in chain):
             # Which of the two sealed files was edited cannot be told apart: name hashes.json too.
@@ -177,10 +190,12 @@ def verify_run(run_dir: str | Path, datasets_root: str | Path | None = None, inp
                     file=str(d / HASHES),
                 )
             )
-        if META_ENTRY not in entries:
-            report.notes.append(f"{HASHES} has no {META_ENTRY}: edits of {RUN_META}'s fields are not covered")
-    report.checked += sum(1 for k in entries if ":" not in k or k in ("config:canonical", META_ENTRY))
-    report.problems.extend(_unrecorded(d, entries))
+    entries = {k: v for k, v in entries.items() if not name_problem(k)}  # refused names are never followed
+    report.checked += sum(
+        1 for k in entries if (is_file_entry(k) and not found.blocked(k)) or k in (CONFIG_ENTRY, META_ENTRY)
+    )
+    unrecorded = _unrecorded(d, entries)
+    report.problems.extend(p for p in unrecorded if not found.blocked(Path(str(p.file)).relative_to(d).as_posix()))
     if inputs:
         _check_datasets(d, entries, datasets_root, report)
         _check_model(meta if isinstance(meta, dict) else {}, entries, report)

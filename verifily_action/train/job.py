@@ -21,7 +21,7 @@ from typing import Any
 from .. import __version__
 from ..errors import EXIT_INTERRUPTED, VerifilyError
 from ..runs import cache
-from ..runs.chain import hash_run_files, seal
+from ..runs.chain import drop_links, hash_run_files, seal
 from ..runs.files import read_json, write_json_atomic, write_text_atomic
 from ..runs.folder import finalize, update_meta
 from ..runs.layout import ADAPTER, CONFIG, ENVIRONMENT, LABEL_MAP, RUN_META, TOKENIZER, TRAIN_LOG, partial_dir
@@ -353,6 +353,7 @@ def finish(run_dir: Path, plan: Plan) -> dict[str, Any]:
                 entries[f"dataset:{m.ref}/{f.path}"] = f.sha256
     entries["config:canonical"] = sha256_json(load_yaml(run_dir / CONFIG, "run config"))
     entries.update(plan.model_entries)
+    drop_links(run_dir)  # trackers' pointers (wandb's latest-run, debug logs): a run holds only regular files
     files = [CONFIG, ENVIRONMENT, TRAIN_LOG, ADAPTER, TOKENIZER]
     entries.update(hash_run_files(run_dir, [p for p in files if (run_dir / p).exists()]))
     return seal(run_dir, entries, status="completed", ended_at=_now(), error=None)

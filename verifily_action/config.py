@@ -1,6 +1,7 @@
 """Load, validate and type the train config. `schemas/train.schema.json` is the one source of truth.
 
-Validation reports every problem at once, each with its JSON path, `file:line:column` and a hint. The typed config
+Validation reports every problem at once, each with its JSON path, `file:line:column` and a hint (listing the first
+MAX_PROBLEMS_SHOWN and counting the rest: a file of 75k unknown keys is one mistake, not 75k lines). The typed config
 (`TrainConfig`) is built only from a schema-valid document with the schema's defaults filled in; a test checks that
 its fields and the schema's properties are the same at every level, so they cannot drift apart.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import yamlsource
-from .errors import Problem, VerifilyError
+from .errors import MAX_PROBLEMS_SHOWN, Problem, VerifilyError
 from .schemas import apply_defaults, load_schema, validator
 
 SCHEMA = "train.schema.json"
@@ -115,13 +116,16 @@ def schema_fields(cls: type) -> list[str]:
 
 def load_config(path: str | Path) -> TrainConfig:
     """Load and validate a config file; raise one VerifilyError listing every problem."""
-    src = yamlsource.load(path, kind="config")
-    problems = validate_source(src)
+    src = yamlsource.load(path, kind="config", yaml12_floats=True)
+    problems = validate_source(src, hints=MAX_PROBLEMS_SHOWN)
     if problems:
         n = len(problems)
+        shown = problems[:MAX_PROBLEMS_SHOWN]
         raise VerifilyError(
-            f"{path}: {n} problem{'s' if n > 1 else ''} in the config",
-            problems=problems,
+            f"{path}: {n:,} problem{'s' if n > 1 else ''} in the config"
+            + (f" (first {len(shown)} shown)" if n > len(shown) else ""),
+            problems=shown,
+            omitted=n - len(shown),
             hint="the schema is schemas/train.schema.json; `verifily validate` checks a config without running it",
         )
     return from_dict(src.data, source_path=str(path))
@@ -134,8 +138,9 @@ def from_dict(data: dict[str, Any], source_path: str | None = None) -> TrainConf
     return TrainConfig(**kwargs, source_path=source_path)
 
 
-def validate_source(src: yamlsource.Source) -> list[Problem]:
-    """Every schema problem of a loaded document, sorted by line."""
+def validate_source(src: yamlsource.Source, hints: int | None = None) -> list[Problem]:
+    """Every schema problem of a loaded document, sorted by line. `hints`: give an unknown key its "did you mean"
+    hint only among the first `hints` problems (the ones shown; the search costs more than the validation)."""
     if not isinstance(src.data, dict):
         kind = type(src.data).__name__ if src.data is not None else "null"
         kind = {"list": "a list", "str": "a string", "int": "a number", "float": "a number"}.get(kind, kind)
@@ -150,10 +155,24 @@ def validate_source(src: yamlsource.Source) -> list[Problem]:
             )
         ]
     schema = load_schema(SCHEMA)
-    problems = [p for err in validator(SCHEMA).iter_errors(src.data) for p in _problem(err, src, schema)]
+    unknown: dict[int, tuple[str, list[str]]] = {}  # id(problem) -> (key, keys allowed there): hint still to find
+    problems = [p for err in validator(SCHEMA).iter_errors(src.data) for p in _problem(err, src, schema, unknown)]
     problems += _cross_field(src)
     problems.sort(key=lambda p: (p.line or 0, p.column or 0, p.json_path or ""))
+    for p in problems[:hints]:
+        if id(p) in unknown:
+            p.hint = _unknown_key_hint(*unknown[id(p)], schema)
     return problems
+
+
+def _unknown_key_hint(key: str, allowed: list[str], schema: dict[str, Any]) -> str:
+    close = difflib.get_close_matches(key, allowed, n=1, cutoff=0.6)
+    home = [k for k, v in schema["properties"].items() if key in v.get("properties", {})]
+    if close:
+        return f"did you mean `{close[0]}`?"
+    if home:
+        return f"`{key}` belongs under `{home[0]}`"
+    return f"allowed keys here: {', '.join(allowed)}"
 
 
 def _cross_field(src: yamlsource.Source) -> list[Problem]:
@@ -189,7 +208,9 @@ def _schema_at(schema: dict[str, Any], path: tuple[str | int, ...]) -> dict[str,
     return node
 
 
-def _problem(err: Any, src: yamlsource.Source, schema: dict[str, Any]) -> list[Problem]:
+def _problem(
+    err: Any, src: yamlsource.Source, schema: dict[str, Any], unknown: dict[int, tuple[str, list[str]]]
+) -> list[Problem]:
     path = tuple(err.absolute_path)
     sub = _schema_at(schema, path)
     desc = sub.get("description")
@@ -203,15 +224,9 @@ def _problem(err: Any, src: yamlsource.Source, schema: dict[str, Any]) -> list[P
         extra = [k for k in err.instance if k not in sub.get("properties", {})]
         out = []
         for key in extra:
-            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-            home = [k for k, v in schema["properties"].items() if key in v.get("properties", {})]
-            if close:
-                hint = f"did you mean `{close[0]}`?"
-            elif home:
-                hint = f"`{key}` belongs under `{home[0]}`"
-            else:
-                hint = f"allowed keys here: {', '.join(allowed)}"
-            out.append(at((*path, key), f"unknown key `{key}`", hint))
+            p = at((*path, key), f"unknown key `{key}`", None)
+            unknown[id(p)] = (str(key), allowed)
+            out.append(p)
         return out
     if err.validator == "required":
         missing = err.message.split("'")[1] if "'" in err.message else err.message

@@ -18,6 +18,7 @@ EXIT_USER = 2
 EXIT_INTERNAL = 3
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141  # the reader of stdout went away (`| head`): 128 + SIGPIPE, as shell tools report it
+MAX_PROBLEMS_SHOWN = 50  # problems one error lists; the rest are counted ("… and N more problems")
 
 
 @dataclass
@@ -66,13 +67,15 @@ class Problem:
 class VerifilyError(Exception):
     """An error the user can act on. The CLI prints it without a traceback and exits with `exit_code`.
 
-    `problems` carries every individual problem when several were found at once (config validation, data checks).
+    `problems` carries every individual problem when several were found at once (config validation, data checks);
+    `omitted` counts the problems found but not listed (a list is capped at MAX_PROBLEMS_SHOWN).
     """
 
     message: str
     hint: str | None = None
     problems: list[Problem] = field(default_factory=list)
     exit_code: int = EXIT_USER
+    omitted: int = 0
 
     def __post_init__(self) -> None:
         super().__init__(self.message)
@@ -80,17 +83,22 @@ class VerifilyError(Exception):
     def render(self) -> str:
         lines = [f"error: {self.message}"]
         lines.extend("  " + p.render().replace("\n", "\n  ") for p in self.problems)
+        if self.omitted:
+            lines.append(f"  … and {self.omitted:,} more problem{'s' * (self.omitted != 1)}")
         if self.hint:
             lines.append(f"hint: {self.hint}")
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        out: dict[str, object] = {
             "error": self.message,
             "hint": self.hint,
             "exit_code": self.exit_code,
             "problems": [p.to_dict() for p in self.problems],
         }
+        if self.omitted:
+            out["omitted_problems"] = self.omitted
+        return out
 
 
 class GateFailure(VerifilyError):

@@ -10,13 +10,13 @@ from __future__ import annotations
 import hashlib
 import re
 from array import array
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import Problem
 from ..hashing import canonical_json
-from .loading import display_path, row_spec
+from .loading import check_not_empty, display_path, row_spec
 from .manifest import Manifest
 from .rows import Collector, scan_file
 
@@ -109,12 +109,17 @@ class _SplitKeys:
 
 
 def check_data(
-    manifest: Manifest, splits: list[str] | None = None, others: Sequence[tuple[Manifest, str]] = ()
+    manifest: Manifest,
+    splits: list[str] | None = None,
+    others: Sequence[tuple[Manifest, str]] = (),
+    hash_failed: Collection[str] = (),
 ) -> DataReport:
     """Run the data checks over `splits` (default: all, in manifest order), plus `others`: splits of other dataset
     versions used with this one (a run's separate eval dataset), named `<ref>:<split>`, so a train row that reappears
     in another version's eval split counts as leakage too. Files are not hash-verified here: call `load_split` (or
-    `dataset verify`) for that."""
+    `dataset verify`) for that. Invalid rows, empty splits and files whose row count differs from the manifest's
+    are `row_problems`; `hash_failed` names files (as displayed) whose hash the caller found changed, so their row
+    counts are not checked as well (the count is one more symptom of the same change)."""
     import numpy as np
 
     names = list(splits) if splits is not None else manifest.split_names()
@@ -134,14 +139,12 @@ def check_data(
         text_roles = [r for r in ("text", "prompt", "response") if spec.fields.get(r)]
         k = keys[label] = _SplitKeys(has_text=text_role is not None)
         rows = empty = 0
+        first_file = len(col.file_rows)
         for fi, entry in enumerate(m.require_split(split)):
             shown = display_path(m, entry)
             k.files.append(shown)
-            path = m.file_path(entry)
-            if not path.is_file():
-                col.add("file not found", shown)
-                continue
-            for line, row in scan_file(path, shown, spec, col):
+            expected = None if shown in hash_failed else entry.rows
+            for line, row in scan_file(m.file_path(entry), shown, spec, col, expected):
                 rows += 1
                 blank = [r for r in text_roles if not row[r].strip()]
                 if blank:
@@ -150,6 +153,7 @@ def check_data(
                 k.content.append(_key(canonical_json({r: row[r] for r in spec.content_roles})))
                 k.text.append(_key(normalize_text(row[text_role]).encode()) if text_role else 0)
                 k.where.append((fi << 40) | line)
+        check_not_empty(m, split, col, first_file)
         report.rows[label] = rows
         report.empty_text[label] = empty
         report.duplicates[label] = _duplicates(np, k, example)

@@ -26,12 +26,7 @@ def iter_rows(manifest: Manifest, split: str) -> Iterator[dict[str, Any]]:
     spec = row_spec(manifest)
     col = Collector()
     for entry in manifest.require_split(split):
-        path = manifest.file_path(entry)
-        shown = display_path(manifest, entry)
-        if not path.is_file():
-            col.add("file not found", shown)
-            continue
-        for _line, row in scan_file(path, shown, spec, col):
+        for _line, row in scan_file(manifest.file_path(entry), display_path(manifest, entry), spec, col):
             if not col.total:
                 yield row
     col.check_duplicate_ids()

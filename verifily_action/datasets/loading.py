@@ -18,11 +18,11 @@ from typing import Any
 from ..errors import Problem, VerifilyError
 from ..hashing import sha256_file, sha256_json
 from .manifest import CONTENT_ROLES, ROLES, FileEntry, Manifest
-from .rows import MAX_SHOWN, Collector, RowSpec, scan_file
+from .rows import MAX_SHOWN, Collector, RowSpec, file_problem, scan_file
 
 log = logging.getLogger(__name__)
 
-LOADER_VERSION = 1  # part of the cache key: bump when the canonical rows or their Arrow layout change
+LOADER_VERSION = 2  # part of the cache key: bump when the canonical rows, their Arrow layout or the row checks change
 BATCH_ROWS = 10_000  # rows per Arrow record batch: large enough to amortize, small enough to keep memory flat
 
 
@@ -48,8 +48,9 @@ def check_files(
     for entry in manifest.require_split(split):
         path = manifest.file_path(entry)
         shown = display_path(manifest, entry)
-        if not path.is_file():
-            problems.append(Problem("file not found" if not path.exists() else "not a regular file", file=shown))
+        why = file_problem(path)
+        if why is not None:
+            problems.append(Problem(why, file=shown))
             continue
         actual = sha256_file(path)
         ok = entry.sha256 == actual
@@ -93,7 +94,24 @@ def merge_fields(manifest: Manifest, fields: dict[str, str | None] | None) -> di
 
 
 def row_spec(manifest: Manifest, fields: dict[str, str | None] | None = None) -> RowSpec:
-    return RowSpec(fields=merge_fields(manifest, fields), tag_keys=tuple(manifest.tag_keys))
+    return RowSpec(
+        fields=merge_fields(manifest, fields), tag_keys=tuple(manifest.tag_keys), max_row_bytes=manifest.max_row_bytes
+    )
+
+
+def check_not_empty(manifest: Manifest, split: str, col: Collector, first_file: int = 0) -> None:
+    """A split with no rows at all (every file empty) is a problem, named at its first file: training on it has
+    nothing to learn and evaluating it nothing to measure. `first_file`: the collector's index of the split's first
+    file (one collector may scan several splits)."""
+    counts = col.file_rows[first_file:]
+    if counts and None not in counts and sum(c or 0 for c in counts) == 0:
+        entries = manifest.require_split(split)
+        files = f" (its {len(entries)} files are empty)" if len(entries) > 1 else ""
+        col.add(
+            f"split {split!r} has no rows{files}",
+            display_path(manifest, entries[0]),
+            hint=f"add rows to it, or remove the split from {manifest.path}",
+        )
 
 
 def raise_problems(manifest: Manifest, split: str, col: Collector) -> None:
@@ -103,6 +121,7 @@ def raise_problems(manifest: Manifest, split: str, col: Collector) -> None:
             f"dataset {manifest.ref} split {split!r}: {col.total} problem{'s' * (col.total != 1)} in its rows{shown}",
             hint="fix the rows listed (file:line); `verifily dataset verify` reports them all",
             problems=list(col.problems),
+            omitted=col.total - len(col.problems),
         )
 
 
@@ -125,6 +144,7 @@ def load_split(
 ):
     """Verify `split`'s files, validate every row and return a memory-mapped `datasets.Dataset` with the canonical
     columns `id`, `tags` (every tag key -> str or None) and whichever of text/prompt/response/label are mapped.
+    An empty split, or a file whose row count differs from the manifest's, is refused like an invalid row.
 
     `verify=False` loads files whose sha256 differs from the manifest (the caller must record that the data was
     unverified); row validation always runs.
@@ -143,6 +163,8 @@ def load_split(
         {
             "loader": LOADER_VERSION,
             "content": [vf.actual_sha256 for vf in checked],
+            "rows": [_expected_rows(vf) for vf in checked],  # a cached copy passed these counts, not any others
+            "max_row_bytes": spec.max_row_bytes,
             "fields": spec.fields,
             "tag_keys": list(spec.tag_keys),
             "features": features.to_dict(),
@@ -152,6 +174,12 @@ def load_split(
     if not path.is_file():
         _write_arrow(manifest, split, checked, spec, features, path)
     return datasets.Dataset.from_file(str(path), split=split)
+
+
+def _expected_rows(vf: VerifiedFile) -> int | None:
+    """The manifest's row count of a file, when it is to be checked: not when its hash differs (the count is then
+    one more symptom of the same change, loaded on purpose with verify=False)."""
+    return vf.entry.rows if vf.ok else None
 
 
 def _cache_dir() -> Path:
@@ -179,7 +207,8 @@ def _write_arrow(
     try:
         with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
             for vf in checked:
-                for _line, row in scan_file(vf.path, display_path(manifest, vf.entry), spec, col):
+                shown = display_path(manifest, vf.entry)
+                for _line, row in scan_file(vf.path, shown, spec, col, _expected_rows(vf)):
                     if col.total:  # the load will fail; keep scanning only to report every problem
                         continue
                     for c in columns:
@@ -189,6 +218,7 @@ def _write_arrow(
                         batch = {c: [] for c in columns}
             if batch["id"] and not col.total:
                 writer.write_batch(pa.RecordBatch.from_pydict(batch, schema=schema))
+        check_not_empty(manifest, split, col)
         col.check_duplicate_ids()
         raise_problems(manifest, split, col)
         for w in col.warnings:

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import yamlsource
-from ..errors import Problem, VerifilyError
+from ..errors import MAX_PROBLEMS_SHOWN, Problem, VerifilyError
 from ..hashing import sha256_json
-from ..schemas import validator
+from ..schemas import load_schema, validator
 
 SCHEMA = "dataset.schema.json"
 MANIFEST_NAMES = ("manifest.yaml", "manifest.yml", "manifest.json")
@@ -92,6 +92,12 @@ class Manifest:
     def split_names(self) -> list[str]:
         return list(self.splits)
 
+    @property
+    def max_row_bytes(self) -> int:
+        """The longest row the loader accepts (the schema's default unless the manifest sets it)."""
+        default = load_schema(SCHEMA)["properties"]["max_row_bytes"]["default"]
+        return int(self.data.get("max_row_bytes", default))
+
     def require_split(self, split: str) -> list[FileEntry]:
         if split not in self.splits:
             raise VerifilyError(
@@ -114,8 +120,10 @@ def default_fields(task: str | None) -> dict[str, str | None]:
 
 
 def find_manifest(folder: Path) -> Path | None:
+    """The manifest file of a version folder. Anything by that name counts (a pipe or a folder named manifest.yaml
+    is then refused by the reader with a clear error, rather than reported as no manifest at all)."""
     for n in MANIFEST_NAMES:
-        if (folder / n).is_file():
+        if os.path.lexists(folder / n):
             return folder / n
     return None
 
@@ -134,10 +142,12 @@ def load_manifest(path: str | Path) -> Manifest:
     src = yamlsource.load(p, kind="dataset manifest")
     problems = _schema_problems(src)
     if problems:
+        n, shown = len(problems), problems[:MAX_PROBLEMS_SHOWN]
         raise VerifilyError(
-            f"{p}: the dataset manifest is not valid ({len(problems)} problem{'s' * (len(problems) != 1)})",
+            f"{p}: the dataset manifest is not valid ({n:,} problem{'s' * (n != 1)})",
             hint="see schemas/dataset.schema.json and examples/datasets/ds_demo/v1/manifest.yaml",
-            problems=problems,
+            problems=shown,
+            omitted=n - len(shown),
         )
     return _build(src.data, p, src)
 

@@ -9,44 +9,50 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..errors import VerifilyError
+from ..errors import Problem, VerifilyError
 from ..hashing import sha256_file
-from .manifest import MANIFEST_NAMES, FileEntry, Manifest, find_manifest, load_manifest
-from .rows import _BOM
+from ..schemas import load_schema
+from .manifest import MANIFEST_NAMES, SCHEMA, FileEntry, Manifest, find_manifest, load_manifest
+from .rows import _BOM, file_problem, iter_lines
 
 SAMPLE_ROWS = 1000  # rows read per file to infer fields: enough to see every key of a consistent file
 
 
-def count_rows(path: Path) -> int:
-    """Rows of a JSONL file: its non-blank lines (streamed)."""
+def count_rows(path: Path, max_row_bytes: int | None = None) -> int:
+    """Rows of a JSONL file: its non-blank lines, as the loader counts them (streamed; a line longer than
+    `max_row_bytes` counts as a row without being held in memory)."""
     n = 0
     with open(path, "rb") as f:
-        for line in f:
-            if line.strip() and line.strip() != _BOM:
+        for _, line, _size in iter_lines(f, max_row_bytes):
+            if line is None or (line.strip() and line.strip() != _BOM):
                 n += 1
     return n
+
+
+def _unreadable(manifest_dir: Path, paths: list[tuple[str, Path]]) -> list[Problem]:
+    return [Problem(why, file=str(manifest_dir / rel)) for rel, p in paths if (why := file_problem(p)) is not None]
 
 
 def hash_manifest(manifest: Manifest, write: bool = True) -> tuple[Manifest, list[tuple[str, FileEntry, FileEntry]]]:
     """Recompute every file's sha256 and row count; write them into the manifest file. Returns the new manifest and
     `(split, old, new)` for every entry."""
-    from ..errors import Problem
     from .manifest import dump_manifest
 
-    changes, splits, missing = [], {}, []
+    files = [(e.path, manifest.file_path(e)) for entries in manifest.splits.values() for e in entries]
+    missing = _unreadable(manifest.path.parent, files)
+    if missing:
+        raise VerifilyError(
+            f"cannot hash {manifest.ref}: {len(missing)} file(s) missing or not regular files", problems=missing
+        )
+    changes, splits = [], {}
     for split, entries in manifest.splits.items():
         new_entries = []
         for e in entries:
             p = manifest.file_path(e)
-            if not p.is_file():
-                missing.append(Problem("file not found", file=str(manifest.path.parent / e.path)))
-                continue
-            ne = FileEntry(e.path, sha256_file(p), count_rows(p))
+            ne = FileEntry(e.path, sha256_file(p), count_rows(p, manifest.max_row_bytes))
             new_entries.append(ne)
             changes.append((split, e, ne))
         splits[split] = new_entries
-    if missing:
-        raise VerifilyError(f"cannot hash {manifest.ref}: {len(missing)} file(s) missing", problems=missing)
     new = manifest.with_files(splits)
     if write:
         dump_manifest(new)
@@ -63,15 +69,19 @@ _ROLE_CANDIDATES = {
 }
 
 
-def infer(files: list[Path], sample: int = SAMPLE_ROWS) -> tuple[dict[str, str], list[str], str | None]:
-    """Guess `fields`, `tag_keys` and `task` from the first rows of each file."""
+def infer(
+    files: list[Path], sample: int = SAMPLE_ROWS, max_row_bytes: int | None = None
+) -> tuple[dict[str, str], list[str], str | None]:
+    """Guess `fields`, `tag_keys` and `task` from the first rows of each file (rows over `max_row_bytes` skipped)."""
     keys: Counter[str] = Counter()
     tag_keys: set[str] = set()
     for path in files:
         with open(path, "rb") as f:
-            for i, line in enumerate(f):
+            for i, (_, line, _size) in enumerate(iter_lines(f, max_row_bytes)):
                 if i >= sample:
                     break
+                if line is None:
+                    continue
                 try:
                     row = json.loads(line.decode("utf-8-sig"))
                 except (UnicodeDecodeError, json.JSONDecodeError):
@@ -107,8 +117,6 @@ def init_manifest(
     """Write `<folder>/manifest.yaml` for the JSONL files in it (split = file stem unless `files` says), hashed."""
     import yaml
 
-    from .manifest import SCHEMA  # noqa: F401 - the written file must validate against it (checked on reload)
-
     folder = Path(folder)
     if not folder.is_dir():
         raise VerifilyError(f"folder not found: {folder}", hint="create it and put the JSONL files in it")
@@ -120,8 +128,12 @@ def init_manifest(
         if not found:
             raise VerifilyError(f"no *.jsonl files in {folder}", hint="put the split files (e.g. train.jsonl) there")
         files = {p.stem: [p.name] for p in found}
-    paths = [folder / f for fs in files.values() for f in fs]
-    fields, tag_keys, task = infer([p for p in paths if p.is_file()])
+    paths = [(f, folder / f) for fs in files.values() for f in fs]
+    unreadable = _unreadable(folder, paths)
+    if unreadable:  # before anything is written
+        raise VerifilyError(f"cannot scaffold {folder}: {len(unreadable)} file(s) cannot be read", problems=unreadable)
+    cap = load_schema(SCHEMA)["properties"]["max_row_bytes"]["default"]
+    fields, tag_keys, task = infer([p for _, p in paths], max_row_bytes=cap)
     data: dict[str, Any] = {
         "schema_version": 1,
         "name": name or folder.resolve().parent.name,

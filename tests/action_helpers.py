@@ -7,6 +7,7 @@ tests/test_github_degrade.py get `env` by naming it as an argument and import on
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from pathlib import Path
@@ -34,6 +35,9 @@ class StubPipeline(action.Pipeline):
         self.n = 0
 
     def validate(self, config: Path) -> None:
+        pass
+
+    def check(self, run_dir: Path) -> None:  # the stub's runs hold no evaluation to check
         pass
 
     def train(self, inputs):
@@ -82,6 +86,17 @@ def env(fake_github, tmp_path, monkeypatch):
     stub = StubPipeline(ws)
     monkeypatch.setattr(action, "PIPELINE", stub)
     return {"ws": ws, "tmp": tmp_path, "stub": stub, "monkeypatch": monkeypatch}
+
+
+def fast_retries(monkeypatch, fake) -> list[float]:
+    """The Action's GitHub client (default cap on waits) with its retry waits recorded instead of slept; returns
+    the record."""
+    from verifily_action.github.client import GitHubClient
+
+    sleeps: list[float] = []
+    fast = functools.partial(GitHubClient, TOKEN, fake.api_url, backoff=0.01, sleep=sleeps.append)
+    monkeypatch.setattr(action, "_client", lambda inputs, ctx: fast())
+    return sleeps
 
 
 def set_event(env, name: str, payload: dict) -> None:

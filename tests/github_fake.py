@@ -97,6 +97,9 @@ class FakeGitHub:
         self.twirp_token: str | None = None  # the runtime token twirp calls must carry
         # tokens with read-only permissions, as a fork's pull request job gets: every REST write answers 403
         self.read_only_tokens: set[str] = set()
+        # how the storage host answers artifact downloads: None (the blob), "close" (hangs up without answering),
+        # "cut" (half the blob, then hangs up) or an HTTP status
+        self.blob_fault: str | int | None = None
         self._next_id = 1000
         self.api = self._serve("127.0.0.1", "api")
         self.blob = self._serve("127.0.0.2", "blob")
@@ -409,6 +412,16 @@ class FakeGitHub:
             data = self.blobs.get(int(mt.group(1)))
             if data is None:
                 return self._send(h, 404, raw=b"")
+            if self.blob_fault in ("close", "cut"):
+                h.close_connection = True
+                if self.blob_fault == "cut":
+                    h.send_response(200)
+                    h.send_header("Content-Length", str(len(data)))
+                    h.end_headers()
+                    h.wfile.write(data[: len(data) // 2])
+                return None
+            if self.blob_fault is not None:
+                return self._send(h, int(self.blob_fault), raw=b"<Error><Code>InternalError</Code></Error>")
             return self._send(h, 200, headers={"Content-Type": "application/zip"}, raw=data)
         if rec.method == "PUT" and (mt := re.fullmatch(r"/upload/(.+)", rec.path)):
             up = self.uploads.get(mt.group(1))

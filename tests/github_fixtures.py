@@ -10,8 +10,11 @@ import copy
 import io
 import json
 import os
+import random
 import re
+import struct
 import zipfile
+from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -223,3 +226,49 @@ def zip_of(members: dict[str, bytes]) -> bytes:
         for name, data in members.items():
             zf.writestr(name, data)
     return buf.getvalue()
+
+
+def patched_zip(
+    members: dict[str, bytes], *, claim_compressed: dict[str, int] | None = None, encrypted: Iterable[str] = ()
+) -> bytes:
+    """`zip_of(members)` with header fields rewritten as a hostile archive would: `claim_compressed` sets a member's
+    compressed size in its local and central headers (a lie about how well it compresses), `encrypted` sets the
+    encryption flag (the data stays plain; a reader must refuse it anyway)."""
+    data = bytearray(zip_of(members))
+    claims, locked = claim_compressed or {}, set(encrypted)
+    with zipfile.ZipFile(io.BytesIO(bytes(data))) as zf:
+        local = {i.filename: i.header_offset for i in zf.infolist()}
+        pos = zf.start_dir
+    while data[pos : pos + 4] == b"PK\x01\x02":  # central directory entries: sizes at 20, flags at 8
+        nlen, elen, clen = struct.unpack_from("<HHH", data, pos + 28)
+        name = data[pos + 46 : pos + 46 + nlen].decode()
+        if name in claims:
+            struct.pack_into("<I", data, pos + 20, claims[name])
+            struct.pack_into("<I", data, local[name] + 18, claims[name])
+        if name in locked:
+            for at in (pos + 8, local[name] + 6):
+                struct.pack_into("<H", data, at, struct.unpack_from("<H", data, at)[0] | 0x1)
+        pos += 46 + nlen + elen + clen
+    return bytes(data)
+
+
+HOSTILE_ZIPS = ("file and folder", "dot member", "encrypted member", "lying sizes")
+
+
+def hostile_zip(kind: str, members: dict[str, bytes]) -> bytes:
+    """`members` zipped with one of HOSTILE_ZIPS' twists, each well-formed enough for zipfile to open: a name that
+    is a file and a folder, a member called `.`, an encrypted member, or a member whose compressed size claims 150x
+    more bytes than its data uses (1 MiB of zeros claiming a 7x ratio; the bytes after it are there to be read)."""
+    if kind == "file and folder":
+        return zip_of({**members, "eval": b"a file", "eval/x/eval_results.json": b"{}"})
+    if kind == "dot member":
+        return zip_of({**members, ".": b"the folder itself"})
+    if kind == "encrypted member":
+        return patched_zip(members, encrypted=list(members)[-1:])
+    if kind == "lying sizes":
+        zeros = b"\0" * (1024 * 1024)
+        with zipfile.ZipFile(io.BytesIO(zip_of({"zeros": zeros}))) as zf:
+            real = zf.getinfo("zeros").compress_size
+        filler = random.Random(0).randbytes(160 * real)  # does not compress
+        return patched_zip({"zeros": zeros, "filler.bin": filler, **members}, claim_compressed={"zeros": real * 150})
+    raise ValueError(kind)

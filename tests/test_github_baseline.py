@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import io
+import random
+import warnings
 import zipfile
 
 import pytest
@@ -15,7 +18,7 @@ from verifily_action.github.baseline import (
     workflow_file,
 )
 
-from .github_fixtures import zip_of
+from .github_fixtures import patched_zip, zip_of
 
 pytestmark = pytest.mark.unit
 
@@ -160,6 +163,60 @@ def test_zip_bombs_are_refused(tmp_path):
     bad.write_bytes(b"not a zip")
     with pytest.raises(UnsafeArchive, match="not a readable zip"):
         safe_extract(bad, tmp_path / "out4")
+
+
+def test_a_zip_that_lies_about_its_compression_is_refused(tmp_path):
+    """The central directory claims 150x more compressed bytes than the zeros really use (the bytes after them, a
+    second member, are there to be read), so the claimed ratio, about 7x, passes; the real one is about 1000x.
+    Trusting the claim, 1 MiB came out of 1 KB; with a 1 GiB member the same zip extracted 1 GiB."""
+    zeros = b"\0" * (1024 * 1024)
+    with zipfile.ZipFile(io.BytesIO(zip_of({"zeros": zeros}))) as zf:
+        real = zf.getinfo("zeros").compress_size
+    members = {"zeros": zeros, "filler.bin": random.Random(0).randbytes(160 * real)}  # does not compress
+    z = tmp_path / "liar.zip"
+    z.write_bytes(patched_zip(members, claim_compressed={"zeros": real * 150}))
+    with zipfile.ZipFile(z) as zf:
+        assert zf.getinfo("zeros").file_size / zf.getinfo("zeros").compress_size < 10  # the claim
+    with pytest.raises(UnsafeArchive, match="zip bomb"):
+        safe_extract(z, tmp_path / "out")
+    assert not (tmp_path / "out" / "zeros").exists()  # refused before anything was written
+
+
+def _duplicate_names() -> bytes:
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w") as zf:
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate it writes
+        zf.writestr("run_meta.json", b"{}")
+        zf.writestr("run_meta.json", b'{"status": "completed"}')
+    return buf.getvalue()
+
+
+def _corrupt_stream() -> bytes:
+    data = bytearray(zip_of({"f.txt": b"hello world " * 500}))
+    start = 30 + len("f.txt")  # the deflate stream after the first local header
+    data[start + 2 : start + 40] = bytes(range(38))
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        (zip_of({"a": b"file", "a/b": b"in a folder"}), "as a file and as a folder"),
+        (zip_of({"a/b": b"in a folder", "a": b"file"}), "as a file and as a folder"),
+        (zip_of({"a/": b"", "a": b"file"}), "as a file and as a folder"),
+        (zip_of({".": b"dot"}), "names the target folder itself"),
+        (zip_of({"./": b""}), "names the target folder itself"),
+        (patched_zip({"run_meta.json": b"{}"}, encrypted=["run_meta.json"]), "is encrypted"),
+        (_duplicate_names(), "holds it twice"),
+        (_corrupt_stream(), "cannot be read"),
+    ],
+    ids=["file then folder", "folder then file", "folder member", "dot", "dot folder", "encrypted", "twice", "corrupt"],
+)
+def test_hostile_but_well_formed_zips_are_refused_not_crashed_on(tmp_path, data, why):
+    z = tmp_path / "hostile.zip"
+    z.write_bytes(data)
+    with pytest.raises(UnsafeArchive, match=why):
+        safe_extract(z, tmp_path / "out")
 
 
 def test_zip_dir_round_trip_skips_symlinks(tmp_path):

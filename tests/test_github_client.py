@@ -59,22 +59,60 @@ def test_primary_rate_limit_waits_until_reset(fake_github, gh, monkeypatch):
     assert gh.sleeps == [21.0]  # until the reset, plus a second of slack
 
 
-def test_secondary_limit_without_headers_waits_a_minute_capped(fake_github):
-    sleeps: list[float] = []
-    client = GitHubClient(TOKEN, fake_github.api_url, max_wait=5, sleep=sleeps.append)
+def test_secondary_limit_without_headers_waits_a_minute(fake_github, gh):
     body = {"message": "You have exceeded a secondary rate limit. Please wait.", "documentation_url": "x"}
     fake_github.fault("GET", COMMENTS, 403, {}, body)
-    assert client.get_json(COMMENTS) == []
-    assert sleeps == [5.0]  # GitHub's advice is 60 s; capped by max_wait
+    assert gh.get_json(COMMENTS) == []
+    assert gh.sleeps == [60.0]  # GitHub's advice: at least a minute
 
 
-def test_rate_limit_longer_than_max_wait_fails_fast(fake_github):
+SECONDARY = {"message": "You have exceeded a secondary rate limit.", "documentation_url": "x"}
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "body", "asks"),
+    [
+        (429, {"Retry-After": "3600"}, None, 3600),
+        (403, {"Retry-After": "3600"}, SECONDARY, 3600),
+        (403, {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "1003599"}, None, 3600),  # primary: until reset
+        (403, {}, SECONDARY, 60),  # no header: at least a minute, more than this client's cap
+    ],
+    ids=["429 retry-after", "secondary retry-after", "primary reset", "secondary no header"],
+)
+def test_rate_limit_longer_than_max_wait_fails_fast_with_the_real_reason(
+    fake_github, monkeypatch, status, headers, body, asks
+):
+    import verifily_action.github.client as client_mod
+
+    monkeypatch.setattr(client_mod.time, "time", lambda: 1_000_000.0)
     sleeps: list[float] = []
-    client = GitHubClient(TOKEN, fake_github.api_url, max_wait=10, sleep=sleeps.append)
-    fake_github.fault("GET", COMMENTS, 429, {"Retry-After": "3600"})
+    client = GitHubClient(TOKEN, fake_github.api_url, max_wait=10 if asks == 60 else 300, sleep=sleeps.append)
+    fake_github.fault("GET", COMMENTS, status, headers, body, times=100)
     with pytest.raises(GitHubError) as e:
         client.get_json(COMMENTS)
-    assert e.value.status == 429 and sleeps == []
+    cap = 10 if asks == 60 else 300
+    assert e.value.message.startswith(f"rate limited: GitHub asks to wait {asks} s, more than the cap {cap} s")
+    assert e.value.rate_limited and "permission" not in (e.value.hint or "") and "rate" in (e.value.hint or "")
+    assert sleeps == [] and len(fake_github.calls("GET", COMMENTS)) == 1  # no wait, no second try
+
+
+@pytest.mark.parametrize(("status", "headers"), [(429, {"Retry-After": "30"}), (403, {"Retry-After": "30"})])
+def test_a_persistent_rate_limit_is_waited_out_once(fake_github, gh, status, headers):
+    fake_github.fault("GET", COMMENTS, status, headers, SECONDARY, times=100)
+    with pytest.raises(GitHubError) as e:
+        gh.get_json(COMMENTS)
+    assert (
+        e.value.message.startswith("rate limited: GitHub still refuses after a wait of 30 s") and e.value.rate_limited
+    )
+    assert gh.sleeps == [30.0] and len(fake_github.calls("GET", COMMENTS)) == 2
+
+
+def test_a_server_error_asking_for_a_wait_beyond_the_cap_is_not_waited_for(fake_github, gh):
+    fake_github.fault("GET", COMMENTS, 503, {"Retry-After": "3600"}, times=100)
+    with pytest.raises(GitHubError) as e:
+        gh.get_json(COMMENTS)
+    assert "answered 503" in e.value.message and "asks to wait 3600 s, more than the cap 300 s" in e.value.message
+    assert gh.sleeps == [] and len(fake_github.calls("GET", COMMENTS)) == 1
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
 import re
 import socket
 import tempfile
@@ -18,11 +19,10 @@ import pytest
 from verifily_action.action import flow as action
 from verifily_action.errors import VerifilyError
 from verifily_action.github import artifacts
-from verifily_action.github.client import GitHubClient
 
-from .action_helpers import A_RUN, set_event, step_outputs
+from .action_helpers import A_RUN, fast_retries, set_event, step_outputs
 from .github_fake import TOKEN
-from .github_fixtures import webhook_example, zip_of
+from .github_fixtures import HOSTILE_ZIPS, hostile_zip, webhook_example, zip_of
 
 pytestmark = pytest.mark.unit
 
@@ -35,14 +35,6 @@ def _pull_request_on(fake, artifact: bytes) -> tuple[dict, dict]:
     fake.add_artifact(run["id"], "verifily-run", artifact)
     fake.merge_bases[f"{p['base']['sha']}...{p['head']['sha']}"] = p["base"]["sha"]
     return run, pr
-
-
-def _fast_retries(monkeypatch, fake) -> list[float]:
-    """The Action's GitHub client with its retry waits recorded instead of slept; returns the record."""
-    sleeps: list[float] = []
-    fast = functools.partial(GitHubClient, TOKEN, fake.api_url, backoff=0.01, sleep=sleeps.append)
-    monkeypatch.setattr(action, "_client", lambda inputs, ctx: fast())
-    return sleeps
 
 
 @pytest.mark.parametrize(
@@ -85,12 +77,12 @@ def test_a_baseline_that_cannot_be_fetched_is_no_baseline(fake_github, env, monk
         )
     if case == "server errors":
         fake_github.fault("GET", rf"/actions/artifacts/{aid}/zip$", 503, times=100)
-        sleeps = _fast_retries(monkeypatch, fake_github)
+        sleeps = fast_retries(monkeypatch, fake_github)
     set_event(env, "pull_request", pr)
     assert action.main() == 0
     out = capsys.readouterr().out
     body = fake_github.comments[pr["number"]][0]["body"]
-    reason = f"the artifact ˋverifily-runˋ of run {run['id']} could not be fetched"
+    reason = f"the artifact `verifily-run` of run {run['id']} could not be fetched"
     assert f"No baseline: {reason}" in body and expect in body, body
     assert f"No baseline: {reason}" in (env["tmp"] / "summary.md").read_text()
     assert re.search(rf"^::warning::no baseline: the artifact `verifily-run` of run {run['id']} .*{expect}", out, re.M)
@@ -102,17 +94,107 @@ def test_a_baseline_that_cannot_be_fetched_is_no_baseline(fake_github, env, monk
         assert len(sleeps) >= 3  # retried before giving up
 
 
+@pytest.mark.parametrize(
+    "kind, expect",
+    list(
+        zip(
+            HOSTILE_ZIPS,
+            ["as a file and as a folder", "names the target folder itself", "is encrypted", "zip bomb"],
+            strict=True,
+        )
+    ),
+)
+def test_a_hostile_but_well_formed_archive_is_no_baseline(fake_github, env, capsys, kind, expect):
+    run, pr = _pull_request_on(fake_github, hostile_zip(kind, A_RUN))
+    set_event(env, "pull_request", pr)
+    assert action.main() == 0
+    out = capsys.readouterr()
+    body = fake_github.comments[pr["number"]][0]["body"]
+    head = next(ln for ln in body.splitlines() if ln.startswith("No baseline: "))
+    assert f"the artifact `verifily-run` of run {run['id']} could not be fetched: " in head and expect in head, head
+    assert re.search(
+        rf"^::warning::no baseline: the artifact `verifily-run` of run {run['id']} .*{expect}", out.out, re.M
+    )
+    assert env["stub"].baselines == [None] and step_outputs(env)["comment-url"]
+    assert "Traceback" not in out.err and "internal error" not in out.out
+
+
+SIGNED = "sig=SECRET-SIGNATURE"
+
+
+@pytest.mark.parametrize(
+    "fault, expect",
+    [("close", "ConnectionError"), ("cut", "ChunkedEncodingError"), (500, "HTTP 500")],
+    ids=["hangs up", "cuts the download", "answers 500"],
+)
+def test_a_storage_failure_is_no_baseline_and_never_shows_the_signed_url(
+    fake_github, env, monkeypatch, capsys, caplog, fault, expect
+):
+    run, pr = _pull_request_on(fake_github, zip_of(A_RUN))
+    aid = fake_github.artifacts[run["id"]][0]["id"]
+    signed = f"{fake_github.blob_url}/artifact-blobs/{aid}?{SIGNED}&se=2099"
+    fake_github.fault("GET", rf"/actions/artifacts/{aid}/zip$", 302, {"Location": signed}, times=10)
+    fake_github.blob_fault = fault
+    sleeps = fast_retries(monkeypatch, fake_github)
+    set_event(env, "pull_request", pr)
+    with caplog.at_level(logging.DEBUG):
+        assert action.main() == 0
+    out = capsys.readouterr()
+    body = fake_github.comments[pr["number"]][0]["body"]
+    head = next(ln for ln in body.splitlines() if ln.startswith("No baseline: ")).replace(
+        "\u200d", ""
+    )  # (an inert URL)
+    assert f"of run {run['id']} could not be fetched: downloading {fake_github.blob_url}/artifact-blobs/" in head
+    assert expect in head, head
+    summary = (env["tmp"] / "summary.md").read_text()
+    for text in (out.out, out.err, summary, body, caplog.text):
+        assert "SECRET" not in text, text
+    assert "Traceback" not in out.err and env["stub"].baselines == [None]
+    assert fake_github.calls("GET", "/artifact-blobs/", host="blob")  # the storage host was asked
+    if fault != "cut":
+        assert sleeps  # retried with backoff first
+
+
+SECONDARY = {"message": "You have exceeded a secondary rate limit.", "documentation_url": "https://docs.github.com"}
+
+
+@pytest.mark.parametrize(
+    "headers, waits, why",
+    [
+        ({"Retry-After": "3600"}, [], "rate limited: GitHub asks to wait 3600 s, more than the cap 300 s"),
+        ({}, [60.0], "rate limited: GitHub still refuses after a wait of 60 s"),
+    ],
+    ids=["beyond the cap", "persists after a wait"],
+)
+def test_rate_limiting_is_no_baseline_at_once_with_the_real_reason(
+    fake_github, env, monkeypatch, capsys, headers, waits, why
+):
+    _, pr = _pull_request_on(fake_github, zip_of(A_RUN))
+    fake_github.fault("GET", r"/actions/workflows/[^/]+/runs$", 403, headers, SECONDARY, times=100)
+    sleeps = fast_retries(monkeypatch, fake_github)
+    set_event(env, "pull_request", pr)
+    assert action.main() == 0
+    out = capsys.readouterr().out
+    body = fake_github.comments[pr["number"]][0]["body"]
+    head = next(ln for ln in body.splitlines() if ln.startswith("No baseline: "))
+    assert head.startswith(f"No baseline: {why}"), head
+    (warning,) = [ln for ln in out.splitlines() if ln.startswith("::warning::no baseline:")]
+    assert why in warning and "permission" not in warning and "rate" in warning.split(why, 1)[1]  # the hint
+    assert sleeps == waits  # the waits the client asked for (recorded, not slept): none beyond the cap
+    assert len(fake_github.calls("GET", r"/actions/workflows/[^/]+/runs$")) == len(waits) + 1
+
+
 @pytest.mark.parametrize("status, expect", [(403, "answered 403"), (502, "answered 502")])
 def test_a_failed_lookup_of_the_base_branchs_runs_is_no_baseline(fake_github, env, monkeypatch, capsys, status, expect):
     """Listing the workflow's runs fails (a token without `actions: read`: 403; GitHub down after the retries)."""
     _, pr = _pull_request_on(fake_github, zip_of(A_RUN))
     fake_github.fault("GET", r"/actions/workflows/[^/]+/runs$", status, times=100)
-    _fast_retries(monkeypatch, fake_github)
+    fast_retries(monkeypatch, fake_github)
     set_event(env, "pull_request", pr)
     assert action.main() == 0
     out = capsys.readouterr().out
     body = fake_github.comments[pr["number"]][0]["body"]
-    assert "No baseline: the base branchˋs runs could not be looked up" in body.replace("'", "ˋ"), body
+    assert "No baseline: the base branch's runs could not be looked up" in body, body
     assert expect in body and TOKEN not in body
     assert re.search(r"^::warning::no baseline: the base branch's runs could not be looked up", out, re.M)
     assert env["stub"].baselines == [None] and step_outputs(env)["artifact-id"]
@@ -123,8 +205,8 @@ def test_a_baseline_folder_that_is_no_run_is_no_baseline(fake_github, env, capsy
     set_event(env, "pull_request", pr)
     assert action.main() == 0
     body = fake_github.comments[pr["number"]][0]["body"]
-    why = f"run {run['id']}ˋs artifact ˋverifily-runˋ cannot be compared with this run: the baseline folder is not"
-    assert f"No baseline: {why}" in body.replace("'", "ˋ"), body
+    why = f"run {run['id']}'s artifact `verifily-run` cannot be compared with this run: the baseline folder is not"
+    assert f"No baseline: {why}" in body, body
     assert "/tmp" not in body.split("No baseline:")[1].split("\n")[0]
     assert re.search(rf"^::warning::no baseline: run {run['id']}'s artifact", capsys.readouterr().out, re.M)
     # compared once with the baseline (refused), then this run alone
@@ -181,5 +263,5 @@ def test_failed_upload_is_a_warning_and_the_report_still_goes_out(fake_github, e
     assert outputs["artifact-id"] == "" and outputs["run-dir"] and outputs["regressions"] == "0"
     body = fake_github.comments[pr["number"]][0]["body"]
     assert outputs["comment-url"] == fake_github.comments[pr["number"]][0]["html_url"]
-    assert "artifact ˋverifily-runˋ (not uploaded)" in body.replace("`", "ˋ") and "/artifacts/" not in body
+    assert "artifact `verifily-run` (not uploaded)" in body and "/artifacts/" not in body
     assert "## Verifily Train" in (env["tmp"] / "summary.md").read_text()

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from verifily_action.report import comparison as render
-from verifily_action.report.escape import code_span, inert, mermaid_label
+from verifily_action.report.escape import code_span, inert, mermaid_label, prose
 
 pytestmark = pytest.mark.unit
 
@@ -24,7 +24,7 @@ def test_inert_defuses_mentions_html_links_and_tables():
     assert len(inert("x" * 1000)) == 200 and inert("x" * 1000).endswith("…")
     assert len(inert("x" * 1000, max_len=None)) == 1000
     link = inert("[x](http://evil.example)")
-    assert "](" not in link and "http://evil.example" in link  # the text stays readable, the link is gone
+    assert "](" not in link and "http:\u200d//evil.example" in link  # the text stays readable, the link is gone
     assert inert("plain words, 0.91 [0.88, 0.93]") == "plain words, 0.91 [0.88, 0.93]"  # our own text unchanged
 
 
@@ -37,10 +37,36 @@ def test_inert_defuses_emphasis_references_and_bidi_controls():
     assert "a\\\\b" in s  # a backslash from data is shown, not used as an escape
 
 
+def test_inert_defuses_bare_urls_line_breaks_and_block_starts():
+    s = inert("see http://evil.example and https://x.example/a or www.evil.example")
+    assert not re.search(r"https?://|www\.", s) and "evil.example" in s  # GitHub autolinks these: not any more
+    bullet = inert("fine\n\n# Heading\n> quote\n```\ncode\r\n[x]: //evil.example")
+    assert "\n" not in bullet and "\r" not in bullet and "```" not in bullet
+    assert inert("[x]: //evil.example").startswith("\\[x]")  # no link reference definition from data
+    assert inert("# big").startswith("\\# big") and inert("  [x]").startswith("  \\[x]")
+    assert inert("1 [0.88, 0.93]") == "1 [0.88, 0.93]"  # brackets inside a line stay as they are
+
+
 def test_code_span_only_guards_its_own_delimiter():
     assert code_span("macro_f1@source=human<-2pts") == "macro_f1@source=human<-2pts"  # literal inside a code span
     assert "`" not in code_span("a`b") and "\n" not in code_span("a\nb")
+    assert code_span("\u202eevil\u2066") == "evil"  # a code span still shows bidi controls' reordering
     assert '"' not in mermaid_label('say "hi"') and len(mermaid_label("x" * 100)) == 40
+    assert mermaid_label("<img src=x>\u202e") == "\u2039img src=x\u203a"
+
+
+def test_prose_keeps_our_code_spans_and_defuses_the_rest():
+    reason = "the artifact `my_run_*` of run 12 could not be fetched: member '@org/team [x](http://e.example)'"
+    s = prose(reason)
+    assert s.startswith("the artifact `my_run_*` of run 12")  # our code span, shown literally as written
+    assert "@org" not in s and "](" not in s and "http://" not in s
+    # a backtick from data moves span boundaries only: whatever lands outside a span is still inert
+    s = prose("workflow `a` said: x` @org/team <b> `y` *z* `unpaired @octocat")
+    outside = re.sub(r"`[^`]*`", "", s)
+    assert "@org" not in outside and "<b>" not in outside and "@octocat" not in outside and "*z*" not in outside
+    assert s.count("`") % 2 == 0
+    assert prose("a `` b") == "a  b"  # an empty pair would open a two-backtick span
+    assert "\u202e" not in prose("`\u202eevil` \u202e")
 
 
 def _comparison(tag_value: str) -> dict:

@@ -12,7 +12,8 @@ import pytest
 from tests.builders import GENERATED, cls_rows, sft_rows, write_config, write_dataset
 from tests.tiny_models import make_tiny_llama, make_tiny_t5
 from verifily_action.errors import VerifilyError
-from verifily_action.runs import chain, folder
+from verifily_action.runs import chain, files, folder
+from verifily_action.runs.verify import verify_run
 from verifily_action.schemas import validator
 from verifily_action.train import job
 from verifily_action.train.plan import TrainOptions
@@ -70,6 +71,8 @@ def check_run_folder(run_dir: Path) -> dict:
     assert validator("hashes.schema.json").is_valid(json.loads((run_dir / "hashes.json").read_text()))
     assert meta["status"] == "completed" and meta["root_hash"] and meta["error"] is None
     assert chain.verify_chain(run_dir) == []
+    report = verify_run(run_dir, inputs=False)  # also: no file outside the chain (trackers' logs/ included)
+    assert report.ok, [p.message for p in report.problems]
     entries = chain.read_entries(run_dir)
     for key in ("config:canonical", "environment.json", "train_log.jsonl", "adapter/adapter_model.safetensors"):
         assert key in entries
@@ -159,8 +162,10 @@ def test_disk_full_while_saving_marks_failed(tmp_path, assets, monkeypatch):
 
     monkeypatch.setattr(job, "save_outputs", full)
     cfg = tiny_config(tmp_path, assets, "sft", "llama", "sft@v1", run_name="full")
-    with pytest.raises(VerifilyError, match="No space left"):
+    partial = tmp_path / "runs" / "full.partial"
+    with pytest.raises(VerifilyError, match=f"disk full: cannot write {partial}: No space left") as exc:
         job.train(TrainOptions(config=cfg), echo=lambda s: None)
+    assert exc.value.exit_code == 2 and "is marked failed" in (exc.value.hint or "")
     assert not (tmp_path / "runs" / "full").exists()  # nothing that looks complete
     meta = json.loads((tmp_path / "runs" / "full.partial" / "run_meta.json").read_text())
     assert meta["status"] == "failed" and "No space left" in meta["error"] and meta["root_hash"] is None
@@ -169,6 +174,72 @@ def test_disk_full_while_saving_marks_failed(tmp_path, assets, monkeypatch):
     # a second attempt does not silently reuse or clobber the failed folder
     with pytest.raises(VerifilyError, match="unfinished run"):
         job.train(TrainOptions(config=cfg), echo=lambda s: None)
+
+
+def test_disk_full_when_sealing_is_exit_2_and_marks_the_run_failed(tmp_path, assets, monkeypatch, cli):
+    """The disk fills up as the run is sealed and stays full: a write succeeds only in space freed since (a real
+    full disk). The run is still marked failed, and the CLI says what it could not write (exit 2, not 3)."""
+    disk: dict[Path, int] = {}  # every file of the run, with its size, when the disk filled up
+
+    def freed() -> int:
+        return sum(n for p, n in disk.items() if not p.exists())
+
+    write = files.write_text_atomic
+
+    def fake_write(path, text):
+        if disk and len(text.encode()) > freed():
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write(path, text)
+
+    def finish(run_dir, plan):  # sealing writes hashes.json first
+        disk.update({p: p.stat().st_size for p in run_dir.rglob("*") if p.is_file()})
+        fake_write(run_dir / "hashes.json", "{}")
+
+    monkeypatch.setattr(files, "write_text_atomic", fake_write)
+    monkeypatch.setattr(job, "finish", finish)
+    cfg = tiny_config(tmp_path, assets, "sft", "llama", "sft@v1", run_name="full")
+    r = cli("train", "--config", str(cfg))
+    partial = tmp_path / "runs" / "full.partial"
+    assert r.returncode == 2, r.stderr
+    assert f"error: disk full: cannot write {partial / 'hashes.json'}: No space left on device" in r.stderr
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr and "is marked failed" in r.stderr
+    meta = json.loads((partial / "run_meta.json").read_text())
+    assert meta["status"] == "failed" and meta["error"].startswith("disk full: cannot write")
+
+
+def test_disk_full_before_training_starts_leaves_nothing(tmp_path, assets, monkeypatch, cli):
+    write = job.write_text_atomic
+
+    def full_at_config(path, text):
+        if Path(path).name == "config.yaml":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return write(path, text)
+
+    monkeypatch.setattr(job, "write_text_atomic", full_at_config)
+    cfg = tiny_config(tmp_path, assets, "sft", "llama", "sft@v1", run_name="full")
+    r = cli("train", "--config", str(cfg))
+    assert r.returncode == 2, r.stderr
+    assert f"disk full: cannot write {tmp_path / 'runs' / 'full.partial' / 'config.yaml'}" in r.stderr
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr
+    assert list((tmp_path / "runs").iterdir()) == []  # no run that never started, no lock file
+
+
+def test_disk_full_in_a_checkpoint_is_told_as_such(tmp_path, assets, monkeypatch, cli):
+    """torch.save on a full disk raises a RuntimeError from its zip writer, with no OS error in it."""
+    import torch
+
+    def full(*a, **kw):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
+
+    monkeypatch.setattr(torch, "save", full)
+    monkeypatch.setattr(files, "free_bytes", lambda path: 12288)
+    cfg = tiny_config(tmp_path, assets, "sft", "llama", "sft@v1", run_name="full", training={"checkpoint_steps": 2})
+    r = cli("train", "--config", str(cfg))
+    assert r.returncode == 2, r.stderr
+    partial = tmp_path / "runs" / "full.partial"
+    assert f"disk full: cannot write {partial}: No space left on device (12.0 KiB free there)" in r.stderr
+    assert "internal error" not in r.stderr
+    assert json.loads((partial / "run_meta.json").read_text())["status"] == "failed"
 
 
 @pytest.mark.parametrize(

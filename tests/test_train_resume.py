@@ -1,5 +1,6 @@
 """Kill and resume: a training subprocess SIGKILLed after its first checkpoint, resumed with --resume, ends with the
-same adapter weights and losses as an uninterrupted run; Ctrl-C leaves a resumable `interrupted` run."""
+same adapter weights, losses and train_loss as an uninterrupted run; so does a run that failed at 40% and resumed
+from its checkpoint at 30%; Ctrl-C leaves a resumable `interrupted` run."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import pytest
 from tests.builders import GENERATED, sft_rows, write_config, write_dataset
 from tests.paths import REPO
 from tests.tiny_models import make_tiny_llama
-from verifily_action.train import job
+from verifily_action.train import callbacks, job, trainlog
 from verifily_action.train.plan import TrainOptions, make_plan
 
 pytestmark = pytest.mark.integration
@@ -102,6 +103,7 @@ def test_sigkill_then_resume_equals_uninterrupted(tmp_path, assets, cli):
 
     assert [x["step"] for x in log(resumed)] == list(range(1, 31))
     assert [x["loss"] for x in log(resumed)] == [x["loss"] for x in log(straight.run_dir)]
+    assert meta["metrics"]["train_loss"] == straight.meta["metrics"]["train_loss"]  # over all 30 steps
     a, b = weights(straight.run_dir), weights(resumed)
     assert a.keys() == b.keys()
     assert all((a[k] == b[k]).all() for k in a)
@@ -127,5 +129,51 @@ def test_ctrl_c_marks_interrupted_and_resumes(tmp_path, assets):
     # is exercised end to end by the SIGKILL test; running 400 steps here would only cost time)
     plan = make_plan(TrainOptions(resume=str(partial)))
     assert plan.resume_dir == partial.resolve() and plan.run_key == meta["run_key"]
-    assert job._last_checkpoint(partial) == str(ckpts[0])
+    assert trainlog.last_checkpoint(partial / "checkpoints") == str(ckpts[0])
     assert max(x["step"] for x in log(partial)) >= 1
+
+
+def test_resumed_run_records_the_whole_runs_train_loss(tmp_path, assets, monkeypatch):
+    """Logged every 4 steps, saved every 9: the run fails at step 12 (40%) and resumes from checkpoint-9 (30%). Its
+    train_log and train_loss are those of the uninterrupted run, exactly: both logs have the same lines (a line at
+    every checkpoint, so the resumed windows are the uninterrupted ones) and train_loss is computed from the log."""
+    from verifily_action.train import trainer
+
+    training = {"logging_steps": 4, "checkpoint_steps": 9}
+    own: list[float] = []  # the Trainer's own train_loss: right for an uninterrupted run only
+    build = trainer.build_and_train
+
+    def spy(*a, **kw):
+        outcome = build(*a, **kw)
+        own.append(outcome.summary["train_loss"])
+        return outcome
+
+    monkeypatch.setattr(trainer, "build_and_train", spy)
+    straight = job.train(TrainOptions(config=config(tmp_path / "a", assets, **training)), echo=lambda s: None)
+    monkeypatch.undo()
+    steps = [x["step"] for x in log(straight.run_dir)]
+    assert steps == [4, 8, 9, 12, 16, 18, 20, 24, 27, 28, 30]
+
+    on_log = callbacks.LogCallback.on_log
+
+    def fail_at_12(self, args, state, control, logs=None, **kw):
+        if state.global_step == 12:
+            raise RuntimeError("the machine went away at step 12")
+        return on_log(self, args, state, control, logs=logs, **kw)
+
+    monkeypatch.setattr(callbacks.LogCallback, "on_log", fail_at_12)
+    cfg = config(tmp_path / "b", assets, **training)
+    with pytest.raises(RuntimeError, match="step 12"):
+        job.train(TrainOptions(config=cfg), echo=lambda s: None)
+    monkeypatch.undo()
+    partial = tmp_path / "b" / "runs" / "r.partial"
+    assert json.loads((partial / "run_meta.json").read_text())["status"] == "failed"
+    resumed = job.train(TrainOptions(resume=str(partial)), echo=lambda s: None)
+    assert resumed.meta["resumed_from"] == "checkpoint-9"
+    assert [x["step"] for x in log(resumed.run_dir)] == steps
+    assert [x["loss"] for x in log(resumed.run_dir)] == [x["loss"] for x in log(straight.run_dir)]
+    loss = straight.meta["metrics"]["train_loss"]
+    assert resumed.meta["metrics"]["train_loss"] == loss
+    # the Trainer sums each window's loss total and divides by 30; the log holds total/n per window, so the two
+    # differ only by float rounding (a few ulps, ~1e-15 relative, over 11 windows): 1e-12 is far above that
+    assert loss == pytest.approx(own[0], rel=1e-12, abs=0) and loss > 0

@@ -1,5 +1,6 @@
-"""report_to wandb and mlflow, offline: the Trainer's callbacks log into the run folder's logs/ (job._tracker_env),
-and the tracker's run is closed before the folder is renamed, so nothing is written under the old `.partial` path."""
+"""report_to wandb and mlflow, offline: the Trainer's callbacks log into the run folder's logs/ (trackers.tracker_env),
+and the tracker's run is closed before the run is sealed and renamed, so its files are in the hash chain (the fresh
+run verifies, as `reproduce --verify-only` checks it) and nothing is written under the old `.partial` path."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 from tests.builders import GENERATED, sft_rows, write_config, write_dataset
 from tests.tiny_models import make_tiny_llama
 from verifily_action.runs import chain
+from verifily_action.runs.verify import verify_run
 from verifily_action.train import job
 from verifily_action.train.plan import TrainOptions
 
@@ -39,6 +41,9 @@ def train(tmp_path: Path, assets, report_to: str) -> Path:
     path = write_config(tmp_path / "train.yaml", sort_keys=True, **cfg)
     res = job.train(TrainOptions(config=path), echo=lambda s: None)
     assert res.run_dir == tmp_path / "runs" / "r" and chain.verify_chain(res.run_dir) == []
+    report = verify_run(res.run_dir, inputs=False)  # no tracker file outside the chain, none added after the seal
+    assert report.ok, [p.message for p in report.problems]
+    assert any(k.startswith("logs/") for k in chain.read_entries(res.run_dir))
     return res.run_dir
 
 

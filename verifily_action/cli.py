@@ -61,9 +61,16 @@ def _main(args: list[str]) -> int:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     debug = "--debug" in args or os.environ.get("VERIFILY_DEBUG") == "1"
     try:
-        # standalone_mode=False: click returns typer.Exit's code instead of calling sys.exit
-        rv = app(args=args, prog_name="verifily", standalone_mode=False)
-        code = rv if isinstance(rv, int) else 0
+        try:
+            # standalone_mode=False: click returns typer.Exit's code instead of calling sys.exit
+            rv = app(args=args, prog_name="verifily", standalone_mode=False)
+            code = rv if isinstance(rv, int) else 0
+        except Exception as e:
+            from .runs.files import disk_full_error, is_disk_full
+
+            if isinstance(e, VerifilyError) or not is_disk_full(e):
+                raise
+            raise disk_full_error(e, os.getcwd()) from e  # a full disk is the user's to fix, wherever it struck
     except VerifilyError as e:
         if e.exit_code:
             if os.environ.get("VERIFILY_ERROR_FORMAT") == "json":

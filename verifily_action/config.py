@@ -53,6 +53,7 @@ class TrainingConfig:
     precision: str
     gradient_checkpointing: bool
     checkpoint_steps: int | None
+    checkpoint_minutes: float | None
     logging_steps: int
     group_by_length: bool
     packing: bool

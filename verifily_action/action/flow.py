@@ -34,12 +34,12 @@ from ..github.events import Event, load_event
 from ..report import pr
 from ..runs.files import read_json
 from ..runs.layout import EVAL_RESULTS, RUN_META
+from .artifact import PR_CONTEXT, check_run, fetch_run, read_pr_context
 from .inputs import Inputs, check_fail_on, read_inputs
 from .stages import Outcome, Pipeline
 
 __all__ = ["PIPELINE", "Inputs", "Outcome", "Pipeline", "main", "read_inputs"]
 
-PR_CONTEXT = "verifily-pr.json"
 COMPARISON = "verifily-comparison.json"  # the comparison, added to the artifact beside the run
 WORKSPACE = "/github/workspace"
 
@@ -142,6 +142,9 @@ def _post(client, ctx: Context, config: str, number: int, report: str) -> str:
     try:
         res = upsert_sticky(client, ctx.repo, number, report, marker(ctx.workflow, config))
     except GitHubError as e:
+        if e.rate_limited:
+            wf.warning(f"could not post the pull request comment: {e.message}; the report is in the job summary")
+            return ""
         if e.status in (403, 404):
             wf.warning(f"could not post the pull request comment ({e.status}); the report is in the job summary")
             return ""
@@ -248,9 +251,7 @@ def _upload(run_dir: Path, inputs: Inputs, ctx: Context, comparison: Path | None
 
 
 def comment_mode(inputs: Inputs, ctx: Context) -> int:
-    from ..github.archive import safe_extract
     from ..github.baseline import usable_artifact
-    from ..schemas import validator
 
     wr = ctx.event.workflow_run
     if wr is None:
@@ -268,22 +269,16 @@ def comment_mode(inputs: Inputs, ctx: Context) -> int:
         if art is None:
             wf.notice(f"run {wr.id} has no usable artifact `{inputs.artifact_name}` ({why}); nothing to comment")
             return EXIT_OK
-        run_dir = Path(tmp) / "artifact" / "run"
-        zip_path = client.download(
-            f"repos/{ctx.repo}/actions/artifacts/{art['id']}/zip", Path(tmp) / "a.zip", 2 * 1024**3
-        )
-        safe_extract(zip_path, run_dir)
-        try:
-            info = json.loads((run_dir / PR_CONTEXT).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        name = inputs.artifact_name
+        run_dir = fetch_run(client, ctx.repo, wr.id, int(art["id"]), name, Path(tmp) / "artifact" / "run")
+        info = read_pr_context(run_dir, wr.id)
+        if info is None:
             wf.notice(f"the artifact has no readable {PR_CONTEXT}: not a pull request run; nothing to comment")
             return EXIT_OK
-        errors = [e.message for e in validator("pr_context.schema.json").iter_errors(info)]
-        if errors:
-            raise VerifilyError(f"{PR_CONTEXT} in run {wr.id}'s artifact is invalid: {'; '.join(errors[:3])}")
         number = int(info["pr_number"])
         if info.get("run_name"):  # label the run as its own job did (the schema's pattern keeps it one safe name)
             run_dir = run_dir.rename(run_dir.with_name(info["run_name"]))
+        check_run(PIPELINE, run_dir, wr.id, name)
         # the producing workflow (from the event, not the artifact) owns the baseline runs and the sticky marker
         ctx.workflow = _workflow_file(f"{ctx.repo}/{wr.path}") or ctx.workflow
         # the artifact may come from a fork's code: trust only what the API confirms

@@ -37,6 +37,19 @@ class Pipeline:
     def __init__(self) -> None:
         self._cached: set[Path] = set()  # run folders the train stage reused instead of training
 
+    def check(self, run_dir: Path) -> None:
+        """A downloaded run folder (a fork's artifact, in the comment job) read as `compare` reads a run: its
+        run_meta.json, and each evaluation's eval_results.json (against its schema) and predictions.jsonl. Raises
+        VerifilyError naming the first problem, so nothing later meets a value of the wrong type."""
+        from ..compare.loading import load_eval_run, read_meta
+
+        _, meta = read_meta(run_dir)
+        names = layout.eval_names(run_dir)
+        if not names:
+            raise VerifilyError(f"run {run_dir} has no evaluation", hint="the evaluate stage writes eval/*/")
+        for name in names:
+            load_eval_run(run_dir, meta, name, run_dir.name)
+
     def validate(self, config: Path) -> None:
         from ..config import load_config
 

@@ -151,10 +151,23 @@ def _read_predictions(path: Path) -> list[dict[str, Any]]:
                     f"{path}:{lineno}: a prediction row needs id, reference and prediction",
                     hint="evaluate the run again with this version of verifily",
                 )
+            problem = _row_problem(row)
+            if problem:
+                raise VerifilyError(f"{path}:{lineno}: {problem}", hint="evaluate the run again with this version")
             rows.append(row)
     if not rows:
         raise VerifilyError(f"{path} holds no predictions", hint="evaluate the run again")
     return rows
+
+
+def _row_problem(row: dict[str, Any]) -> str | None:
+    """A prediction row's value of the wrong type (the run may come from someone else: a fork's artifact)."""
+    tags, loss = row.get("tags"), row.get("loss")
+    if tags is not None and not isinstance(tags, dict):
+        return f"`tags` must be an object (tag key -> value), not {type(tags).__name__}"
+    if loss is not None and (isinstance(loss, bool) or not isinstance(loss, int | float)):
+        return f"`loss` must be a number or null, not {type(loss).__name__}"
+    return None
 
 
 def config_gates(run_dir: Path) -> list[str]:
@@ -181,7 +194,13 @@ def config_gates(run_dir: Path) -> list[str]:
 def load_eval_run(run_dir: Path, meta: dict[str, Any], eval_name: str, name: str) -> EvalRun:
     edir = eval_dir(run_dir, eval_name)
     results = load_eval_results(edir / EVAL_RESULTS)
-    rows = _read_predictions(edir / results["files"]["predictions"])
+    predictions = results["files"]["predictions"]
+    if Path(predictions).name != predictions or predictions in (".", ".."):  # nowhere else on the machine
+        raise VerifilyError(
+            f"{edir / EVAL_RESULTS}: files.predictions must name a file beside it, not {predictions!r}",
+            hint="evaluate the run again with this version of verifily",
+        )
+    rows = _read_predictions(edir / predictions)
     return EvalRun(
         dir=run_dir,
         name=name,

@@ -3,11 +3,17 @@
 Outputs go to `<run>/eval/<dataset name>@<version>-<split>/` (so evaluating another dataset version never
 overwrites the first): eval_results.json (schemas/eval_results.schema.json), predictions.jsonl and
 hard_examples.jsonl; their hashes are appended to the run's hashes.json through `add_artifacts`.
+
+The whole evaluation holds the run's lock (`runs.lock`). The new eval folder and the extended chain are written
+into a copy of the run beside it, which then takes the run's place in one step (`runs.folder.replace_run`): a kill
+at any point leaves the run as it was or with the new evaluation, both sealed. A full disk is a user error (exit 2)
+that leaves the run as it was.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,9 +26,10 @@ import numpy as np
 from ..errors import VerifilyError
 from ..runs import layout
 from ..runs.chain import add_artifacts, verify_chain
-from ..runs.files import write_text_atomic
-from ..runs.folder import load_run
+from ..runs.files import disk_full_error, is_disk_full, write_text_atomic
+from ..runs.folder import load_run, recover, replace_run
 from ..runs.layout import ADAPTER, TOKENIZER
+from ..runs.lock import run_lock
 from . import bootstrap, hard, metrics, slices
 
 SCHEMA = "eval_results.schema.json"
@@ -218,14 +225,30 @@ def _jsonl(rows: Sequence[Mapping[str, Any]]) -> str:
     return "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
 
 
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)  # stdout carries the results (--json)
+
+
 def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None) -> EvalOutcome:
-    """Evaluate a run end to end and write its eval folder; returns the results dict (also written)."""
+    """Evaluate a run end to end and write its eval folder; returns the results dict (also written). Holds the
+    run's lock throughout: a run another process trains or evaluates is a user error, not a race."""
+    d = Path(run_dir)
+    with run_lock(d, "evaluating"):
+        recover(layout.final_dir_for(d.resolve()), _stderr)
+        try:
+            return _evaluate(d, opts or EvalOptions())
+        except Exception as e:
+            if not isinstance(e, VerifilyError) and is_disk_full(e, d):
+                raise disk_full_error(e, d, "the evaluation's results") from e
+            raise
+
+
+def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome:
     from ..datasets import load_split
     from ..datasets.registry import resolve_first, search_roots
     from ..schemas import validator
 
-    opts = opts or EvalOptions()
-    run = check_run(Path(run_dir))
+    run = check_run(run_dir)
     cfg, meta = run.config, run.meta
     task = str(meta.get("task") or cfg.task)
     ecfg = cfg.eval
@@ -308,11 +331,15 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None) -> EvalOu
         raise RuntimeError(f"{layout.EVAL_RESULTS} does not match its schema: {errors[0].message}")
 
     worst = hard.hard_examples([dict(r, input=inputs[i]) for i, r in enumerate(records)], ecfg.hard_examples)
-    eval_dir = layout.eval_dir(run.dir, name)
-    eval_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(eval_dir / layout.PREDICTIONS, _jsonl(records))
-    write_text_atomic(eval_dir / layout.HARD_EXAMPLES, _jsonl(worst))
-    write_text_atomic(eval_dir / layout.EVAL_RESULTS, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    paths = [eval_dir / n for n in layout.EVAL_FILES]
-    root = add_artifacts(run.dir, paths)
-    return EvalOutcome(results, eval_dir, root)
+
+    def write(stage: Path) -> str:
+        """The eval folder and the extended chain, in the copy of the run that replaces it."""
+        out = layout.eval_dir(stage, name)
+        out.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out / layout.PREDICTIONS, _jsonl(records))
+        write_text_atomic(out / layout.HARD_EXAMPLES, _jsonl(worst))
+        write_text_atomic(out / layout.EVAL_RESULTS, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+        return add_artifacts(stage, [out / n for n in layout.EVAL_FILES])
+
+    root = replace_run(run.dir, write)
+    return EvalOutcome(results, layout.eval_dir(run.dir, name), root)

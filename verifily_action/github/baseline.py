@@ -172,24 +172,30 @@ def run_baseline(client: GitHubClient, repo: str, run_id: int, artifact_name: st
     return BaselineResult(b, f"run {run_id}, as configured")
 
 
+def download_artifact(
+    client: GitHubClient, repo: str, artifact_id: int, dest: str | Path, max_bytes: int = MAX_DOWNLOAD
+) -> Path:
+    """Download an artifact's zip and extract it safely into `dest`. Raises GitHubError or UnsafeArchive."""
+    dest = Path(dest)
+    with tempfile.TemporaryDirectory(prefix="verifily-artifact-") as tmp:
+        zip_path = client.download(f"repos/{repo}/actions/artifacts/{artifact_id}/zip", Path(tmp) / "a.zip", max_bytes)
+        safe_extract(zip_path, dest, max_total=max_bytes)
+    return dest
+
+
 def download_baseline(
     client: GitHubClient, repo: str, baseline: Baseline, dest: str | Path, max_bytes: int = MAX_DOWNLOAD
 ) -> Path:
-    """Download the baseline's artifact zip and extract it safely into `dest`; sets and returns `baseline.dir`."""
-    dest = Path(dest)
-    with tempfile.TemporaryDirectory(prefix="verifily-artifact-") as tmp:
-        zip_path = client.download(
-            f"repos/{repo}/actions/artifacts/{baseline.artifact_id}/zip", Path(tmp) / "artifact.zip", max_bytes
-        )
-        safe_extract(zip_path, dest, max_total=max_bytes)
-    baseline.dir = dest
-    return dest
+    """Download the baseline's artifact and extract it safely into `dest`; sets and returns `baseline.dir`."""
+    baseline.dir = download_artifact(client, repo, baseline.artifact_id, dest, max_bytes)
+    return baseline.dir
 
 
 def fetch_baseline(client: GitHubClient, repo: str, res: BaselineResult, dest: str | Path) -> BaselineResult:
     """`download_baseline` for a found baseline, where failing is "no baseline", never a failed job: the artifact
-    expired or was deleted between listing and download (404/410), the network or GitHub failed after retries, or
-    the zip is unsafe (zip-slip, links, oversize). The reason names the run, never the token."""
+    expired or was deleted between listing and download (404/410), the network, GitHub or its storage failed after
+    retries, GitHub rate-limits the token, or the zip is unsafe or broken (zip-slip, links, oversize, a zip bomb,
+    encrypted or clashing members). The reason names the run, never the token or a signed URL's query."""
     b = res.baseline
     if b is None:
         return res
@@ -198,8 +204,10 @@ def fetch_baseline(client: GitHubClient, repo: str, res: BaselineResult, dest: s
     except (GitHubError, UnsafeArchive) as e:
         shutil.rmtree(dest, ignore_errors=True)  # an unsafe archive may have been half written
         b.dir = None
-        why = f"the artifact `{b.artifact_name}` of run {b.run_id} could not be fetched: {client.redact(e.message)}"
-        return BaselineResult(None, why)
+        what = f"the artifact `{b.artifact_name}` of run {b.run_id}"
+        if isinstance(e, GitHubError) and e.rate_limited:
+            return BaselineResult(None, f"{client.redact(e.message)}, fetching {what}")
+        return BaselineResult(None, f"{what} could not be fetched: {client.redact(e.message)}")
     return res
 
 
@@ -225,7 +233,7 @@ def resolve_baseline(
         if not path.is_dir():
             raise VerifilyError(f"baseline folder {value} does not exist", hint="use auto, none, a run id or a path")
         b = Baseline(0, "", "", None, 0, "", merge_base=False, dir=path)
-        return BaselineResult(b, f"the run folder `{code_span(value)}`")
+        return BaselineResult(b, f"the run folder `{value}`")
     try:
         if value.isdigit():
             res = run_baseline(client, repo, int(value), artifact_name)
@@ -237,6 +245,8 @@ def resolve_baseline(
             )
     except GitHubError as e:  # listing runs or artifacts failed after retries (or `actions: read` is missing)
         why = f"the base branch's runs could not be looked up: {client.redact(e.message)}"
+        if e.rate_limited:  # the real reason first: not a permission, not an outage
+            why = f"{client.redact(e.message)}, looking up the base branch's runs"
         wf.warning(f"no baseline: {why}" + (f" ({e.hint})" if e.hint else ""))
         return BaselineResult(None, why)
     if res.baseline is None:

@@ -3,19 +3,20 @@ line, the stage's report (a comparison or this run alone), and links to the work
 
 from __future__ import annotations
 
-from .escape import inert
+from .escape import code_span, prose
 
 TITLE = "## Verifily Train"
 
 
 def baseline_line(description: str | None, reason: str, *, found: bool) -> str:
-    """`Baseline: run 123 … : <why>.`, `Baseline: the run folder … .` or `No baseline: <why>.` (`reason` is data:
-    it may quote a path or a server's message). `description` is the found baseline's own (already inert) line."""
+    """`Baseline: run 123 … : <why>.`, `Baseline: the run folder … .` or `No baseline: <why>.` (`reason` is our
+    sentence quoting data — a path, a branch, a server's message — with names in `code spans`: `escape.prose`).
+    `description` is the found baseline's own (already inert) line."""
     if found and description:
-        return f"{description}: {inert(reason)}."
+        return f"{description}: {prose(reason)}."
     if found:
-        return f"Baseline: {reason}."
-    return f"No baseline: {inert(reason, max_len=500)}."
+        return f"Baseline: {prose(reason)}."
+    return f"No baseline: {prose(reason)}."
 
 
 def compose(
@@ -23,6 +24,6 @@ def compose(
 ) -> str:
     """The whole report. `artifact_id` None: the upload failed, so the artifact is named but not linked."""
     head = f"{note}\n\n{baseline}" if note else baseline
-    artifact = f"artifact `{inert(artifact_name)}`"
+    artifact = f"artifact `{code_span(artifact_name)}`"
     artifact = f"[{artifact}]({run_url}/artifacts/{artifact_id})" if artifact_id else f"{artifact} (not uploaded)"
     return f"{TITLE}\n\n{head}\n\n{body.strip()}\n\n---\n[Workflow run]({run_url}) · {artifact}\n"

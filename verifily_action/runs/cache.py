@@ -7,7 +7,12 @@ content hashes already identify what they point to.
 `train` looks in output_dir, then in the cache folder (`cache_dir` in the config, VERIFILY_RUN_CACHE or
 --cache-dir). A hit in the cache folder is copied into output_dir, where this run would have gone; a newly trained
 run is copied into the cache folder. Copies are byte for byte (`folder.copy_run`), so the hash chain still verifies
-(config.yaml still names the output_dir it was trained into).
+(config.yaml still names the output_dir it was trained into). A copy holds the source run's lock shared and the
+destination's exclusively (`lock.run_lock`): a run never changes while it is copied. A copy that cannot be made (a
+lock held elsewhere, a full disk) is a note: the run itself is complete.
+
+KEY_SETTINGS_EXCLUDED are settings that say when to save, not what is trained (a resumed run ends bit for bit as
+an uninterrupted one), or how eval results are computed from the predictions, so changing them keeps the run key.
 """
 
 from __future__ import annotations
@@ -16,19 +21,29 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..errors import VerifilyError
 from ..hashing import sha256_json
 from .chain import verify_chain
-from .files import read_json
-from .folder import copy_run
+from .files import disk_full_error, is_disk_full, read_json
+from .folder import copy_run, recover
 from .layout import RUN_META, is_hidden_or_partial
+from .lock import run_lock
 
 Echo = Callable[[str], None]
 # Config keys that name where things are, not what they are (content hashes cover the rest).
 KEY_EXCLUDED = ("output_dir", "cache_dir", "run_name", "datasets_root", "model", "dataset", "eval_dataset", "gates")
+KEY_SETTINGS_EXCLUDED = {
+    "training": ("checkpoint_minutes",),
+    "eval": ("slice_macro_f1", "discover_max_candidates"),  # how results are computed from predictions
+}
 
 
 def key_config(config: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in KEY_EXCLUDED}
+    out = {k: v for k, v in config.items() if k not in KEY_EXCLUDED}
+    for section, keys in KEY_SETTINGS_EXCLUDED.items():
+        if isinstance(out.get(section), dict):
+            out[section] = {k: v for k, v in out[section].items() if k not in keys}
+    return out
 
 
 def run_key(
@@ -79,12 +94,20 @@ def bring_in(cached: Path, output_dir: Path, run_name: str, key: str, echo: Echo
             echo(said + f"returned without training, from the run cache ({dest} exists, so it was not copied there)")
         else:
             try:
-                run_dir = copy_run(cached, dest)
+                with run_lock(cached, "copying", shared=True):
+                    run_dir = copy_run(cached, dest)
                 echo(said + f"copied from the run cache to {dest} without training")
-            except OSError as e:
-                echo(said + f"returned without training, from the run cache (copying it to {dest} failed: {e})")
+            except (OSError, VerifilyError) as e:
+                why = _why(e, dest)
+                echo(said + f"returned without training, from the run cache (copying it to {dest} failed: {why})")
     echo("hint: --force retrains")
     return run_dir
+
+
+def _why(e: Exception, dest: Path) -> str:
+    if isinstance(e, OSError) and is_disk_full(e):
+        return disk_full_error(e, dest).message
+    return e.message if isinstance(e, VerifilyError) else str(e)
 
 
 def store(cache_dir: Path, run_dir: Path, key: str, echo: Echo) -> None:
@@ -92,15 +115,17 @@ def store(cache_dir: Path, run_dir: Path, key: str, echo: Echo) -> None:
     a note, not an error: the run itself is complete."""
     if run_dir.parent.resolve() == cache_dir.resolve():
         return
+    dest = cache_dir / run_dir.name
     try:
-        have = find_cached(cache_dir, key)
-        dest = cache_dir / run_dir.name
-        if have is not None:
-            echo(f"the run cache already holds this run key: {have}")
-        elif dest.exists():
-            echo(f"note: not copied to the run cache: {dest} exists (another run, or a damaged one)")
-        else:
-            copy_run(run_dir, dest)
-            echo(f"copied to the run cache: {dest}")
-    except OSError as e:
-        echo(f"note: copying the run to the run cache {cache_dir} failed: {e}")
+        with run_lock(dest, "copying"), run_lock(run_dir, "copying", shared=True):
+            recover(dest, echo)
+            have = find_cached(cache_dir, key)
+            if have is not None:
+                echo(f"the run cache already holds this run key: {have}")
+            elif dest.exists():
+                echo(f"note: not copied to the run cache: {dest} exists (another run, or a damaged one)")
+            else:
+                copy_run(run_dir, dest)
+                echo(f"copied to the run cache: {dest}")
+    except (OSError, VerifilyError) as e:
+        echo(f"note: copying the run to the run cache {cache_dir} failed: {_why(e, dest)}")

@@ -4,11 +4,21 @@
     run_meta.json             status, ids, dataset/model identity, data report, root_hash
     config.yaml               the resolved config (schema defaults filled)
     hashes.json               the hash chain (see `chain`)
+    signature.json            the root hash signed with the owner's key, when VERIFILY_SIGNING_KEY is set (`signature`)
     environment.json          library versions, hardware, git commit
     train_log.jsonl           one line per logging step
     adapter/                  PEFT adapter, label_map.json, README.md
     tokenizer/                the tokenizer files eval loads
     eval/<ref>-<split>/       eval_results.json, predictions.jsonl, hard_examples.jsonl (added to the chain)
+    logs/                     experiment trackers' files (`report_to`), closed and hashed before the seal
+
+Beside it, in <output_dir>, never inside a run and never hashed:
+    .<run_name>.lock          the run's lock (`lock`): pid and host of the process training, evaluating or copying it
+    .<run_name>.<kind>-<pid>  a folder on its way in or out (`folder`): `copy` (a copy being made), `eval` (a run
+                              with a new evaluation, swapped in whole), `old` (a replaced run being deleted)
+
+Scratch files inside a run folder are not run files either (`is_scratch`): `.<name>.<random>.tmp` from
+`files.write_text_atomic` and the disk-space reserve a training run holds until it is sealed (`RESERVE`).
 """
 
 from __future__ import annotations
@@ -32,6 +42,12 @@ EVAL_FILES = (EVAL_RESULTS, PREDICTIONS, HARD_EXAMPLES)
 PARTIAL = ".partial"
 STATUSES = ("running", "completed", "failed", "interrupted")
 SEALS = (RUN_META, HASHES)  # the two files that hold the chain itself
+SIGNATURE = "signature.json"  # the root hash signed (runs.signature): outside the chain, which it signs
+LOGS = "logs"
+LOCK_SUFFIX = ".lock"
+TEMP_SUFFIX = ".tmp"
+RESERVE = ".disk-reserve.tmp"  # freed to record `failed` when the disk is full (train.job)
+SIBLING_KINDS = ("copy", "eval", "old")
 
 
 def eval_name(dataset_ref: str, split: str) -> str:
@@ -65,6 +81,32 @@ def partial_dir(output_dir: str | Path, run_name: str) -> Path:
 def final_dir_for(partial: Path) -> Path:
     name = partial.name[: -len(PARTIAL)] if partial.name.endswith(PARTIAL) else partial.name
     return partial.with_name(name)
+
+
+def lock_path(run_dir: str | Path) -> Path:
+    """The lock file of a run: beside its folder, one for the `.partial` and the final name alike."""
+    final = final_dir_for(Path(run_dir))
+    return final.with_name(f".{final.name}{LOCK_SUFFIX}")
+
+
+def sibling(final: Path, kind: str, pid: int) -> Path:
+    """A hidden folder beside the run `final` on its way in or out (`kind` in SIBLING_KINDS)."""
+    assert kind in SIBLING_KINDS, kind
+    return final.with_name(f".{final.name}.{kind}-{pid}")
+
+
+def siblings(final: Path) -> list[Path]:
+    """The hidden folders a killed process left beside `final` (see `sibling`), oldest first."""
+    if not final.parent.is_dir():
+        return []
+    found = [p for kind in SIBLING_KINDS for p in final.parent.glob(f".{final.name}.{kind}-*") if p.is_dir()]
+    return sorted(found, key=lambda p: p.stat().st_mtime)
+
+
+def is_scratch(rel: str) -> bool:
+    """A file inside a run folder that is not a run file: an atomic write's temporary file or the reserve."""
+    name = rel.rsplit("/", 1)[-1]
+    return name.startswith(".") and name.endswith(TEMP_SUFFIX)
 
 
 def is_hidden_or_partial(folder: Path) -> bool:

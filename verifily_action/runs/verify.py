@@ -24,7 +24,7 @@ from ..errors import Problem, VerifilyError
 from ..hashing import sha256_file
 from .chain import verify_chain
 from .entries import CONFIG_ENTRY, META_ENTRY, is_file_entry, name_problem, scan
-from .layout import CONFIG, HASHES, RUN_META, SEALS
+from .layout import CONFIG, HASHES, RUN_META, SEALS, is_scratch
 
 
 @dataclass
@@ -78,8 +78,8 @@ def _unrecorded(run_dir: Path, entries: dict[str, str]) -> list[Problem]:
     out = []
     for f in sorted(p for p in run_dir.rglob("*") if p.is_file() or p.is_symlink()):
         rel = f.relative_to(run_dir).as_posix()
-        if rel in SEALS or rel in entries:
-            continue
+        if rel in SEALS or rel in entries or (f.is_file() and not f.is_symlink() and is_scratch(rel)):
+            continue  # a scratch file (layout.is_scratch: an atomic write's temporary file) is not a run file
         out.append(Problem(f"{rel} is not in {HASHES}: it was added after the run was sealed", file=str(f)))
     return out
 

@@ -1,8 +1,14 @@
-"""Trainer callbacks: train_log.jsonl, progress (a rich bar on a TTY, plain lines in CI logs), and Ctrl-C.
+"""Trainer callbacks: train_log.jsonl, progress (a rich bar on a TTY, plain lines in CI logs), Ctrl-C, and checkpoints
+by time.
 
 train_log.jsonl has one JSON object per logging step: step, epoch, loss, lr, grad_norm, tokens_per_s (real, i.e.
-unpadded, tokens per second over the logging window). Ctrl-C asks the Trainer to save a checkpoint and stop at the
-end of the current step, so an interrupted run is resumable; a second Ctrl-C stops at once.
+unpadded, tokens per second over the logging window). A line is also written at every checkpoint and at the last
+step (`CheckpointCallback`), so the lines' windows cover every step once, also across a resume (which starts from a
+checkpoint): each line's loss is the mean over the steps since the line before, and the run's train_loss is the
+mean over all steps (`trainlog.mean_loss`). Ctrl-C asks the Trainer to save a checkpoint and stop at the end of the
+current step, so an interrupted run is resumable; a second Ctrl-C stops at once. `training.checkpoint_minutes`
+saves a checkpoint when that much time has passed since the last one, so a run killed without warning loses at
+most that much.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
+
+from ..runs.files import append_line
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -79,8 +87,7 @@ class LogCallback(TrainerCallback):
             "tokens_per_s": round((tokens - self.last_tokens) / dt, 1) if dt > 0 else None,
         }
         self.last_time, self.last_tokens = now, tokens
-        with open(self.log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
+        append_line(self.log_path, json.dumps(rec))
         lr = f"{rec['lr']:.2e}" if rec["lr"] is not None else "-"
         info = f"loss {rec['loss']:.4f} lr {lr}"
         if self.progress is not None:
@@ -131,3 +138,28 @@ class InterruptCallback(TrainerCallback):
             control.should_save = True
             control.should_training_stop = True
         return control
+
+
+class CheckpointCallback(TrainerCallback):
+    """Saves a checkpoint when `minutes` have passed since the last one (None or 0: never by time), and has a
+    train_log line written at every checkpoint and at the last step. It must come after every callback that asks
+    for a save (InterruptCallback): it reads what they set."""
+
+    def __init__(self, minutes: float | None, clock: Callable[[], float] = time.monotonic):
+        self.interval = float(minutes) * 60 if minutes else None
+        self.clock = clock
+        self.last = 0.0
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.last = self.clock()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        last_step = state.global_step >= state.max_steps
+        if self.interval is not None and not last_step and self.clock() - self.last >= self.interval:
+            control.should_save = True
+        if control.should_save or control.should_training_stop or last_step:
+            control.should_log = True  # the Trainer logs before it saves: the checkpoint starts a new window
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        self.last = self.clock()

@@ -4,15 +4,18 @@ The run folder's status moves running -> completed (run_meta.json written last, 
 final name), or -> failed (with the error) / interrupted (resumable from its last checkpoint). See `runs/` for the
 layout, the hash chain and the run cache: a hit in the cache folder is copied into output_dir, and a newly trained
 run is copied into the cache folder.
+
+Everything from the cache lookup to the rename runs under the run's lock (`runs.lock`), after `folder.recover` has
+finished or undone what a killed process left (a sealed `.partial` is renamed, not trained again). A `.partial`
+without run_meta.json was killed before it started and is started again. The run holds a small disk reserve
+(`files.reserve_space`) until it is sealed: on a full disk it is freed to record `failed`, and the error says which
+file could not be written and how much space it needed (exit 2).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,9 +25,30 @@ from .. import __version__
 from ..errors import EXIT_INTERRUPTED, VerifilyError
 from ..runs import cache
 from ..runs.chain import drop_links, hash_run_files, seal
-from ..runs.files import read_json, write_json_atomic, write_text_atomic
-from ..runs.folder import finalize, update_meta
-from ..runs.layout import ADAPTER, CONFIG, ENVIRONMENT, LABEL_MAP, RUN_META, TOKENIZER, TRAIN_LOG, partial_dir
+from ..runs.files import (
+    disk_full_error,
+    is_disk_full,
+    read_json,
+    release_space,
+    reserve_space,
+    write_json_atomic,
+    write_text_atomic,
+)
+from ..runs.folder import finalize, recover, update_meta
+from ..runs.layout import (
+    ADAPTER,
+    CONFIG,
+    ENVIRONMENT,
+    LABEL_MAP,
+    LOGS,
+    RUN_META,
+    TOKENIZER,
+    TRAIN_LOG,
+    is_scratch,
+    partial_dir,
+)
+from ..runs.lock import run_lock
+from . import trackers, trainlog
 from .plan import Plan, TrainOptions, cached_run, fields_override, make_plan
 
 Echo = Callable[[str], None]
@@ -48,14 +72,22 @@ def _now() -> str:
 
 def train(opts: TrainOptions, echo: Echo = print) -> TrainResult:
     plan = make_plan(opts)
-    if plan.resume_dir is None and not opts.force:
-        cached = cached_run(plan)
-        if cached is not None:
-            run_dir = cache.bring_in(cached, plan.output_dir, plan.run_name, plan.run_key, echo)
-            return TrainResult(run_dir, read_json(run_dir / RUN_META), cached=True)
-    result = execute(plan, opts, echo)
-    if plan.cache_dir is not None:
-        cache.store(plan.cache_dir, result.run_dir, plan.run_key, echo)
+    final = plan.output_dir / plan.run_name
+    with run_lock(final, "training"):
+        recover(final, echo)
+        if plan.resume_dir is not None and not plan.resume_dir.is_dir():
+            # recover renamed it: the run had been sealed, only its rename was missing
+            if (final / RUN_META).is_file():
+                return TrainResult(final, read_json(final / RUN_META))
+            raise VerifilyError(f"--resume: {plan.resume_dir} is gone", hint="train again with --config")
+        if plan.resume_dir is None and not opts.force:
+            cached = cached_run(plan)
+            if cached is not None:
+                run_dir = cache.bring_in(cached, plan.output_dir, plan.run_name, plan.run_key, echo)
+                return TrainResult(run_dir, read_json(run_dir / RUN_META), cached=True)
+        result = execute(plan, opts, echo)
+        if plan.cache_dir is not None:
+            cache.store(plan.cache_dir, result.run_dir, plan.run_key, echo)
     return result
 
 
@@ -69,10 +101,9 @@ def _prepare_dir(plan: Plan, opts: TrainOptions) -> Path:
     final = plan.output_dir / plan.run_name
     partial = partial_dir(plan.output_dir, plan.run_name)
     if final.exists() and not opts.force:
-        raise VerifilyError(
-            f"run folder {final} already exists (another run key)",
-            hint="set another run_name, or --force to replace it",
-        )
+        raise _exists(final, plan.run_key)
+    if partial.exists() and not (partial / RUN_META).is_file():
+        shutil.rmtree(partial)  # killed before its run_meta.json was written: nothing in it to keep or resume
     if partial.exists():
         if not opts.force:
             raise VerifilyError(
@@ -84,117 +115,131 @@ def _prepare_dir(plan: Plan, opts: TrainOptions) -> Path:
     return partial
 
 
-def execute(plan: Plan, opts: TrainOptions, echo: Echo = print) -> TrainResult:
+def _exists(final: Path, key: str) -> VerifilyError:
+    """The error for a final run folder in the way: a damaged run with this run key is not "another run"."""
+    try:
+        meta = read_json(final / RUN_META)
+    except (OSError, ValueError):
+        meta = None
+    if not isinstance(meta, dict):
+        return VerifilyError(
+            f"run folder {final} already exists and is not a readable run (no valid {RUN_META})",
+            hint="move it away, or --force to replace it",
+        )
+    if meta.get("run_key") == key:
+        return VerifilyError(
+            f"run folder {final} has this run key but fails its hash check (changed or damaged after training)",
+            hint=f"`verifily reproduce --verify-only {final}` names what changed; --force retrains it",
+        )
+    return VerifilyError(
+        f"run folder {final} already exists (another run key)",
+        hint="set another run_name, or --force to replace it",
+    )
+
+
+def _write_error(e: OSError, run_dir: Path) -> VerifilyError:
+    if is_disk_full(e, run_dir):
+        return disk_full_error(e, run_dir)
+    return VerifilyError(f"cannot write the run folder {run_dir}: {e}", hint="check the output folder's permissions")
+
+
+def _start(plan: Plan, run_dir: Path) -> dict[str, Any]:
+    """Write a new run's config.yaml, environment.json and run_meta.json (status running, written last)."""
     import yaml
 
     from .. import environment
 
-    run_dir = _prepare_dir(plan, opts)
     cfg = plan.cfg
-    if plan.resume_dir is None:
-        write_text_atomic(run_dir / CONFIG, yaml.safe_dump(plan.config_dict, sort_keys=False))
-        write_json_atomic(run_dir / ENVIRONMENT, environment.collect())
-        meta: dict[str, Any] = {
-            "schema_version": 1,
-            "id": f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{plan.run_key[:8]}",
-            "run_key": plan.run_key,
-            "status": "running",
-            "started_at": _now(),
-            "ended_at": None,
-            "task": cfg.task,
-            "model": cfg.model,
-            "model_path": str(plan.model.path),
-            "model_revision": plan.model.revision,
-            "dataset": _ds(plan.manifest, cfg.train_split, plan.dataset_hash),
-            "eval_dataset": _ds(plan.eval_manifest, cfg.eval_split, plan.eval_hash) if plan.eval_hash else None,
-            "verifily_version": __version__,
-            "root_hash": None,
-            "error": None,
-            "data_report": None,
-            "unverified_data": False,
-            "label_map": None,
-            "truncation": None,
-            "unseen_eval_labels": None,
-            "metrics": None,
-            "notes": [],
-            "resumed_from": None,
-        }
-        write_json_atomic(run_dir / RUN_META, meta)
-    else:
-        meta = update_meta(run_dir, status="running", error=None, ended_at=None)
+    write_text_atomic(run_dir / CONFIG, yaml.safe_dump(plan.config_dict, sort_keys=False))
+    write_json_atomic(run_dir / ENVIRONMENT, environment.collect())
+    meta: dict[str, Any] = {
+        "schema_version": 1,
+        "id": f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{plan.run_key[:8]}",
+        "run_key": plan.run_key,
+        "status": "running",
+        "started_at": _now(),
+        "ended_at": None,
+        "task": cfg.task,
+        "model": cfg.model,
+        "model_path": str(plan.model.path),
+        "model_revision": plan.model.revision,
+        "dataset": _ds(plan.manifest, cfg.train_split, plan.dataset_hash),
+        "eval_dataset": _ds(plan.eval_manifest, cfg.eval_split, plan.eval_hash) if plan.eval_hash else None,
+        "verifily_version": __version__,
+        "root_hash": None,
+        "error": None,
+        "data_report": None,
+        "unverified_data": False,
+        "label_map": None,
+        "truncation": None,
+        "unseen_eval_labels": None,
+        "metrics": None,
+        "notes": [],
+        "resumed_from": None,
+    }
+    write_json_atomic(run_dir / RUN_META, meta)
+    return meta
+
+
+def _mark(run_dir: Path, **changes: Any) -> bool:
+    """Record how the run ended (failed, interrupted), after freeing the disk reserve; False if even that failed."""
+    release_space(run_dir)
+    try:
+        update_meta(run_dir, ended_at=_now(), **changes)
+    except OSError:
+        return False
+    return True
+
+
+def execute(plan: Plan, opts: TrainOptions, echo: Echo = print) -> TrainResult:
+    """Train into the run's `.partial` folder (new, or the one resumed), seal it and rename it. Call it under the
+    run's lock (`train` does)."""
+    try:
+        run_dir = _prepare_dir(plan, opts)
+    except OSError as e:
+        raise _write_error(e, plan.output_dir) from e
+    cfg = plan.cfg
+    try:
+        reserve_space(run_dir)  # before the run says `running`: it must be able to say how it ended
+        if plan.resume_dir is None:
+            meta = _start(plan, run_dir)
+        else:
+            meta = update_meta(run_dir, status="running", error=None, ended_at=None)
+    except OSError as e:
+        release_space(run_dir)
+        if plan.resume_dir is None:
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing of it started
+        raise _write_error(e, run_dir) from e
+    if plan.resume_dir is not None:
         echo(f"resuming {run_dir}")
     echo(f"training {cfg.task} {cfg.model} on {plan.manifest.ref} -> {run_dir}")
     try:
         meta = _run(plan, run_dir, meta, echo)
     except (Interrupted, KeyboardInterrupt):
-        update_meta(run_dir, status="interrupted", ended_at=_now(), error="interrupted (Ctrl-C)")
+        _mark(run_dir, status="interrupted", error="interrupted (Ctrl-C)")
         raise VerifilyError(
             f"training interrupted; {run_dir} has status interrupted",
             hint=f"continue with `verifily train --resume {run_dir}`",
             exit_code=EXIT_INTERRUPTED,
         ) from None
     except BaseException as e:
-        msg = e.message if isinstance(e, VerifilyError) else f"{type(e).__name__}: {e}"
-        # If even this write fails (disk full), the folder keeps its .partial name: it never looks complete.
-        with contextlib.suppress(OSError):
-            update_meta(run_dir, status="failed", ended_at=_now(), error=msg)
-        if isinstance(e, OSError) and not isinstance(e, VerifilyError):
-            raise VerifilyError(
-                f"training failed while writing the run: {e}", hint=f"{run_dir} is marked failed; free space and retry"
-            ) from e
-        raise
+        err = disk_full_error(e, run_dir) if is_disk_full(e, run_dir) else None
+        if err is None and isinstance(e, OSError):
+            err = VerifilyError(f"training failed while writing the run: {e}", hint="check the output folder")
+        msg = err.message if err else e.message if isinstance(e, VerifilyError) else f"{type(e).__name__}: {e}"
+        # If even this write fails, the folder keeps its .partial name: it never looks complete.
+        marked = _mark(run_dir, status="failed", error=msg)
+        if err is None:
+            raise
+        err.hint = (err.hint or "") + (
+            f"; {run_dir} is marked failed"
+            if marked
+            else f"; {run_dir} could not even be marked failed (its status may still say running)"
+        )
+        raise err from e
     final = finalize(run_dir)
     echo(f"completed: {final} (root hash {meta['root_hash'][:16]})")
     return TrainResult(final, meta)
-
-
-@contextmanager
-def _env(**values: str):
-    """Set environment variables for the duration (only those the user has not set)."""
-    old = {k: os.environ.get(k) for k in values}
-    for k, v in values.items():
-        if old[k] is None:
-            os.environ[k] = v
-    try:
-        yield
-    finally:
-        for k, prev in old.items():
-            if prev is None:
-                os.environ.pop(k, None)
-
-
-def _tracker_env(cfg: Any, run_dir: Path) -> dict[str, str]:
-    logs = run_dir / "logs"
-    if cfg.report_to == "tensorboard":
-        return {"TENSORBOARD_LOGGING_DIR": str(logs / "tensorboard")}
-    if cfg.report_to == "wandb":
-        return {"WANDB_DIR": str(logs), "WANDB_PROJECT": "verifily"}
-    if cfg.report_to == "mlflow":
-        # MLflow 3 refuses a file store (./mlruns) unless MLFLOW_ALLOW_FILE_STORE opts in; a database backend
-        # would need SQLAlchemy, which mlflow-skinny leaves out. The opt-in does nothing for a tracking server.
-        return {
-            "MLFLOW_TRACKING_URI": (logs / "mlruns").resolve().as_uri(),
-            "MLFLOW_EXPERIMENT_NAME": "verifily",
-            "MLFLOW_ALLOW_FILE_STORE": "true",
-        }
-    return {}
-
-
-def _close_trackers(cfg: Any) -> None:
-    """The Trainer leaves a wandb run open after training (and an MLflow run after an error). Close them before
-    the folder is renamed: an open run would go on writing under the old `.partial` path. wandb also keeps the
-    WANDB_DIR it first read for the whole process, so the next run in this process would log into this run's
-    `.partial` path (creating it again): `teardown` makes it read the variable again."""
-    import sys
-
-    wandb = sys.modules.get("wandb") if cfg.report_to == "wandb" else None
-    if wandb is not None:
-        if getattr(wandb, "run", None) is not None:
-            wandb.finish()
-        wandb.teardown()
-    mlflow = sys.modules.get("mlflow") if cfg.report_to == "mlflow" else None
-    if mlflow is not None and mlflow.active_run() is not None:
-        mlflow.end_run()
 
 
 def _data_notes(report: Any) -> list[str]:
@@ -216,34 +261,6 @@ def _data_notes(report: Any) -> list[str]:
     elif out:
         out[-1] += f"; `verifily dataset verify {report.ref}` shows where"
     return out
-
-
-def _last_checkpoint(run_dir: Path) -> str | None:
-    """The newest complete checkpoint: the Trainer writes trainer_state.json last, so a process killed while
-    saving leaves a folder without a readable one, which is skipped."""
-    import json
-
-    d = run_dir / CHECKPOINTS
-    if not d.is_dir():
-        return None
-    found = [(int(p.name.rsplit("-", 1)[1]), p) for p in d.glob("checkpoint-*") if p.name.rsplit("-", 1)[1].isdigit()]
-    for _, p in sorted(found, reverse=True):
-        try:
-            json.loads((p / "trainer_state.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        return str(p)
-    return None
-
-
-def _truncate_log(path: Path, step: int) -> None:
-    """On resume, drop log lines after the checkpoint (they are logged again)."""
-    import json
-
-    if not path.is_file():
-        return
-    keep = [ln for ln in path.read_text(encoding="utf-8").splitlines() if ln and json.loads(ln)["step"] <= step]
-    write_text_atomic(path, "".join(ln + "\n" for ln in keep))
 
 
 def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[str, Any]:
@@ -301,26 +318,30 @@ def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[st
         unseen_eval_labels=unseen,
         notes=notes,
     )
-    ckpt = _last_checkpoint(run_dir) if plan.resume_dir is not None else None
+    ckpt = trainlog.last_checkpoint(run_dir / CHECKPOINTS) if plan.resume_dir is not None else None
     log_path = run_dir / TRAIN_LOG
     if plan.resume_dir is not None:
         step = int(Path(ckpt).name.rsplit("-", 1)[-1]) if ckpt else 0
-        _truncate_log(log_path, step)
+        trainlog.truncate(log_path, step)
         meta = update_meta(run_dir, resumed_from=ckpt and Path(ckpt).name)
         echo(f"resuming from {ckpt}" if ckpt else "no checkpoint to resume from; training from the start")
     elif log_path.exists():
         log_path.unlink()
-    with _env(**_tracker_env(cfg, run_dir)):
+    with trackers.env(**trackers.tracker_env(cfg, run_dir)):
         try:
             outcome = build_and_train(
                 cfg, plan.model, tokenizer, D.to_dataset(enc), label_map, run_dir / CHECKPOINTS, log_path, ckpt, echo
             )
         finally:
-            _close_trackers(cfg)
+            trackers.close_trackers(cfg)
     if outcome.interrupted:
         raise Interrupted()
     metrics = {k: v for k, v in outcome.summary.items() if isinstance(v, (int, float))}
     metrics["global_step"] = outcome.global_step
+    # The Trainer's train_loss covers the steps since a resume only; the log covers the whole run.
+    whole = trainlog.mean_loss(log_path)
+    if whole is not None:
+        metrics["train_loss"] = whole
     meta = update_meta(run_dir, metrics=metrics)
     save_outputs(run_dir, outcome.model, tokenizer, meta, plan, metrics)
     return finish(run_dir, plan)
@@ -354,6 +375,10 @@ def finish(run_dir: Path, plan: Plan) -> dict[str, Any]:
     entries["config:canonical"] = sha256_json(load_yaml(run_dir / CONFIG, "run config"))
     entries.update(plan.model_entries)
     drop_links(run_dir)  # trackers' pointers (wandb's latest-run, debug logs): a run holds only regular files
-    files = [CONFIG, ENVIRONMENT, TRAIN_LOG, ADAPTER, TOKENIZER]
+    release_space(run_dir)
+    for f in run_dir.rglob("*"):  # a temporary file of a write cut short by a kill before a resume
+        if f.is_file() and is_scratch(f.name):
+            f.unlink()
+    files = [CONFIG, ENVIRONMENT, TRAIN_LOG, ADAPTER, TOKENIZER, LOGS]  # logs/: trackers, closed by now
     entries.update(hash_run_files(run_dir, [p for p in files if (run_dir / p).exists()]))
     return seal(run_dir, entries, status="completed", ended_at=_now(), error=None)

@@ -119,7 +119,8 @@ def load_for(opts: TrainOptions) -> tuple[TrainConfig, Path | None]:
                 hint=f"give the folder of an unfinished run (*{PARTIAL})",
             )
         meta = read_json(d / RUN_META)
-        if meta.get("status") == "completed":
+        # A completed `.partial` was sealed but not renamed (killed in between): train.job finishes it.
+        if meta.get("status") == "completed" and not d.name.endswith(PARTIAL):
             raise VerifilyError(f"run {d} is already completed; nothing to resume", hint="use --force to retrain")
         from ..yamlsource import load_yaml
 

@@ -138,7 +138,7 @@ def build_and_train(
     from transformers import Seq2SeqTrainer, Trainer
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from .callbacks import InterruptCallback, LogCallback
+    from .callbacks import CheckpointCallback, InterruptCallback, LogCallback
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -159,7 +159,8 @@ def build_and_train(
         train_dataset=train_ds,
         data_collator=coll,
         processing_class=tokenizer,
-        callbacks=[log_cb, stop_cb],
+        # CheckpointCallback last: it sees the saves the others ask for
+        callbacks=[log_cb, stop_cb, CheckpointCallback(cfg.training.checkpoint_minutes)],
     )
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)

@@ -1,6 +1,6 @@
 """Configs people actually write and configs no one should (issue 22, items 15 and 16): numbers in scientific
-notation, thousands of unknown keys (every problem counted, the first few listed), and paths that are pipes or
-devices (refused at once instead of blocking or reading forever)."""
+notation, thousands of unknown keys (every problem counted, the first few listed), and configs or run files that are
+pipes or devices (refused at once instead of blocking or reading forever)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import os
 import pytest
 
 from tests.builders import write_config
+from tests.compare_fakes import make_run, records
 from tests.paths import REPO
 from verifily_action import config as cfgmod
 from verifily_action import yamlsource
@@ -128,3 +129,18 @@ def test_open_regular_names_what_the_path_is(tmp_path):
     (tmp_path / "ok.yaml").write_text("a: 1\n")
     with yamlsource.open_regular(tmp_path / "ok.yaml") as f:
         assert f.read() == b"a: 1\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_fifo_in_place_of_a_run_file_is_refused_not_waited_on(cli_process, tmp_path):
+    runs = [make_run(tmp_path, n, records({"human": 10}, {"human": 0.8}, seed=s)) for n, s in (("a", 1), ("b", 2))]
+    (results,) = runs[0].glob("eval/*/eval_results.json")
+    results.unlink()
+    os.mkfifo(results)
+    r = cli_process("compare", "--runs", ",".join(map(str, runs)), timeout=120)
+    assert r.returncode == 2, r
+    assert f"{results} is a named pipe (FIFO), not a regular file" in r.stderr and "Traceback" not in r.stderr
+    from verifily_action.hashing import sha256_file
+
+    with pytest.raises(VerifilyError, match="named pipe"):
+        sha256_file(results)

@@ -15,9 +15,12 @@ CHUNK = 4 * 1024 * 1024  # large reads keep hashlib's C loop busy; 4 MiB measure
 
 
 def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in chunks (memory stays constant whatever the size)."""
+    """Hex sha256 of a file, read in chunks (memory stays constant whatever the size). Only a regular file: a FIFO
+    or device put in place of a data, model or run file is refused (VerifilyError), never read."""
+    from .yamlsource import regular_only
+
     h = hashlib.sha256()
-    with open(path, "rb", buffering=0) as f:
+    with open(path, "rb", buffering=0, opener=regular_only) as f:
         buf = bytearray(CHUNK)
         view = memoryview(buf)
         while n := f.readinto(buf):

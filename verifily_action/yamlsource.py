@@ -110,8 +110,21 @@ def not_regular(path: str | Path, mode: int, kind: str = "file") -> VerifilyErro
     what = next((name for test, name in _KINDS if test(mode)), "not a regular file")
     return VerifilyError(
         f"{kind} {path} is {what}, not a regular file",
-        hint=f"give the path of the {kind} itself; verifily reads only regular files (no pipes, devices or sockets)",
+        hint=f"verifily reads only regular files (no pipes, devices or sockets): put the {kind} itself there",
     )
+
+
+def regular_only(path: str | Path, flags: int) -> int:
+    """An `opener` for `open()` that refuses anything but a regular file (`open(p, opener=regular_only)`), checked on
+    the open descriptor like `open_regular`; a missing file still raises FileNotFoundError."""
+    fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise not_regular(path, mode)
+    if hasattr(os, "O_NONBLOCK"):
+        os.set_blocking(fd, True)
+    return fd
 
 
 def open_regular(path: str | Path, kind: str = "file") -> BinaryIO:

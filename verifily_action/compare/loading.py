@@ -68,8 +68,10 @@ class EvalRun:
 
 
 def _read_json(path: Path, what: str) -> Any:
+    from ..yamlsource import regular_only  # a FIFO or device in a run folder is refused, never read
+
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", opener=regular_only) as f:
             return json.load(f)
     except (OSError, ValueError) as e:
         raise VerifilyError(f"cannot read {what} {path}: {e}", hint="the run folder is damaged; evaluate again") from e

@@ -8,19 +8,46 @@ seq2seq: source = `format_prompt(prompt)`, target = response (labels; padding ma
 classification: text -> ids, label string -> class id through the label map (sorted labels of the train split).
 Padding is dynamic (each batch to its longest row); a `length` column lets the Trainer group similar lengths.
 Tokens/s counts real tokens through a forward pre-hook (the dataloader prefetches, so counting at collate time
-would run a batch ahead).
+would run a batch ahead). Rows are tokenized whole to count what truncation cuts, so transformers' warning "Token
+indices sequence length is longer than …" is silenced while encoding: every such row is truncated and reported here
+(unless max_length exceeds the model's own limit, when the warning is kept).
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import VerifilyError
 
 SFT_TEMPLATE = "### Instruction:\n{prompt}\n\n### Response:\n"
+_LENGTH_WARNING = "Token indices sequence length is longer than"
+
+
+class _DropLengthWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(_LENGTH_WARNING)
+
+
+@contextmanager
+def _quiet_length_warning(tokenizer: Any, max_length: int) -> Iterator[None]:
+    """Silence transformers' too-long-sequence warning while rows are tokenized whole, when every row it would warn
+    about (longer than the model's limit) is also longer than max_length, so truncated and reported by `encode`."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    if not isinstance(limit, int) or max_length > limit:
+        yield
+        return
+    log = logging.getLogger("transformers.tokenization_utils_base")
+    quiet = _DropLengthWarning()
+    log.addFilter(quiet)
+    try:
+        yield
+    finally:
+        log.removeFilter(quiet)
 
 
 def format_prompt(task: str, prompt: str, tokenizer: Any = None) -> str:
@@ -95,6 +122,11 @@ def _ids(tokenizer: Any, texts: list[str], max_length: int, stats: TokenStats) -
 
 def encode(task: str, rows: Any, tokenizer: Any, max_length: int, label_map: dict[str, int] | None = None) -> Encoded:
     """Tokenize a split (a datasets.Dataset with canonical columns) for `task`."""
+    with _quiet_length_warning(tokenizer, max_length):
+        return _encode(task, rows, tokenizer, max_length, label_map)
+
+
+def _encode(task: str, rows: Any, tokenizer: Any, max_length: int, label_map: dict[str, int] | None) -> Encoded:
     stats = TokenStats(rows=len(rows), max_length=max_length)
     cols: dict[str, list[Any]]
     if task == "classification":

@@ -49,7 +49,7 @@ from ..runs.layout import (
 )
 from ..runs.lock import run_lock
 from . import trackers, trainlog
-from .plan import Plan, TrainOptions, cached_run, fields_override, make_plan
+from .plan import Plan, TrainOptions, cached_run, fields_override, make_plan, unfinished_hint
 
 Echo = Callable[[str], None]
 CHECKPOINTS = "checkpoints"
@@ -108,7 +108,7 @@ def _prepare_dir(plan: Plan, opts: TrainOptions) -> Path:
         if not opts.force:
             raise VerifilyError(
                 f"an unfinished run is in {partial}",
-                hint=f"resume it with `verifily train --resume {partial}`, or --force to start over",
+                hint=unfinished_hint(partial),  # resume what was stopped; retrain what failed
             )
         shutil.rmtree(partial)
     partial.mkdir(parents=True)

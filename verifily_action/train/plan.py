@@ -1,7 +1,9 @@
 """Before training: resolve the config, dataset and model, hash them into the run key, and find a cached run
 (in output_dir, then in the run cache folder).
 
-Nothing here imports torch or loads a model, so a dry run and a cache hit answer in seconds.
+Nothing here loads a model, so a dry run and a cache hit answer in seconds. A dry run also loads the train split
+(every row checked) and, for sft, its tokenizer, so the rows and steps it reports are the ones training will take
+(rows whose prompt fills max_length are left out of training).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 from .. import __version__
 from ..config import TrainConfig, from_dict, load_config, resolve_path
-from ..errors import VerifilyError
+from ..errors import Problem, VerifilyError
 from ..runs.cache import find_cached, run_key
 from ..runs.files import read_json
 from ..runs.layout import CONFIG, PARTIAL, RUN_META, final_dir_for
@@ -54,6 +56,7 @@ class Plan:
     resume_dir: Path | None = None
     notes: list[str] = field(default_factory=list)
     cache_dir: Path | None = None  # the run cache folder (absolute), or None
+    trainable_rows: int | None = None  # rows left after encoding (a dry run counts them; None: not counted)
 
 
 def _datasets_root(cfg: TrainConfig, opts: TrainOptions) -> str:
@@ -95,14 +98,61 @@ def _rows(manifest: Any, split: str) -> int | None:
 
 
 def estimate_steps(cfg: TrainConfig, rows: int | None) -> int | None:
-    """Optimizer steps the Trainer will take (as it computes them: whole batches per epoch, at least one)."""
+    """Optimizer steps the Trainer will take, as transformers 5 computes them: batches per epoch (the last one
+    partial), optimizer steps per epoch rounded up (a partial accumulation still steps), at least one."""
     t = cfg.training
     if t.max_steps:
         return int(t.max_steps)
     if rows is None:
         return None
-    per_epoch = max(math.ceil(rows / t.batch_size) // t.gradient_accumulation_steps, 1)
+    per_epoch = max(math.ceil(math.ceil(rows / t.batch_size) / t.gradient_accumulation_steps), 1)
     return math.ceil(per_epoch * t.epochs)
+
+
+def count_trainable(plan: Plan) -> None:
+    """The dry run's exact numbers: load the train split (a bad row fails the dry run as it would fail training)
+    and count the rows training keeps, encoding them as training does where rows can be left out (sft with a
+    prompt: one that fills max_length leaves nothing to learn)."""
+    from ..datasets import load_split
+
+    cfg = plan.cfg
+    rows = load_split(plan.manifest, cfg.train_split, fields=fields_override(cfg))
+    plan.train_rows = plan.trainable_rows = len(rows)
+    if cfg.task == "sft" and {"prompt", "response"} <= set(rows.column_names):
+        from .data import encode
+        from .models import load_tokenizer
+
+        tokenizer, _ = load_tokenizer(plan.model)
+        plan.trainable_rows = len(encode(cfg.task, rows, tokenizer, cfg.training.max_length).columns["input_ids"])
+    plan.steps = estimate_steps(cfg, plan.trainable_rows)
+
+
+def _refuse_empty(manifest: Any, split: str) -> None:
+    """A train split the manifest says is empty fails before any folder is made or model file hashed."""
+    if _rows(manifest, split) == 0:
+        from ..datasets.loading import display_path
+
+        raise VerifilyError(
+            f"dataset {manifest.ref} split {split!r} has no rows: nothing to train on",
+            problems=[Problem(f"split {split!r} has no rows", file=display_path(manifest, manifest.splits[split][0]))],
+            hint="add rows to it (then `verifily dataset hash`), or train on another split (train_split)",
+        )
+
+
+def unfinished_hint(partial: Path) -> str:
+    """What to say about an unfinished run folder in the way: resume what was stopped, retrain what failed (resuming
+    a failed run re-reads the same data and config; without a checkpoint it only starts over, and fails again)."""
+    try:
+        meta = read_json(partial / RUN_META)
+    except (OSError, ValueError, VerifilyError):
+        meta = None
+    resume = f"`verifily train --resume {partial}`"
+    if not isinstance(meta, dict) or meta.get("status") != "failed":
+        return f"resume it with {resume}, or --force to start over"
+    why = str(meta.get("error") or "no error recorded")
+    why = why if len(why) <= 200 else why[:199] + "…"
+    more = f"; {resume} continues from its last checkpoint" if any(partial.glob("checkpoints/checkpoint-*")) else ""
+    return f"it failed ({why}): fix the cause, then --force retrains it from the start{more}"
 
 
 def load_for(opts: TrainOptions) -> tuple[TrainConfig, Path | None]:
@@ -157,6 +207,7 @@ def make_plan(opts: TrainOptions) -> Plan:
             f"dataset {manifest.ref} has no split {cfg.train_split!r}",
             hint=f"its splits: {', '.join(sorted(manifest.splits))}; set train_split",
         )
+    _refuse_empty(manifest, cfg.train_split)
     base = Path(cfg.source_path).resolve().parent if cfg.source_path and resume_dir is None else None
     model = resolve_model(cfg.model, base)
     if resume_dir is not None:
@@ -180,10 +231,13 @@ def make_plan(opts: TrainOptions) -> Plan:
         name = cfg.run_name or f"{manifest.name}-{manifest.version}-{cfg.task}-{key[:8]}"
         out = Path(cfg.output_dir)
     rows = _rows(manifest, cfg.train_split)
-    return Plan(
+    plan = Plan(
         cfg, config_dict, manifest, eval_manifest, model, model_hash, model_entries, dataset_hash, eval_hash,
         key, name, out, rows, estimate_steps(cfg, rows), resume_dir, cache_dir=cache_dir,
     )  # fmt: skip
+    if opts.dry_run:
+        count_trainable(plan)
+    return plan
 
 
 def cached_run(plan: Plan) -> Path | None:
@@ -210,6 +264,7 @@ def summary(plan: Plan) -> dict[str, Any]:
         "eval_dataset": plan.eval_manifest.ref,
         "eval_split": cfg.eval_split,
         "rows": plan.train_rows,
+        "trainable_rows": plan.trainable_rows,
         "steps": plan.steps,
         "batch_size": t.batch_size,
         "gradient_accumulation_steps": t.gradient_accumulation_steps,
@@ -229,6 +284,8 @@ def describe(plan: Plan) -> str:
     """The dry run's answer as text."""
     s = summary(plan)
     rows = "?" if s["rows"] is None else str(s["rows"])
+    if s["trainable_rows"] is not None and s["trainable_rows"] != s["rows"]:
+        rows += f" ({s['rows'] - s['trainable_rows']} left out: the prompt fills max_length)"
     steps = "?" if s["steps"] is None else str(s["steps"])
     lines = [
         f"task: {s['task']}",

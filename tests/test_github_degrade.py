@@ -184,6 +184,21 @@ def test_rate_limiting_is_no_baseline_at_once_with_the_real_reason(
     assert len(fake_github.calls("GET", r"/actions/workflows/[^/]+/runs$")) == len(waits) + 1
 
 
+def test_a_rate_limited_comment_is_a_warning_and_the_summary_still_has_the_report(
+    fake_github, env, monkeypatch, capsys
+):
+    pr = webhook_example("pull_request", "opened")
+    fake_github.fault("POST", r"/issues/\d+/comments$", 429, {"Retry-After": "3600"}, times=10)
+    sleeps = fast_retries(monkeypatch, fake_github)
+    set_event(env, "pull_request", pr)
+    assert action.main() == 0
+    out = capsys.readouterr().out
+    why = "could not post the pull request comment: rate limited: GitHub asks to wait 3600 s, more than the cap 300 s"
+    assert re.search(rf"^::warning::{why}", out, re.M), out
+    assert sleeps == [] and pr["number"] not in fake_github.comments and step_outputs(env)["comment-url"] == ""
+    assert "## Verifily Train" in (env["tmp"] / "summary.md").read_text()
+
+
 @pytest.mark.parametrize("status, expect", [(403, "answered 403"), (502, "answered 502")])
 def test_a_failed_lookup_of_the_base_branchs_runs_is_no_baseline(fake_github, env, monkeypatch, capsys, status, expect):
     """Listing the workflow's runs fails (a token without `actions: read`: 403; GitHub down after the retries)."""

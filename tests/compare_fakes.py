@@ -12,6 +12,7 @@ import numpy as np
 
 from verifily_action.evaluate import metrics
 from verifily_action.evaluate.runner import score
+from verifily_action.evaluate.slices import parse_expression
 
 
 def records(
@@ -22,8 +23,11 @@ def records(
     id_prefix: str = "ex",
     labels: Sequence[str] = ("negative", "positive"),
     losses: bool = False,
+    labelled: bool = False,
 ) -> list[dict[str, Any]]:
-    """Classification records: for each source, that many examples, exactly round(acc * n) of them correct."""
+    """Classification records: for each source, that many examples, exactly round(acc * n) of them correct. With
+    `labelled`, each group is a slice label (`source=human&origin=imdb`) whose tags its rows get instead of
+    `{"source": name}`."""
     rng = np.random.default_rng(seed)
     out = []
     k = 0
@@ -35,7 +39,7 @@ def records(
             out.append(
                 {
                     "id": f"{id_prefix}-{k:05d}",
-                    "tags": {"source": source},
+                    "tags": _tags(source) if labelled else {"source": source},
                     "reference": ref,
                     "prediction": pred,
                     "score": float(ref == pred),
@@ -47,6 +51,10 @@ def records(
     return out
 
 
+def _tags(label: str) -> dict[str, str]:
+    return {t.key: str(t.value) for t in parse_expression(label).terms}
+
+
 def make_run(
     root: Path,
     name: str,
@@ -55,11 +63,13 @@ def make_run(
     task: str = "classification",
     metric_names: Sequence[str] | None = None,
     slice_by: Sequence[str] = ("source",),
+    cross: Sequence[str] = (),
     eval_name: str = "ds_demo@v1-eval",
     train_ref: str = "ds_demo@v1",
     gates: Sequence[str] = (),
     status: str = "completed",
     resamples: int = 1000,
+    content_hash: str | None = None,
 ) -> Path:
     d = root / name
     edir = d / "eval" / eval_name
@@ -70,7 +80,7 @@ def make_run(
         names,
         recs,
         slice_by=list(slice_by),
-        cross=[],
+        cross=list(cross),
         min_slice_size=30,
         resamples=resamples,
         confidence=0.95,
@@ -82,7 +92,14 @@ def make_run(
         "run_id": f"id-{name}",
         "task": task,
         "eval_name": eval_name,
-        "dataset": {"ref": f"{ds_name}@{version}", "name": ds_name, "version": version, "split": "eval", "hash": None},
+        "dataset": {
+            "ref": f"{ds_name}@{version}",
+            "name": ds_name,
+            "version": version,
+            "split": "eval",
+            "hash": None,
+            **({"content_hash": content_hash} if content_hash else {}),
+        },
         "n": len(recs),
         "confidence": 0.95,
         "bootstrap_resamples": resamples,

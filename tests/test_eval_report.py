@@ -53,10 +53,10 @@ def test_table_marks_slices_under_the_minimum_n():
         "overall",
         "source=human",
         "source=synthetic (too small)",
-        "source=human,origin=imdb (too small)",
+        "source=human&origin=imdb (too small)",
     }
     assert "10" in row["source=synthetic (too small)"] and "0.800 [0.750, 0.850]" in row["source=synthetic (too small)"]
-    assert row["source=human,origin=imdb (too small)"].count(" - ") == 2  # n = 0: no metric
+    assert row["source=human&origin=imdb (too small)"].count(" - ") == 2  # n = 0: no metric
     header = next(line for line in lines if "slice" in line)
     assert [c.strip() for c in header.split("┃")[1:-1]] == ["slice", "n", "accuracy ↑", "macro_f1 ↑"]
 

@@ -64,6 +64,7 @@ class TrainingConfig:
 @dataclass(frozen=True)
 class EvalConfig:
     slice_by: list[str]
+    slices: list[str]  # slice expressions (evaluate/slices.py), checked at load time with file:line
     metrics: list[str]
     batch_size: int
     max_new_tokens: int
@@ -193,6 +194,38 @@ def _cross_field(src: yamlsource.Source) -> list[Problem]:
                 "remove `packing: true`; group_by_length already keeps padding low for this task",
             )
         )
+    return out + _slice_problems(src)
+
+
+def _slice_problems(src: yamlsource.Source) -> list[Problem]:
+    """Slice expressions (eval.slice_by, eval.slices) and gate rules that do not parse, each where it is written."""
+    data = src.data
+    ecfg = data.get("eval") if isinstance(data.get("eval"), dict) else {}
+    texts: list[tuple[tuple[str | int, ...], str]] = []
+    for section in ("slice_by", "slices"):
+        items = ecfg.get(section)
+        texts += [(("eval", section, i), t) for i, t in enumerate(items if isinstance(items, list) else [])]
+    gates = data.get("gates")
+    texts += [(("gates", i), t) for i, t in enumerate(gates if isinstance(gates, list) else [])]
+    if not texts:
+        return []
+    from .compare.gates import parse_rule  # numpy: only for configs that have slices or gates
+    from .evaluate.slices import SliceSyntaxError, parse_expression
+
+    out = []
+    for path, text in texts:
+        if not isinstance(text, str) or not text.strip():
+            continue  # the schema reports it
+        try:
+            parse_rule(text, "gates") if path[0] == "gates" else parse_expression(text, "config")
+        except VerifilyError as e:
+            message = e.message
+            if isinstance(e, SliceSyntaxError):
+                message = f"bad slice expression {text!r}: {e.why} at position {e.position}"
+            if e.problems:  # the expression with a caret under the position
+                message += "\n" + e.problems[0].message
+            line, col = src.where(path)
+            out.append(Problem(message, src.path, line, col, yamlsource.format_json_path(path), e.hint))
     return out
 
 

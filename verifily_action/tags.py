@@ -1,5 +1,6 @@
 """Tags and slices as text, the one definition each: the value of a missing tag, a row's tag value, a slice's label
-(`source=human,origin=imdb`), and the comma lists that CLI options and Action inputs accept."""
+(`source=human&origin=imdb`, itself a slice expression: the grammar is in evaluate/slices.py), and the comma lists
+that CLI options and Action inputs accept."""
 
 from __future__ import annotations
 
@@ -15,9 +16,22 @@ def tag_value(tags: Mapping[str, object] | None, key: str) -> str:
     return NONE_TAG if value is None else str(value)
 
 
+_PLAIN = re.compile(r'[^&×"<>,\n]*')  # a value written without quotes in a slice expression
+
+
+def _value_text(value: object) -> str:
+    """A tag value as a slice expression writes it: quoted when it would read otherwise (`*`, `&`, `×`, `<`, `>`,
+    a comma, a quote, surrounding spaces, empty)."""
+    v = str(value)
+    if v and v != "*" and v == v.strip() and _PLAIN.fullmatch(v):
+        return v
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def slice_label(key: Mapping[str, object], overall: str = "overall") -> str:
-    """`source=human,origin=imdb`; `overall` for the empty key (the whole set)."""
-    return ",".join(f"{k}={v}" for k, v in key.items()) if key else overall
+    """`source=human&origin=imdb` (a slice expression naming this one slice); `overall` for the empty key (the
+    whole set)."""
+    return "&".join(f"{k}={_value_text(v)}" for k, v in key.items()) if key else overall
 
 
 def comma_list(values: str | Iterable[str] | None, *, unique: bool = False) -> list[str]:

@@ -68,15 +68,18 @@ class Pipeline:
     def evaluate(self, run_dir: Path, inputs: Inputs) -> Path | None:
         """Evaluate on the run's eval split, sliced by the `slice-by` input (default: the config's eval.slice_by);
         returns the eval folder. A cached run that already holds this evaluation is not evaluated again."""
+        from ..config import load_config
         from ..evaluate.runner import EvalOptions, evaluate_run
 
         slice_by = list(inputs.slice_by) or None
+        # eval.slices is not part of the run key: a cached run is sliced as the config says now
+        cross = list(load_config(Path(inputs.config)).eval.slices)
         if run_dir.resolve() in self._cached:
-            done = reusable_eval(run_dir, slice_by)
+            done = reusable_eval(run_dir, slice_by, cross)
             if done is not None:
                 print(f"reusing the cached run's evaluation {done.name} (same run key, same slices)")
                 return done
-        out = evaluate_run(run_dir, EvalOptions(slice_by=slice_by))
+        out = evaluate_run(run_dir, EvalOptions(slice_by=slice_by, cross=cross))
         overall = ", ".join(f"{m} {v['value']:.3f}" for m, v in out.results["overall"].items())
         print(f"evaluated {out.results['eval_name']} (n={out.results['n']}): {overall}")
         return out.eval_dir
@@ -130,9 +133,9 @@ def eval_results_path(run_dir: Path) -> Path:
     return found
 
 
-def reusable_eval(run_dir: Path, slice_by: Sequence[str] | None) -> Path | None:
+def reusable_eval(run_dir: Path, slice_by: Sequence[str] | None, cross: Sequence[str] | None = None) -> Path | None:
     """The eval folder of a cached run when it already evaluated the run's eval dataset (same hash) with the same
-    slice keys; None when it has to be evaluated again. The run's hash chain was verified by the cache lookup."""
+    slice expressions; None when it has to be evaluated again. The run's hash chain was verified by the cache lookup."""
     from ..runs.folder import load_run
     from ..runs.results import load_eval_results
 
@@ -143,10 +146,11 @@ def reusable_eval(run_dir: Path, slice_by: Sequence[str] | None) -> Path | None:
         results = load_eval_results(path)
     except VerifilyError:
         return None
-    wanted = list(slice_by) if slice_by is not None else list(run.config.eval.slice_by)
-    keys = [list(s["key"]) for s in results["slices"]]
-    if any(len(k) != 1 for k in keys) or {k[0] for k in keys} != set(wanted):
-        return None
+    from ..evaluate import slices
+
+    by, more = slices.eval_slicing(run.config.eval, slice_by, cross)
+    if results.get("slicing") != [e.text for e in slices.normalize(by, more)]:
+        return None  # other slices (or results from before `slicing` was recorded): evaluate again
     if results["dataset"]["hash"] != ds.get("hash"):
         return None
     return path.parent

@@ -9,10 +9,16 @@ import typer
 from ..tags import comma_list
 
 FAIL_ON_HELP = (
-    "Gate rule (repeatable): METRIC[@KEY=VALUE|@KEY=*] OP THRESHOLD[&THRESHOLD][:significant]. "
+    "Gate rule (repeatable): METRIC[@SLICE] OP THRESHOLD[&THRESHOLD][:significant]. SLICE is a slice expression "
+    "(key=value, a=x&b=y, key=* for each value, a=*&b=* for each combination). "
     "The change is run minus baseline; OP is <, <=, > or >=; THRESHOLD is a number in the metric's units (-0.02), "
     "points (-2pts) or percent of the baseline (-5%). E.g. `macro_f1@source=synthetic<-0.02`, "
+    "`macro_f1@source=human&origin=imdb<-2pts`, `accuracy@source=*&origin=*<-2pts`, "
     "`accuracy<-1pts:significant`, `loss>0.05`. Exit code 1 when any rule holds."
+)
+SLICE_BY_HELP = (
+    "Slice expressions, comma-separated or repeated: a tag key (every value of it), key=value, a=x&b=y (AND), "
+    "a=*&b=* (every combination; also a×b). Default: what the runs were evaluated with."
 )
 
 
@@ -24,9 +30,7 @@ def register(app: typer.Typer) -> None:
             "--runs",
             help="Run folders, comma-separated or repeated; the first is the baseline (e.g. runs/a/,runs/b/).",
         ),
-        slice_by: list[str] = typer.Option(
-            None, "--slice-by", help="Tag key(s) to slice by (default: the keys the runs were evaluated with)."
-        ),
+        slice_by: list[str] = typer.Option(None, "--slice-by", help=SLICE_BY_HELP),
         metric: list[str] = typer.Option(
             None, "--metric", help="Metric(s) to compare (default: those the baseline's evaluation reports)."
         ),
@@ -61,13 +65,15 @@ def register(app: typer.Typer) -> None:
         comparison = run_compare(
             comma_list(runs),
             metrics=comma_list(metric) or None,
-            slice_by=comma_list(slice_by) or None,
+            slice_by=list(slice_by or []) or None,
             eval_name=eval_name,
             fail_on=list(fail_on or []),
             config_gates=not no_config_gates,
             datasets_root=datasets_root,
             seed=seed,
         )
+        for warning in comparison.get("warnings", []):
+            typer.echo(f"warning: {warning}", err=True)
         if fmt == "table":
             render.print_table(comparison)
             text = render.markdown(comparison) if output else ""

@@ -23,10 +23,16 @@ def register(app: typer.Typer) -> None:
         ),
         split: str = typer.Option(None, "--split", help="Split to evaluate. Default: the run config's eval_split."),
         slice_by: list[str] = typer.Option(
-            None, "--slice-by", help="Tag key(s) to slice by, comma-separated or repeated (default: eval.slice_by)."
+            None,
+            "--slice-by",
+            help="Slice expressions, comma-separated or repeated: a tag key (one slice per value), key=value, "
+            "a=x&b=y (AND), a=*&b=* (every combination; also a×b). Default: eval.slice_by.",
         ),
         slice_: list[str] = typer.Option(
-            None, "--slice", help='A cross-tag AND slice, e.g. "source=human,difficulty=hard"; repeatable.'
+            None,
+            "--slice",
+            help='One slice expression, repeatable: "source=human & origin=imdb", "source=*&origin=*" (a comma also '
+            "means AND here). Default: eval.slices.",
         ),
         datasets_root: str = typer.Option(
             None, "--datasets-root", help="Folder holding <name>/<version>/manifest.yaml (else $VERIFILY_DATASETS)."
@@ -39,14 +45,14 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Evaluate a run: batched inference, metrics per tag slice with 95% bootstrap CIs, hard examples."""
         from ..evaluate.runner import EvalOptions, evaluate_run
-        from ..evaluate.slices import parse_slice, parse_slice_by
+        from ..evaluate.slices import parse_list, parse_slice
         from ..report.results import notes, print_results
 
         opts = EvalOptions(
             dataset=dataset,
             split=split,
-            slice_by=parse_slice_by(slice_by) if slice_by else None,
-            cross=[parse_slice(s) for s in slice_ or []],
+            slice_by=parse_list(slice_by) if slice_by else None,
+            cross=[parse_slice(s) for s in slice_] if slice_ else None,
             datasets_root=datasets_root,
             batch_size=batch_size,
             seed=seed,

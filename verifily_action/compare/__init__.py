@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..evaluate import slices
 from ..report import summary
 from . import engine, gates, loading
 
@@ -42,18 +43,18 @@ def compare(
     chosen = loading.choose_metrics(runs, wanted or None)
     chosen += [m for m in dict.fromkeys(rule.metric for rule in rules) if m not in chosen]
     chosen = loading.choose_metrics(runs, chosen)  # validates the rules' metrics against the task too
-    keys = list(slice_by) if slice_by else loading.default_slice_keys(runs)
-    keys += [k for k in dict.fromkeys(r.slice_key for r in rules if r.slice_key) if k not in keys]
-    loading.check_slice_keys(runs, keys)
-
-    comparison = engine.build(runs, chosen, keys, seed=seed)
+    exprs = slices.parse_list(slice_by if slice_by else loading.default_slicing(runs), "--slice-by")
+    exprs = slices.dedupe(exprs + [r.slice for r in rules if r.slice is not None])  # a gate's slices are computed
+    warnings: list[str] = []
+    comparison = engine.build(runs, chosen, exprs, seed=seed, warn=warnings.append)
+    comparison["warnings"] = warnings
     gates.check_rules_apply(rules, comparison["rows"])
     conf = comparison["confidence"]
     results = gates.evaluate(rules, comparison["rows"], lambda row, i: summary.change_text(row, i, conf))
     comparison["summary"] = summary.lines(comparison)
     from .datadiff import dataset_diffs
 
-    comparison["dataset_diffs"] = dataset_diffs(runs, datasets_root, keys)
+    comparison["dataset_diffs"] = dataset_diffs(runs, datasets_root, slices.keys_of(exprs))
     comparison["gates"] = [g.to_dict() for g in results]
     return comparison
 

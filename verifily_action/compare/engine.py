@@ -1,20 +1,24 @@
 """Build a comparison of runs: for the whole eval set and each tag slice, every metric of every run and the change of
 each run against the first (the baseline), paired where the runs saw the same examples.
 
+Slices are named by slice expressions (evaluate/slices.py: `source`, `source=human&origin=imdb`, `source=*&origin=*`)
+and computed from each run's per-example tags in predictions.jsonl, so a cross slice can be compared even when `eval`
+did not report it (when it did, with the same confidence, its interval is reused).
+
 The result is a plain JSON-able dict (schemas/comparison.schema.json) that summary, gates and render read.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..evaluate import slices as slicing
 from ..evaluate.metrics import DIRECTIONS
-from ..tags import NONE_TAG, slice_label
+from ..tags import slice_label
 from . import paired
 from .loading import EvalRun
 
@@ -56,12 +60,13 @@ def pair(a: EvalRun, b: EvalRun) -> Pairing:
     return Pairing(b.name, True, f"paired on {a.n} matching examples", order)
 
 
-def slice_values(runs: Sequence[EvalRun], key: str) -> list[str]:
-    """Values of `key` over all runs: the baseline's most common first, NONE_TAG last."""
-    counts: Counter[str] = Counter()
-    for r in runs:
-        counts.update(r.tag_values(key).tolist())
-    return [v for v, _ in sorted(counts.items(), key=lambda kv: (kv[0] == NONE_TAG, -kv[1], kv[0]))]
+def same_eval_set(a: EvalRun, b: EvalRun) -> bool:
+    """Evaluated on the same rows: the eval split's content hashes agree (byte-identical files, whatever the version
+    is called), else, for results written before content hashes were recorded, the same eval name."""
+    ha, hb = ((r.results.get("dataset") or {}).get("content_hash") for r in (a, b))
+    if ha and hb:
+        return bool(ha == hb)
+    return a.eval_name == b.eval_name
 
 
 def _reported(run: EvalRun, key: dict[str, str], metric: str, confidence: float) -> dict[str, float] | None:
@@ -125,38 +130,41 @@ def _delta_entry(run: str, metric: str, d: paired.Delta, base_value: float) -> d
 def build(
     runs: Sequence[EvalRun],
     metrics: Sequence[str],
-    slice_keys: Sequence[str],
+    slice_by: Sequence[str | slicing.SliceExpr],
     *,
     confidence: float | None = None,
     resamples: int | None = None,
     seed: int = 0,
+    warn: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """The comparison of `runs` (the first is the baseline) as a JSON-able dict, without summary and gates."""
+    """The comparison of `runs` (the first is the baseline) as a JSON-able dict, without summary and gates.
+    `slice_by`: slice expressions (a bare tag key is every value of it); `warn` hears of a value no row has."""
     base = runs[0]
     confidence = float(confidence or base.results["confidence"])
     resamples = int(resamples or base.results["bootstrap_resamples"])
     boot: dict[str, Any] = {"resamples": resamples, "confidence": confidence, "seed": seed}
     pairings = [pair(base, r) for r in runs[1:]]
     notes = [p.reason for p in pairings if not p.paired]
-    evals = {r.eval_name for r in runs}
-    if len(evals) > 1:
+    if not all(same_eval_set(base, r) for r in runs[1:]):
         notes.append(
             "the runs were evaluated on different datasets: " + ", ".join(f"{r.name}: {r.eval_name}" for r in runs)
         )
+    exprs = slicing.normalize(slice_by)
+    keys: list[dict[str, str]] = [{}, *slicing.expand(exprs, [r.tags for r in runs], warn)]
 
-    slices: list[dict[str, str]] = [{}]
-    for tag_key in slice_keys:
-        slices.extend({tag_key: v} for v in slice_values(runs, tag_key))
+    columns: dict[tuple[int, str], np.ndarray] = {}  # (run, tag key) -> each example's value
+
+    def in_slice(i: int, key: dict[str, str]) -> np.ndarray:
+        m = np.ones(runs[i].n, dtype=bool)
+        for k, v in key.items():
+            if (i, k) not in columns:
+                columns[i, k] = runs[i].tag_values(k)
+            m &= columns[i, k] == v
+        return m
 
     rows: list[dict[str, Any]] = []
-    for key in slices:
-        masks = []
-        for r in runs:
-            if key:
-                ((k, v),) = key.items()
-                masks.append(r.tag_values(k) == v)
-            else:
-                masks.append(np.ones(r.n, dtype=bool))
+    for key in keys:
+        masks = [in_slice(i, key) for i in range(len(runs))]
         idxs = [np.flatnonzero(m) for m in masks]
         values = [_values(r, idx, key, metrics, boot) for r, idx in zip(runs, idxs, strict=True)]
         deltas: list[dict[str, dict[str, Any]]] = []
@@ -215,7 +223,7 @@ def build(
         ],
         "metrics": list(metrics),
         "directions": {m: DIRECTIONS.get(m, "higher") for m in metrics},
-        "slice_by": list(slice_keys),
+        "slice_by": [e.text for e in exprs],
         "confidence": confidence,
         "resamples": resamples,
         "seed": seed,

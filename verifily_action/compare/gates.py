@@ -5,8 +5,9 @@ A rule reads `METRIC[@SLICE] OP THRESHOLD[&THRESHOLD...][:significant]`, the sam
 the metric's own units, whatever its direction):
 
   METRIC     a metric name: accuracy, macro_f1, micro_f1, exact_match, token_f1, rouge_l, loss, perplexity
-  @SLICE     `key=value` (one tag slice), `key=*` (every value of that key, each checked on its own);
-             no @SLICE: the whole eval set
+  @SLICE     a slice expression (evaluate/slices.py): `key=value` one slice; `a=x&b=y` the rows with both tags;
+             `key=*` every value of that key, each checked on its own; `a=*&b=*` every combination; no @SLICE: the
+             whole eval set. A value holding `<` or `>` is written in double quotes.
   OP         <  <=  >  >=   (fail when `delta OP threshold` holds)
   THRESHOLD  -0.02    absolute change in the metric's units (accuracy 0.02 = 2 points)
              -2pts    points, i.e. hundredths (-2pts = -0.02)
@@ -19,8 +20,11 @@ Examples::
     macro_f1@source=synthetic<-0.02        synthetic macro-F1 fell by more than 2 points
     accuracy<-1pts:significant             accuracy fell by over a point, and not by chance
     macro_f1@source=*<-2pts&-5%            any source's macro-F1 fell by over 2 points and over 5 %
+    macro_f1@source=human&origin=imdb<-2pts   human IMDb rows' macro-F1 fell by over 2 points
+    accuracy@source=*&origin=*<-2pts       any source × origin combination fell by over 2 points
     loss>0.05                              loss rose by more than 0.05
 
+A rule on a wildcard slice names the slice that failed (`accuracy@domain=* FAILED on domain=banking for b: …`).
 Several rules fail independently (any failing rule fails the build): that is the "or".
 """
 
@@ -34,18 +38,18 @@ from typing import Any
 
 from ..errors import Problem, VerifilyError
 from ..evaluate.metrics import ALL_METRICS
+from ..evaluate.slices import SliceExpr, SliceSyntaxError, scan_expression
+from ..tags import slice_label
 
-SYNTAX = "METRIC[@KEY=VALUE|@KEY=*] OP THRESHOLD[&THRESHOLD][:significant], e.g. macro_f1@source=synthetic<-0.02"
+SYNTAX = "METRIC[@SLICE] OP THRESHOLD[&THRESHOLD][:significant], e.g. macro_f1@source=synthetic<-0.02"
 OPS: dict[str, Callable[[float, float], bool]] = {
     "<=": operator.le,
     ">=": operator.ge,
     "<": operator.lt,
     ">": operator.gt,
 }
-_RULE = re.compile(
-    r"^\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)\s*(?:@\s*(?P<key>[^=<>@:]+?)\s*=\s*(?P<value>[^<>@]+?)\s*)?"
-    r"(?P<op><=|>=|<|>)\s*(?P<thresholds>[^:]+?)\s*(?::\s*(?P<flag>[A-Za-z]+)\s*)?$"
-)
+_METRIC = re.compile(r"\s*(?P<metric>[A-Za-z_][A-Za-z0-9_]*)\s*")
+_TAIL = re.compile(r"(?P<op><=|>=|<|>)\s*(?P<thresholds>[^:]+?)\s*(?::\s*(?P<flag>[A-Za-z]+)\s*)?$")
 _THRESHOLD = re.compile(r"^(?P<num>[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(?P<unit>%|pts?|)$")
 SIGNIFICANT_FLAGS = ("significant", "sig")
 
@@ -63,19 +67,14 @@ class Threshold:
 class Rule:
     text: str
     metric: str
-    slice_key: str | None  # None: the whole eval set
-    slice_value: str | None  # "*": every value of slice_key
+    slice: SliceExpr | None  # None: the whole eval set
     op: str
     thresholds: tuple[Threshold, ...]
     significant_only: bool
     origin: str = "--fail-on"
 
     def matches(self, key: Mapping[str, str]) -> bool:
-        if self.slice_key is None:
-            return not key
-        if list(key) != [self.slice_key]:
-            return False
-        return self.slice_value == "*" or key[self.slice_key] == self.slice_value
+        return not key if self.slice is None else self.slice.matches(key)
 
     def holds(self, delta: float, relative: float | None) -> bool:
         """Whether the change meets every threshold (a relative one cannot when the baseline is 0)."""
@@ -122,9 +121,21 @@ def _bad(text: str, why: str, origin: str) -> VerifilyError:
 
 
 def parse_rule(text: str, origin: str = "--fail-on") -> Rule:
-    """Parse one rule; a VerifilyError says what is wrong with it."""
-    m = _RULE.match(text)
-    if not m:
+    """Parse one rule; a VerifilyError says what is wrong with it (a slice's error, where in the rule)."""
+    m = _METRIC.match(text)
+    pos = m.end() if m else 0
+    expr = None
+    if m and pos < len(text) and text[pos] == "@":
+        try:
+            expr, pos = scan_expression(text, pos + 1, stop="<>", origin=origin)
+        except SliceSyntaxError as e:
+            raise GateRuleError(
+                f"bad gate rule {text!r} ({origin}): its slice: {e.why} at position {e.position}",
+                problems=e.problems,
+                hint=f"write {SYNTAX}; a slice is {e.hint.removeprefix('write ') if e.hint else 'key=value'}",
+            ) from None
+    tail = _TAIL.match(text, pos) if m else None
+    if not m or not tail:
         raise _bad(text, "it does not read METRIC[@SLICE] OP THRESHOLD", origin)
     metric = m["metric"]
     if metric not in ALL_METRICS:
@@ -134,18 +145,16 @@ def parse_rule(text: str, origin: str = "--fail-on") -> Rule:
         why = f"unknown metric {metric!r}" + (f" (did you mean {close[0]}?)" if close else "")
         raise _bad(text, why + f"; metrics: {', '.join(ALL_METRICS)}", origin)
     thresholds = []
-    for part in m["thresholds"].split("&"):
+    for part in tail["thresholds"].split("&"):
         tm = _THRESHOLD.match(part.strip())
         if not tm:
             raise _bad(text, f"{part.strip()!r} is not a number, Npts or N%", origin)
         num, unit = float(tm["num"]), tm["unit"]
         thresholds.append(Threshold(num / 100.0 if unit.startswith("pt") else num, unit == "%"))
-    flag = m["flag"]
+    flag = tail["flag"]
     if flag is not None and flag.lower() not in SIGNIFICANT_FLAGS:
         raise _bad(text, f"unknown flag :{flag} (only :significant)", origin)
-    key = m["key"].strip() if m["key"] else None
-    value = m["value"].strip() if m["value"] else None
-    return Rule(text.strip(), metric, key, value, m["op"], tuple(thresholds), flag is not None, origin)
+    return Rule(text.strip(), metric, expr, tail["op"], tuple(thresholds), flag is not None, origin)
 
 
 def parse_rules(texts: Sequence[str], origin: str = "--fail-on") -> list[Rule]:
@@ -153,19 +162,25 @@ def parse_rules(texts: Sequence[str], origin: str = "--fail-on") -> list[Rule]:
 
 
 def check_rules_apply(rules: Sequence[Rule], rows: Sequence[Mapping[str, Any]]) -> None:
-    """A rule naming a slice value that no run has is a user error (a typo would otherwise pass silently)."""
+    """A rule whose slice no run has (a value no row carries, a combination no row has) is a user error: a typo
+    would otherwise pass silently."""
     problems = []
     for rule in rules:
-        if rule.slice_key is None or rule.slice_value == "*":
+        if rule.slice is None:
             continue
-        if not any(rule.matches(r["slice"]) for r in rows if r["metric"] == rule.metric):
-            values = sorted({r["slice"][rule.slice_key] for r in rows if list(r["slice"]) == [rule.slice_key]})
-            problems.append(
-                Problem(
-                    f"rule {rule.text!r} ({rule.origin}): no run has the slice {rule.slice_key}={rule.slice_value}",
-                    hint=f"values of {rule.slice_key}: {', '.join(values) or '(none)'}",
-                )
+        mine = [r for r in rows if r["metric"] == rule.metric and rule.matches(r["slice"])]
+        if any(v["n"] for r in mine for v in r["values"]):
+            continue
+        known = []
+        for k in rule.slice.keys:
+            values = sorted({r["slice"][k] for r in rows if k in r["slice"] and any(v["n"] for v in r["values"])})
+            known.append(f"values of {k}: {', '.join(values) or '(none)'}")
+        problems.append(
+            Problem(
+                f"rule {rule.text!r} ({rule.origin}): no run has the slice {rule.slice.text}",
+                hint="; ".join(known),
             )
+        )
     if problems:
         raise GateRuleError(f"{len(problems)} gate rule(s) name a slice that does not exist", problems=problems)
 
@@ -191,7 +206,8 @@ def evaluate(
                             dict(row["slice"]),
                             False,
                             False,
-                            f"{rule.text}: not checked for {d['run']}: {d['status'].replace('_', ' ')}",
+                            f"{rule.text}: not checked on {slice_label(row['slice'])} for {d['run']}: "
+                            f"{d['status'].replace('_', ' ')}",
                         )
                     )
                     continue
@@ -199,6 +215,8 @@ def evaluate(
                 if failed and rule.significant_only and not d["significant"]:
                     failed = False
                 verdict = "FAILED" if failed else "passed"
+                # a wildcard rule checks many slices: say which one this is
+                on = f" on {slice_label(row['slice'])}" if rule.slice is not None and rule.slice.wildcard else ""
                 results.append(
                     GateResult(
                         rule,
@@ -206,7 +224,7 @@ def evaluate(
                         dict(row["slice"]),
                         True,
                         failed,
-                        f"{rule.text} {verdict} for {d['run']}: {describe(row, i)}",
+                        f"{rule.text} {verdict}{on} for {d['run']}: {describe(row, i)}",
                     )
                 )
     return results

@@ -18,7 +18,7 @@ from ..errors import Problem, VerifilyError
 from ..evaluate import metrics as task_metrics
 from ..runs.layout import CONFIG, EVAL_RESULTS, PREDICTIONS, RUN_META, eval_dir, eval_names
 from ..runs.results import load_eval_results
-from ..tags import tag_value
+from ..tags import slice_label, tag_value
 from .paired import Outcomes
 
 
@@ -275,24 +275,16 @@ def choose_metrics(runs: Sequence[EvalRun], requested: Sequence[str] | None) -> 
     return out or list(task_metrics.DEFAULT_METRICS[task][:1])
 
 
-def default_slice_keys(runs: Sequence[EvalRun]) -> list[str]:
-    """The tag keys the runs' evaluations were sliced by (single-key slices), in first-seen order."""
-    keys: list[str] = []
+def default_slicing(runs: Sequence[EvalRun]) -> list[str]:
+    """The slice expressions the runs' evaluations used (eval_results.json `slicing`; for results written before it
+    was recorded, the keys of their single-key slices and their cross slices as they were), first seen first."""
+    out: list[str] = []
     for r in runs:
-        for s in r.results.get("slices", []):
-            key = s.get("key") or {}
-            if len(key) == 1:
-                k = next(iter(key))
-                if k not in keys:
-                    keys.append(k)
-    return keys
-
-
-def check_slice_keys(runs: Sequence[EvalRun], keys: Sequence[str]) -> None:
-    have = sorted({k for r in runs for t in r.tags for k, v in t.items() if v is not None})
-    missing = [k for k in keys if k not in have]
-    if missing:
-        raise VerifilyError(
-            f"no example of any run has the tag key{'s' if len(missing) > 1 else ''} {', '.join(missing)}",
-            hint=f"tag keys in these evaluations: {', '.join(have) if have else '(none: the examples have no tags)'}",
-        )
+        recorded = r.results.get("slicing")
+        if recorded is None:
+            keys = [s.get("key") or {} for s in r.results.get("slices", [])]
+            recorded = [next(iter(k)) if len(k) == 1 else slice_label(k) for k in keys if k]
+        for e in recorded:
+            if e not in out:
+                out.append(e)
+    return out

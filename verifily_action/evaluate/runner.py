@@ -39,8 +39,8 @@ SCHEMA = "eval_results.schema.json"
 class EvalOptions:
     dataset: str | None = None  # name@version or manifest path; default: the run's eval dataset, else its dataset
     split: str | None = None  # default: the run config's eval_split
-    slice_by: Sequence[str] | None = None  # default: the run config's eval.slice_by
-    cross: Sequence[Mapping[str, str]] = ()
+    slice_by: Sequence[str | slices.SliceExpr] | None = None  # slice expressions; default: eval.slice_by
+    cross: Sequence[str | Mapping[str, str] | slices.SliceExpr] | None = None  # --slice; None: eval.slices
     datasets_root: str | None = None
     batch_size: int | None = None
     seed: int = 0
@@ -84,6 +84,15 @@ def _dataset_ref(opts: EvalOptions, meta: Mapping[str, Any]) -> str:
         if isinstance(entry, Mapping) and entry.get("ref"):
             return str(entry["ref"])
     raise VerifilyError("the run names no dataset to evaluate on", hint="pass --dataset name@version")
+
+
+def content_hash(manifest: Any, split: str) -> str | None:
+    """What the evaluated rows are: a hash over the split's files' sha256, in order. Byte-identical eval files in two
+    dataset versions hash the same (`compare` then knows them for one eval set); the names do not count."""
+    from ..hashing import sha256_json
+
+    shas = [f.sha256 for f in manifest.splits[split]]
+    return sha256_json({"split_files": shas}) if shas and all(shas) else None
 
 
 # ---------------------------------------------------------------- inference per task
@@ -154,8 +163,8 @@ def score(
     metric_names: Sequence[str],
     records: list[dict[str, Any]],
     *,
-    slice_by: Sequence[str],
-    cross: Sequence[Mapping[str, str]],
+    slice_by: Sequence[str | slices.SliceExpr],
+    cross: Sequence[str | Mapping[str, str] | slices.SliceExpr],
     min_slice_size: int,
     resamples: int,
     confidence: float,
@@ -170,7 +179,9 @@ def score(
     out: dict[str, Any] = {"overall": _block(metric_names, scores, refs, preds, **boot)}
     tags = [r["tags"] for r in records]
     out["slices"] = []
-    for sl in slices.build_slices(tags, slice_by, cross, min_slice_size):
+    exprs = slices.normalize(slice_by, cross)
+    out["slicing"] = [e.text for e in exprs]
+    for sl in slices.build_slices(tags, exprs, (), min_slice_size):
         if sl.n == 0:
             block: dict[str, Any] = {}
         else:
@@ -182,7 +193,7 @@ def score(
         out["confusion_matrix"] = metrics.confusion_matrix(refs, preds)
     else:
         out["per_class"] = out["confusion_matrix"] = None
-    out["failure_breakdown"] = hard.failure_breakdown(records, slice_by)
+    out["failure_breakdown"] = hard.failure_breakdown(records, slices.keys_of(slices.normalize(slice_by)))
     return out
 
 
@@ -253,7 +264,7 @@ def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome:
     task = str(meta.get("task") or cfg.task)
     ecfg = cfg.eval
     metric_names = metrics.metrics_for(task, ecfg.metrics)
-    slice_by = list(opts.slice_by) if opts.slice_by is not None else list(ecfg.slice_by)
+    slice_by, cross = slices.eval_slicing(ecfg, opts.slice_by, opts.cross, run.dir / layout.CONFIG)
 
     manifest = resolve_first(_dataset_ref(opts, meta), search_roots(opts.datasets_root, cfg.datasets_root))
     split = opts.split or cfg.eval_split
@@ -264,7 +275,7 @@ def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome:
         raise VerifilyError(f"the {split} split of {manifest.ref} has no rows: nothing to evaluate")
     tags = list(rows["tags"])  # one Arrow->Python conversion, not one per example
     # Check slice keys before spending time on inference.
-    slices.build_slices(tags, slice_by, opts.cross, ecfg.min_slice_size)
+    slices.build_slices(tags, slice_by, cross, ecfg.min_slice_size, warn=lambda w: _stderr(f"warning: {w}"))
 
     batch_size = opts.batch_size or ecfg.batch_size
     out, refs, inputs = _infer(task, run, rows, batch_size, ecfg.max_new_tokens)
@@ -288,7 +299,7 @@ def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome:
         metric_names,
         records,
         slice_by=slice_by,
-        cross=opts.cross,
+        cross=cross,
         min_slice_size=ecfg.min_slice_size,
         resamples=ecfg.bootstrap_resamples,
         confidence=ecfg.confidence,
@@ -306,6 +317,7 @@ def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome:
             "version": manifest.version,
             "split": split,
             "hash": manifest.dataset_hash(),
+            "content_hash": content_hash(manifest, split),
         },
         "n": len(records),
         "confidence": ecfg.confidence,

@@ -77,6 +77,7 @@ def footnotes(comparison: Mapping[str, Any]) -> list[str]:
         notes.append("u: unpaired (the runs' examples differ): independent bootstrap interval and p-value.")
     if any(v.get("too_small") for r in comparison["rows"] for v in r["values"]):
         notes.append(f"{SMALL}: fewer examples than the eval's min_slice_size; read with care.")
+    notes += [f"warning: {w}" for w in comparison.get("warnings", [])]
     return notes + list(comparison.get("notes", []))
 
 

@@ -129,6 +129,10 @@ def test_pull_request_compares_with_the_downloaded_baseline_and_comments_once(fl
         1 for row in comparison["rows"] for d in row["deltas"] if d["significant"] and not d["improved"]
     )
     assert body.split("\n", 1)[1].strip() in r["summary"].replace("\r", "")  # the same report in the job summary
+    # the report names the run it is on by the root hash of the run folder it uploaded
+    with zipfile.ZipFile(io.BytesIO(r["upload"]["data"])) as z:
+        root = json.loads(z.read("run_meta.json"))["root_hash"]
+    assert body.rstrip().endswith(f" · root hash `{root}`"), body[-300:]
     print(
         f"\nAction start-to-comment (python entrypoint.py, train 3 steps + eval 80 rows + baseline + compare): "
         f"{r['to_comment']:.1f}s of {r['seconds']:.1f}s total",

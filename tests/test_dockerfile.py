@@ -211,3 +211,13 @@ def test_entrypoint_dispatches_subcommands_to_the_cli(cli, tmp_path):
         [sys.executable, str(REPO / "entrypoint.py"), "validate", str(cfg)], capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2 and "epochz" in bad.stderr
+
+
+def test_every_runtime_dependency_is_in_the_cpu_lock():
+    """A dependency added to pyproject.toml must reach the image: regenerate the lock (docker/README.md)."""
+    import tomllib
+
+    deps = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~;\[ ]", d, maxsplit=1)[0].lower().replace("_", "-") for d in deps}
+    pinned = set(re.findall(r"^([a-z0-9-]+)==", (REPO / "docker" / "requirements-cpu.lock").read_text(), re.M))
+    assert names - pinned == set()

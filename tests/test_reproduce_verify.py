@@ -249,3 +249,28 @@ def test_an_entry_leading_out_of_the_run_is_refused(real, run):
     chain.seal(run, entries)
     report = verify_run(run, real["datasets"])
     assert [p.json_path for p in report.problems] == ['$.entries["../demo_v2/adapter/adapter_model.safetensors"]']
+
+
+def test_a_run_trained_and_evaluated_with_a_key_is_signed_at_every_seal(real, tmp_path, monkeypatch, cli):
+    """The real train and eval with VERIFILY_SIGNING_KEY set: each seal signs its own root, and the run verifies
+    against the key's public half."""
+    from verifily_action.evaluate.runner import EvalOptions, evaluate_run
+    from verifily_action.runs.signature import generate
+    from verifily_action.train.job import train
+    from verifily_action.train.plan import TrainOptions
+
+    private, public, kid = generate(tmp_path / "keys")
+    monkeypatch.setenv("VERIFILY_SIGNING_KEY", str(private))
+    res = train(TrainOptions(config=real["config_v1"], output_dir=str(tmp_path / "runs")), echo=lambda s: None)
+    assert not res.cached
+    trained = json.loads((res.run_dir / "signature.json").read_text())
+    assert trained["root_hash"] == res.meta["root_hash"] and trained["key_id"] == kid
+    evaluate_run(res.run_dir, EvalOptions(dataset="ds_demo@v1", datasets_root=str(real["datasets"])))
+    root = json.loads((res.run_dir / "run_meta.json").read_text())["root_hash"]
+    assert root != trained["root_hash"]
+    assert json.loads((res.run_dir / "signature.json").read_text())["root_hash"] == root
+    monkeypatch.delenv("VERIFILY_SIGNING_KEY")
+    args = ("reproduce", "--verify-only", str(res.run_dir), "--datasets-root", str(real["datasets"]))
+    out = cli(*args, "--trusted-key", str(public))
+    assert out.returncode == 0, out.stderr
+    assert f"root {root[:16]}, signed by key {kid[:16]} (trusted)" in out.stdout

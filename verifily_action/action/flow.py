@@ -112,9 +112,13 @@ def compose_report(
     run_id: int | None = None,
     artifact_id: int | None = None,
     note: str = "",
+    run_dir: Path | None = None,
 ) -> str:
     """The comment and the job summary (report.pr): `run_id` is the run that made the artifact, by default this one;
-    `artifact_id` None when the upload failed."""
+    `artifact_id` None when the upload failed; `run_dir` the reported run, whose root hash is shown when its chain
+    holds."""
+    from ..runs.chain import verified_root
+
     b = baseline.baseline
     line = pr.baseline_line(b.describe() if b is not None and b.run_id else None, baseline.reason, found=b is not None)
     return pr.compose(
@@ -124,6 +128,7 @@ def compose_report(
         artifact_name=inputs.artifact_name,
         artifact_id=artifact_id,
         note=note,
+        root_hash=verified_root(run_dir) if run_dir is not None else None,
     )
 
 
@@ -188,7 +193,7 @@ def train_eval(inputs: Inputs, ctx: Context) -> int:
     with wf.group("Upload artifact"):
         artifact_id = _upload(run_dir, inputs, ctx, outcome.comparison_json)
     wf.set_outputs({"artifact-id": str(artifact_id or "")})  # at once: a later failure must not upload it again
-    report = compose_report(outcome, base, ctx, inputs, artifact_id=artifact_id)
+    report = compose_report(outcome, base, ctx, inputs, artifact_id=artifact_id, run_dir=run_dir)
     wf.append_summary(report)
     comment_url = ""
     if pr is not None and inputs.comment:
@@ -299,7 +304,9 @@ def comment_mode(inputs: Inputs, ctx: Context) -> int:
         note = ""
         if wr.conclusion == "failure":
             note = f"⚠️ [The workflow run]({ctx.run_url(wr.id)}) failed (a gate, or a later step); see its log."
-        report = compose_report(outcome, base, ctx, inputs, run_id=wr.id, artifact_id=int(art["id"]), note=note)
+        report = compose_report(
+            outcome, base, ctx, inputs, run_id=wr.id, artifact_id=int(art["id"]), note=note, run_dir=run_dir
+        )
     wf.append_summary(report)
     url = _post(client, ctx, str(info["config"]), number, report) if inputs.comment else ""
     wf.set_outputs({"comment-url": url, "regressions": str(outcome.regressions)})

@@ -57,6 +57,9 @@ def register(app: typer.Typer) -> None:
             batch_size=batch_size,
             seed=seed,
         )
+        from ..runs.signature import configured_key
+
+        configured_key()  # a VERIFILY_SIGNING_KEY that cannot sign fails now, not after evaluating
         outcome = evaluate_run(run, opts)
         for note in notes(outcome.results):
             typer.echo(f"note: {note}", err=True)

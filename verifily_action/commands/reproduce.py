@@ -18,9 +18,35 @@ from ..tags import slice_label
 
 def _print_verify(report) -> None:  # report: runs.verify.VerifyReport
     if report.ok:
-        typer.echo(f"{report.run_dir}: intact: {report.checked} hashes recomputed, root {str(report.root_hash)[:16]}")
+        signed = ""
+        if report.signed_by:
+            trust = {True: "trusted", False: "NOT trusted", None: "not checked against trusted keys"}[report.trusted]
+            signed = f", signed by key {report.signed_by[:16]} ({trust})"
+        typer.echo(
+            f"{report.run_dir}: intact: {report.checked} hashes recomputed, root {str(report.root_hash)[:16]}{signed}"
+        )
     for note in report.notes:
         typer.echo(f"note: {note}")
+
+
+def _trusted_keys(require: bool, given: list[str] | None) -> list[str] | None:
+    """Key ids a signature must come from: --trusted-key values, else (with --require-signature) the key
+    VERIFILY_SIGNING_KEY names; None when no signature is required."""
+    from ..errors import VerifilyError
+    from ..runs.signature import ENV, own_trusted_ids, trusted_id
+
+    if given:
+        return [trusted_id(k) for k in given]
+    if not require:
+        return None
+    own = own_trusted_ids()
+    if not own:
+        raise VerifilyError(
+            "--require-signature needs a key to trust",
+            hint=f"give --trusted-key PUB (the signer's signing_key.pub.pem or its key id), or set {ENV} to check "
+            "runs you signed yourself",
+        )
+    return own
 
 
 def register(app: typer.Typer) -> None:
@@ -44,15 +70,35 @@ def register(app: typer.Typer) -> None:
             None, "--datasets-root", help="Folder of <name>/<version>/manifest.yaml (else the recorded one)."
         ),
         as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+        require_signature: bool = typer.Option(
+            False,
+            "--require-signature",
+            help="With --verify-only: the run must carry a valid signature of its root hash by a trusted key "
+            "(--trusted-key, else the key VERIFILY_SIGNING_KEY names).",
+        ),
+        trusted_key: list[str] = typer.Option(
+            None,
+            "--trusted-key",
+            metavar="PUB",
+            help="A public key file (signing_key.pub.pem) or key id whose signature is trusted; repeatable. "
+            "Implies --require-signature.",
+        ),
     ) -> None:
         """Verify a run's hash chain (--verify-only), or retrain it from its recorded config and data and compare
         every metric with the original's (exit 1 on any difference beyond --tolerance)."""
         from ..errors import GateFailure, Problem
 
+        if (require_signature or trusted_key) and not verify_only:
+            from ..errors import VerifilyError
+
+            raise VerifilyError(
+                "--require-signature and --trusted-key go with --verify-only",
+                hint=f"verify the run first: verifily reproduce --verify-only {run} --require-signature",
+            )
         if verify_only:
             from ..runs.verify import verify_run
 
-            report = verify_run(run, datasets_root)
+            report = verify_run(run, datasets_root, trusted_keys=_trusted_keys(require_signature, trusted_key))
             if as_json:
                 typer.echo(json.dumps(report.to_dict(), indent=2))
             else:

@@ -66,7 +66,10 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"{config or resume}: valid; dry run, nothing trained")
                 typer.echo(describe(plan))
                 return
+            from ..runs.signature import configured_key
             from ..train.job import train as run_train
+
+            configured_key()  # a VERIFILY_SIGNING_KEY that cannot sign fails now, not after training
 
             # stdout carries only the run folder (scripts do `RUN=$(verifily train ...)`); libraries that print
             # while importing or training (transformers prints a WANDB notice) go to stderr with the progress.

@@ -11,7 +11,8 @@ Entries map names to sha256 hex digests:
     inputs outside the run folder: `verify_chain` reports them as recorded; `verify.verify_run` rechecks them
     when they are at hand.
 Before trusting an entry `verify_chain` applies `entries`' rules: names are plain relative paths or known inputs,
-the entries every run records are there, and the run folder holds no symbolic link or special file.
+the entries every run records are there, and the run folder holds no symbolic link or special file. When a signing
+key is set, `seal` signs the new root (`signature`); a signature.json that is present must sign the root.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from .entries import (
     scan,
 )
 from .files import read_json, write_json_atomic
-from .layout import CONFIG, HASHES, RUN_META
+from .layout import CONFIG, HASHES, RUN_META, SIGNATURE
 
 
 def read_entries(run_dir: Path) -> dict[str, str]:
@@ -70,14 +71,22 @@ def meta_digest(meta: dict[str, Any]) -> str:
 
 def seal(run_dir: Path, entries: dict[str, str], **meta_changes: Any) -> dict[str, Any]:
     """Apply `meta_changes` to run_meta.json, hash its fields into `entries` (META_ENTRY), write hashes.json, then
-    run_meta.json with the new root hash; returns the meta. Any later edit of run_meta.json fails verify_chain."""
+    run_meta.json with the new root hash, then sign the root when VERIFILY_SIGNING_KEY names a key (the old
+    signature is removed first: a kill before the new one leaves an unsigned run, never a wrong signature); returns
+    the meta. Any later edit of run_meta.json fails verify_chain."""
+    from . import signature
+
+    key = signature.configured_key()  # a broken key fails here, before anything is written
     path = run_dir / RUN_META
     meta = read_json(path) if path.is_file() else {}
     meta.update(meta_changes)
     meta.pop("root_hash", None)
     entries = {**entries, META_ENTRY: meta_digest(meta)}
+    signature.remove(run_dir)
     meta["root_hash"] = write_entries(run_dir, entries)
     write_json_atomic(path, meta)
+    if key is not None:
+        signature.sign(run_dir, key, meta["root_hash"])
     return meta
 
 
@@ -131,6 +140,14 @@ def add_artifacts(run_dir: str | Path, paths: list[Path]) -> str:
     entries = read_entries(d)
     entries.update(hash_run_files(d, paths))
     return str(seal(d, entries)["root_hash"])
+
+
+def verified_root(run_dir: str | Path) -> str | None:
+    """The run's root hash when its whole chain holds (the PR report shows it); None otherwise."""
+    if verify_chain(run_dir):
+        return None
+    root = read_json(Path(run_dir) / RUN_META).get("root_hash")
+    return root if isinstance(root, str) else None
 
 
 def verify_chain(run_dir: str | Path, found: Scan | None = None) -> list[Problem]:
@@ -197,6 +214,10 @@ def verify_chain(run_dir: str | Path, found: Scan | None = None) -> list[Problem
     if isinstance(meta, dict):
         if meta.get("root_hash") != sha256_json(dict(sorted(entries.items()))):
             problems.append(Problem(f"root_hash in {RUN_META} does not match {HASHES}", file=str(meta_path)))
+        elif SIGNATURE not in found.unsafe:
+            from .signature import check
+
+            problems.extend(check(d, meta.get("root_hash")).problems or [])
     elif not meta_path.exists():
         problems.append(Problem(f"{RUN_META} is missing", file=str(meta_path)))
     return problems

@@ -7,6 +7,8 @@ Checks, each reported as a Problem naming the file:
   * no file in the run folder is missing from hashes.json (a file added after the run was sealed);
   * `entries`' rules: entry names are plain relative paths inside the run or known inputs inside their folder, the
     entries every run records are there, and the folder holds no symbolic link or special file (never opened);
+  * signature.json when the run has one (it must sign this root); with `require_signature`, that there is one, made
+    with a trusted key (`trusted_keys`: key ids, see `signature`);
   * the inputs outside the run folder when they are at hand: the dataset manifest, its data files and the dataset
     hash (resolved by name@version), and the base model's files (run_meta.json `model_path`). Inputs not found are
     listed as not rechecked; they do not fail the check.
@@ -24,7 +26,7 @@ from ..errors import Problem, VerifilyError
 from ..hashing import sha256_file
 from .chain import verify_chain
 from .entries import CONFIG_ENTRY, META_ENTRY, is_file_entry, name_problem, scan
-from .layout import CONFIG, HASHES, RUN_META, SEALS, is_scratch
+from .layout import CONFIG, HASHES, RUN_META, SEALS, SIGNATURE, is_scratch
 
 
 @dataclass
@@ -34,6 +36,8 @@ class VerifyReport:
     checked: int = 0  # hashes recomputed
     notes: list[str] = field(default_factory=list)  # inputs that could not be rechecked
     root_hash: str | None = None
+    signed_by: str | None = None  # the id of the key whose valid signature the run carries
+    trusted: bool | None = None  # whether that key is trusted (None: no trusted keys were given)
 
     @property
     def ok(self) -> bool:
@@ -45,6 +49,7 @@ class VerifyReport:
             "ok": self.ok,
             "checked": self.checked,
             "root_hash": self.root_hash,
+            "signature": {"key_id": self.signed_by, "trusted": self.trusted} if self.signed_by else None,
             "problems": [p.to_dict() for p in self.problems],
             "notes": self.notes,
         }
@@ -147,8 +152,36 @@ def _check_model(meta: dict[str, Any], entries: dict[str, str], report: VerifyRe
             )
 
 
-def verify_run(run_dir: str | Path, datasets_root: str | Path | None = None, inputs: bool = True) -> VerifyReport:
-    """Recompute every hash of a run's chain; the report lists each difference by file (empty: intact)."""
+def _signature(d: Path, meta: dict[str, Any], trusted_keys: list[str] | None, report: VerifyReport) -> None:
+    """Who signed the run (its signature's problems are verify_chain's); with `trusted_keys`, require a trusted one."""
+    from .signature import SIGN_HINT, check
+
+    report.signed_by = check(d, meta.get("root_hash")).key_id
+    if trusted_keys is None:
+        return
+    path = d / SIGNATURE
+    if not path.exists():
+        report.problems.append(Problem(f"the run is not signed (no {SIGNATURE})", file=str(path), hint=SIGN_HINT))
+    elif report.signed_by is not None:
+        report.trusted = report.signed_by in trusted_keys
+        if not report.trusted:
+            report.problems.append(
+                Problem(
+                    f"the run is signed by key {report.signed_by}, which is not a trusted key",
+                    file=str(path),
+                    hint="if you trust that key, pass its public key file or id with --trusted-key",
+                )
+            )
+
+
+def verify_run(
+    run_dir: str | Path,
+    datasets_root: str | Path | None = None,
+    inputs: bool = True,
+    trusted_keys: list[str] | None = None,
+) -> VerifyReport:
+    """Recompute every hash of a run's chain; the report lists each difference by file (empty: intact).
+    `trusted_keys` (key ids): also require a valid signature by one of them."""
     d = Path(run_dir)
     if not d.is_dir():
         raise VerifilyError(f"{d} is not a folder", hint="give the folder of a run written by `verifily train`")
@@ -181,6 +214,8 @@ def verify_run(run_dir: str | Path, datasets_root: str | Path | None = None, inp
     if isinstance(meta, dict):
         # Both files read: recompute every in-folder hash and the root (verify_chain is the one definition).
         chain = verify_chain(d, found)
+        if SIGNATURE not in found.unsafe:
+            _signature(d, meta, trusted_keys, report)
         report.problems.extend(chain)
         if any("root_hash" in p.message for p in chain):
             # Which of the two sealed files was edited cannot be told apart: name hashes.json too.
@@ -195,7 +230,11 @@ def verify_run(run_dir: str | Path, datasets_root: str | Path | None = None, inp
         1 for k in entries if (is_file_entry(k) and not found.blocked(k)) or k in (CONFIG_ENTRY, META_ENTRY)
     )
     unrecorded = _unrecorded(d, entries)
-    report.problems.extend(p for p in unrecorded if not found.blocked(Path(str(p.file)).relative_to(d).as_posix()))
+    rels = [Path(str(p.file)).relative_to(d).as_posix() for p in unrecorded]
+    # signature.json is outside the chain it signs; links and special files were reported by the scan
+    report.problems.extend(
+        p for p, rel in zip(unrecorded, rels, strict=True) if rel != SIGNATURE and not found.blocked(rel)
+    )
     if inputs:
         _check_datasets(d, entries, datasets_root, report)
         _check_model(meta if isinstance(meta, dict) else {}, entries, report)

@@ -244,3 +244,86 @@ def test_mismatched_lengths_refused():
     b, _ = _accuracy_pair(12, both=5, only_a=0, only_b=0)
     with pytest.raises(ValueError):
         paired_deltas(["accuracy"], a, b)
+
+
+# ---------------------------------------------------------------- the interval and the test agree (issue 16)
+
+
+def test_the_disagreeing_case_of_the_issue_now_agrees():
+    # 150 examples, 14 the baseline gets right and the run wrong, 5 the reverse: -6 points. McNemar's exact test
+    # says p=0.064; the percentile bootstrap alone said -11.3...-0.7, leaving out 0.
+    a, b = _accuracy_pair(150, both=100, only_a=14, only_b=5)
+    d = paired_deltas(["accuracy"], a, b, seed=0)["accuracy"]
+    assert d.value == pytest.approx(-9 / 150)
+    assert d.p_value == pytest.approx(mcnemar(np.array([[100, 14], [5, 31]]), exact=True).pvalue)
+    assert 0.05 < d.p_value < 0.07 and not d.significant
+    assert d.reconciled == "interval_to_zero"  # the bootstrap's interval had left out 0: the test decides
+    assert d.ci_low < -0.1 and d.ci_high == 0.0
+
+
+def _leaves_out_zero(d) -> bool:
+    return d.ci_low > 0 or d.ci_high < 0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_interval_leaves_out_zero_exactly_when_p_is_under_alpha(seed):
+    rng = np.random.default_rng(seed)
+    labels = ["a", "b", "c"]
+    seen = set()
+    for _ in range(25):
+        n = int(rng.integers(40, 160))
+        refs = [labels[i] for i in rng.integers(0, 3, n)]
+        skill = rng.uniform(0.55, 0.8)
+        pa = [r if rng.random() < skill else labels[rng.integers(0, 3)] for r in refs]
+        gain = rng.uniform(-0.12, 0.12)
+        pb = [r if rng.random() < skill + gain else labels[rng.integers(0, 3)] for r in refs]
+        losses = rng.normal(1.0, 0.3, n)
+        a = Outcomes({**cls(refs, pa).scores, "loss": losses}, refs, pa)
+        b = Outcomes({**cls(refs, pb).scores, "loss": losses - gain + rng.normal(0, 0.3, n)}, refs, pb)
+        confidence = float(rng.choice([0.9, 0.95, 0.99]))
+        both = paired_deltas(["accuracy", "macro_f1", "loss"], a, b, resamples=300, confidence=confidence, seed=1)
+        apart = unpaired_deltas(["accuracy", "loss"], a, b, resamples=300, confidence=confidence, seed=1)
+        for d in [*both.values(), *apart.values()]:
+            assert _leaves_out_zero(d) == (d.p_value < 1 - confidence) == d.significant, d
+            assert d.ci_low <= d.value <= d.ci_high
+            seen.add(d.reconciled)
+    assert None in seen  # most cases agree as computed
+
+
+def test_agree_extends_the_interval_or_takes_the_intervals_p():
+    from verifily_action.compare.paired import agree, interval_p
+
+    stats = np.random.default_rng(0).normal(0.05, 0.02, 1000)
+    low, high = np.quantile(stats, [0.025, 0.975])
+    assert low > 0
+    # the test keeps 0: the interval reaches it
+    assert agree(low, high, 0.2, 0.05, stats) == (0.0, high, 0.2, "interval_to_zero")
+    # the test rejects but the interval holds 0: p becomes the interval's own, at least alpha
+    wide = np.random.default_rng(1).normal(0.03, 0.03, 1000)
+    wl, wh = np.quantile(wide, [0.025, 0.975])
+    assert wl < 0 < wh
+    lo, hi, p, how = agree(wl, wh, 0.01, 0.05, wide)
+    assert (lo, hi, how) == (wl, wh, "p_from_interval") and p == pytest.approx(interval_p(wide)) and p >= 0.05
+    # agreeing inputs pass through
+    assert agree(low, high, 0.001, 0.05, stats) == (low, high, 0.001, None)
+
+
+@pytest.mark.parametrize("kind", ["normal", "discrete", "ties"])
+def test_interval_p_is_where_the_percentile_interval_reaches_zero(kind):
+    from verifily_action.compare.paired import interval_p
+
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        size = int(rng.integers(2, 400))
+        if kind == "normal":
+            x = rng.normal(rng.normal(0, 1), 1, size)
+        elif kind == "discrete":
+            x = rng.integers(-3, 5, size) / 100
+        else:
+            x = np.round(rng.normal(0.1, 0.2, size), 1)
+        cut = interval_p(x)
+        for alpha in [*rng.uniform(0.001, 0.999, 10), cut * (1 + 1e-9) + 1e-12, cut * (1 - 1e-9) - 1e-12]:
+            if not 0 < alpha < 1:
+                continue
+            low, high = np.quantile(x, [alpha / 2, 1 - alpha / 2])
+            assert (low <= 0 <= high) == (alpha <= cut)

@@ -72,6 +72,7 @@ class EvalConfig:
     min_slice_size: int
     bootstrap_resamples: int
     confidence: float
+    fdr: str  # false-discovery control in compare: bh | by (compare/fdr.py)
 
 
 @dataclass(frozen=True)

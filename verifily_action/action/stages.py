@@ -157,7 +157,8 @@ def reusable_eval(run_dir: Path, slice_by: Sequence[str] | None, cross: Sequence
 
 
 def regressions(comparison: Mapping[str, Any]) -> int:
-    """Significant regressions: (slice, metric) cells whose change is significant and worse."""
+    """Significant regressions: (slice, metric) cells whose change is significant (by its q-value, after
+    false-discovery control across the slices: compare/fdr.py) and worse."""
     return sum(
         1
         for row in comparison["rows"]

@@ -52,6 +52,26 @@ def register(app: typer.Typer) -> None:
             None, "--chart", help="Also draw each run's per-slice metrics with their intervals into this PNG file."
         ),
         seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap and permutation resamples."),
+        fdr: str = typer.Option(
+            None,
+            "--fdr",
+            help="False-discovery control across the slices: bh (Benjamini-Hochberg) or by (Benjamini-Yekutieli, "
+            "any dependence). ▲/▼ and :significant gates use the q-values. Default: each candidate run's config "
+            "(eval.fdr).",
+        ),
+        discover: bool = typer.Option(
+            False,
+            "--discover",
+            help="Also search every tag value and pair of tag values for the combination that regressed most: "
+            "examples whose change is significantly worse than the rest's (paired runs; false discoveries "
+            "controlled). Shown in the summary and the JSON.",
+        ),
+        discover_max: int = typer.Option(
+            None,
+            "--discover-max-candidates",
+            min=1,
+            help="The most candidate slices --discover tests (default: eval.discover_max_candidates' default).",
+        ),
     ) -> None:
         """Compare runs per tag slice: each run's metrics and its change against the first, with paired bootstrap
         intervals and McNemar/permutation p-values; exit 1 when a --fail-on rule (or a config gate) matches."""
@@ -62,6 +82,10 @@ def register(app: typer.Typer) -> None:
 
         if fmt not in render.FORMATS:
             raise VerifilyError(f"unknown --format {fmt!r}", hint=f"choose one of: {', '.join(render.FORMATS)}")
+        from ..compare.fdr import METHODS
+
+        if fdr is not None and fdr not in METHODS:
+            raise VerifilyError(f"unknown --fdr {fdr!r}", hint=f"choose one of: {', '.join(METHODS)}")
         comparison = run_compare(
             comma_list(runs),
             metrics=comma_list(metric) or None,
@@ -71,6 +95,7 @@ def register(app: typer.Typer) -> None:
             config_gates=not no_config_gates,
             datasets_root=datasets_root,
             seed=seed,
+            fdr_method=fdr,
         )
         for warning in comparison.get("warnings", []):
             typer.echo(f"warning: {warning}", err=True)

@@ -5,8 +5,9 @@ Reads only run folders (json, yaml, numpy; never torch), so it runs wherever a r
     comparison = compare(["runs/a", "runs/b"], slice_by=["source"], fail_on=["macro_f1@source=human<-0.02"])
     comparison["summary"], comparison["gates"], report.comparison.markdown(comparison)
 
-Modules: loading (run folders), paired (statistics), engine (rows of values and deltas), gates (rules), datadiff
-(dataset versions). The sentences of `summary` and every rendering (table, markdown, json) live in `report/`.
+Modules: loading (run folders), paired (statistics), power (smallest detectable change), engine (rows of values and
+deltas), fdr (q-values across slices: what `significant` means), gates (rules), datadiff (dataset versions). The
+sentences of `summary` and every rendering (table, markdown, json) live in `report/`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 from ..evaluate import slices
 from ..report import summary
-from . import engine, gates, loading
+from . import engine, fdr, gates, loading
 
 
 def compare(
@@ -30,10 +31,12 @@ def compare(
     config_gates: bool = True,
     datasets_root: str | Path | None = None,
     seed: int = 0,
+    fdr_method: str | None = None,
 ) -> dict[str, Any]:
     """Compare runs (the first is the baseline); returns the comparison dict (schemas/comparison.schema.json) with
     `summary`, `dataset_diffs` and `gates` filled. Raises VerifilyError on bad input; never on a failing gate (read
-    `failed_gates(comparison)`)."""
+    `failed_gates(comparison)`). `fdr_method` (bh, by) adjusts every candidate's p-values; None: each candidate's
+    config (`eval.fdr`)."""
     rules = gates.parse_rules(fail_on, "--fail-on")
     runs = loading.load_runs(paths, eval_name)
     if config_gates:
@@ -48,6 +51,7 @@ def compare(
     warnings: list[str] = []
     comparison = engine.build(runs, chosen, exprs, seed=seed, warn=warnings.append)
     comparison["warnings"] = warnings
+    fdr.apply(comparison, [fdr_method or fdr.configured(r.dir) for r in runs[1:]])
     gates.check_rules_apply(rules, comparison["rows"])
     conf = comparison["confidence"]
     results = gates.evaluate(rules, comparison["rows"], lambda row, i: summary.change_text(row, i, conf))

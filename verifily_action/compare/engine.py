@@ -111,10 +111,13 @@ def _absent(run: str, status: str) -> dict[str, Any]:
         "ci_high": None,
         "relative": None,
         "p_value": None,
+        "q_value": None,
         "test": None,
         "significant": False,
         "improved": None,
         "discordant": None,
+        "mde": None,
+        "reconciled": None,
     }
 
 

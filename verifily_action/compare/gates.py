@@ -13,7 +13,8 @@ the metric's own units, whatever its direction):
              -2pts    points, i.e. hundredths (-2pts = -0.02)
              -5%      relative change, in percent of the baseline's value
              several joined by `&` must all hold (an absolute AND a relative drop)
-  :significant  fail only when the change is also statistically significant (`:sig` for short)
+  :significant  fail only when the change is also statistically significant (`:sig` for short): its q-value, the
+                p-value adjusted across all slices of the comparison (compare/fdr.py), is under 1 - confidence
 
 Examples::
 

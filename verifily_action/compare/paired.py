@@ -10,8 +10,16 @@ Paired (the same example ids, in the same order, with the same references):
 Unpaired (different examples): each run is resampled on its own and the interval is that of the difference of the
 two resampled metrics; the p-value is the two-sided bootstrap one, 2 * min(P(delta* <= 0), P(delta* >= 0)).
 
-A change is significant when p < 1 - confidence. Everything is vectorized with numpy; nothing imports scipy (its
-`stats` module takes over a second to import, which alone would exceed compare's latency goal).
+The interval and the test agree (issue 16): the test decides, and the interval is made to say the same at the same
+level alpha = 1 - confidence. Where the test keeps 0 (p >= alpha) but the bootstrap interval leaves it out (the
+bootstrap is optimistic with few discordant examples: -11.3...-0.7 beside McNemar's p=0.064), the interval is
+extended to reach 0; where the test rejects but the interval holds 0, the change is not called significant and p
+becomes the interval's own p-value (the smallest alpha at which it leaves out 0, at least alpha). `reconciled` says
+which happened. So a change is significant at the slice level exactly when p < alpha and exactly when its interval
+leaves out 0; across slices, `significant` then comes from the q-value (fdr.py), and the MDE from power.py.
+
+Everything is vectorized with numpy; nothing imports scipy (its `stats` module takes over a second to import, which
+alone would exceed compare's latency goal).
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..evaluate.metrics import label_set, macro_f1_from_counts
+from . import power
 
 # Bound the (resamples x n) matrices: large eval sets are processed in chunks of rows.
 _MAX_CELLS = 4_000_000
@@ -64,6 +73,8 @@ class Delta:
     paired: bool
     significant: bool
     discordant: tuple[int, int] | None = None  # McNemar: (baseline right & candidate wrong, the reverse)
+    mde: float | None = None  # smallest change detectable at 80 % power (power.py)
+    reconciled: str | None = None  # None | interval_to_zero | p_from_interval (see the module docstring)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -71,9 +82,12 @@ class Delta:
             "ci_low": self.ci_low,
             "ci_high": self.ci_high,
             "p_value": self.p_value,
+            "q_value": None,  # filled by fdr.apply over all of a comparison's tests
             "test": self.test,
             "method": "paired" if self.paired else "unpaired",
             "significant": self.significant,
+            "mde": self.mde,
+            "reconciled": self.reconciled,
         }
 
 
@@ -163,6 +177,38 @@ def _interval(stats: np.ndarray, confidence: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def interval_p(stats: np.ndarray) -> float:
+    """The smallest alpha at which the percentile interval of `stats` (np.quantile's linear rule, as `_interval`)
+    leaves out 0: the interval at level 1 - alpha holds 0 exactly when alpha <= this."""
+    s = np.sort(np.asarray(stats, dtype=float))
+    last = len(s) - 1
+    if last < 1:
+        return 1.0 if last == 0 and s[0] == 0 else 0.0
+    # The interval's low end is <= 0 while alpha/2 * last <= t_low, the last position where the interpolated
+    # quantile is <= 0; its high end is >= 0 while (1 - alpha/2) * last >= t_high, the first where it is >= 0.
+    below = np.flatnonzero(s <= 0)
+    if below.size == 0:
+        return 0.0
+    j = int(below[-1])
+    t_low = float(j) if j == last else j - s[j] / (s[j + 1] - s[j])
+    above = np.flatnonzero(s >= 0)
+    if above.size == 0:
+        return 0.0
+    k = int(above[0])
+    t_high = 0.0 if k == 0 else (k - 1) - s[k - 1] / (s[k] - s[k - 1])
+    return float(min(1.0, max(0.0, 2 * t_low / last), max(0.0, 2 * (last - t_high) / last)))
+
+
+def agree(low: float, high: float, p: float, alpha: float, stats: np.ndarray) -> tuple[float, float, float, str | None]:
+    """(low, high, p, reconciled) made to agree at level alpha: the test decides (module docstring)."""
+    holds_zero = low <= 0.0 <= high
+    if p >= alpha and not holds_zero:
+        return min(low, 0.0), max(high, 0.0), p, "interval_to_zero"
+    if p < alpha and holds_zero:
+        return low, high, max(p, interval_p(stats), alpha), "p_from_interval"
+    return low, high, p, None
+
+
 def point(metric: str, out: Outcomes) -> float:
     """The metric on all of `out`'s examples."""
     return float(_Stat(metric, [out]).rows(0, np.arange(out.n)[None, :])[0])
@@ -206,16 +252,30 @@ def paired_deltas(
                 extreme[m] += int(np.sum(np.abs(mb - ma) >= abs(observed[m]) - tol))
     alpha = 1.0 - confidence
     out: dict[str, Delta] = {}
-    for m in stats:
-        low, high = _interval(np.concatenate(boot[m]), confidence)
+    for m, s in stats.items():
+        deltas = np.concatenate(boot[m])
+        low, high = _interval(deltas, confidence)
         if m == "accuracy":
             b_, c_ = discordant_pairs(a.scores["accuracy"], b.scores["accuracy"])
             p = mcnemar_exact(b_, c_)
-            out[m] = Delta(observed[m], low, high, p, "mcnemar_exact", True, p < alpha, (b_, c_))
+            low, high, p, fix = agree(low, high, p, alpha, deltas)
+            mde = power.mde_mcnemar(b_, c_, a.n, confidence)
+            out[m] = Delta(observed[m], low, high, p, "mcnemar_exact", True, p < alpha, (b_, c_), mde, fix)
         else:
             p = (1 + extreme[m]) / (resamples + 1)
-            out[m] = Delta(observed[m], low, high, p, "paired_permutation", True, p < alpha)
+            low, high, p, fix = agree(low, high, p, alpha, deltas)
+            if m == "macro_f1":
+                mde = power.mde_from_se(_se(deltas), confidence)
+            elif m == "perplexity":
+                mde = power.mde_perplexity(s.values[1] - s.values[0], float(np.mean(s.values[0])), confidence)
+            else:
+                mde = power.mde_paired_mean(s.values[1] - s.values[0], confidence)
+            out[m] = Delta(observed[m], low, high, p, "paired_permutation", True, p < alpha, None, mde, fix)
     return out
+
+
+def _se(deltas: np.ndarray) -> float:
+    return float(np.std(deltas, ddof=1)) if len(deltas) > 1 else float("nan")
 
 
 # ---------------------------------------------------------------- unpaired
@@ -249,7 +309,10 @@ def unpaired_deltas(
         low, high = _interval(d, confidence)
         p = min(1.0, 2 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0))))
         p = max(p, 1.0 / (resamples + 1))  # B draws cannot resolve a smaller p-value
-        out[m] = Delta(observed[m], low, high, p, "unpaired_bootstrap", False, p < 1.0 - confidence)
+        alpha = 1.0 - confidence
+        low, high, p, fix = agree(low, high, p, alpha, d)
+        mde = power.mde_from_se(_se(d), confidence)
+        out[m] = Delta(observed[m], low, high, p, "unpaired_bootstrap", False, p < alpha, None, mde, fix)
     return out
 
 

@@ -13,6 +13,8 @@ from .summary import fmt_change, fmt_p, fmt_value, metric_name, slice_name
 
 FORMATS = ("table", "markdown", "json")
 SMALL = "†"  # marks a slice under the eval's min_slice_size
+RECONCILED = "‡"  # marks an interval made to agree with its test (compare/paired.py)
+FDR_NAMES = {"bh": "Benjamini–Hochberg", "by": "Benjamini–Yekutieli"}
 
 
 def _value_cell(metric: str, v: Mapping[str, Any], with_ci: bool = True) -> str:
@@ -41,7 +43,7 @@ def header(comparison: Mapping[str, Any], labels: list[str] | None = None) -> li
         cols += [name, "n"]
     conf = f"{round(comparison['confidence'] * 100):g}% CI"
     for name in runs[1:]:
-        cols += [f"Δ {name}", conf, "p"]
+        cols += [f"Δ {name}", conf, "p", "q"]
     return cols
 
 
@@ -56,29 +58,51 @@ def cells(comparison: Mapping[str, Any], with_ci: bool = True) -> list[list[str]
             line += [_value_cell(m, v, with_ci), str(v["n"])]
         for d in row["deltas"]:
             if d["status"] != "compared":
-                line += [_STATUS.get(d["status"], "absent"), "", ""]
+                line += [_STATUS.get(d["status"], "absent"), "", "", ""]
                 continue
             delta = fmt_change(m, d["delta"], False)
             if d["significant"]:
                 delta += " ▲" if d["improved"] else " ▼"
             ci = f"{fmt_change(m, d['ci_low'], False)}…{fmt_change(m, d['ci_high'], False)}"
+            ci += RECONCILED if d.get("reconciled") else ""
             p = fmt_p(d["p_value"]).removeprefix("p=") + ("" if d["method"] == "paired" else " u")
-            line += [delta, ci, p]
+            q = fmt_p(d.get("q_value"), "q").removeprefix("q=")
+            line += [delta, ci, p, q]
         out.append(line)
     return out
 
 
 def footnotes(comparison: Mapping[str, Any]) -> list[str]:
+    alpha = f"{1 - comparison['confidence']:.2g}"
     notes = [
         "Δ: the run minus the baseline, in points (hundredths) for metrics in [0, 1]; "
-        "▲/▼: significant improvement/regression; ↓: lower is better."
+        f"▲/▼: significant improvement/regression after false-discovery control (q < {alpha}); ↓: lower is better.",
+        f"q: {_families(comparison)}; p and the interval are each slice's own test, and agree: the interval leaves "
+        f"out 0 exactly when p < {alpha}.",
     ]
+    if any(d.get("reconciled") for r in comparison["rows"] for d in r["deltas"]):
+        notes.append(
+            f"{RECONCILED}: the bootstrap interval and the test disagreed; the test decides, so the interval was "
+            "extended to 0 (the test keeps 0) or p taken from the interval (the interval holds 0)."
+        )
     if any(d["status"] == "compared" and d["method"] != "paired" for r in comparison["rows"] for d in r["deltas"]):
         notes.append("u: unpaired (the runs' examples differ): independent bootstrap interval and p-value.")
     if any(v.get("too_small") for r in comparison["rows"] for v in r["values"]):
         notes.append(f"{SMALL}: fewer examples than the eval's min_slice_size; read with care.")
     notes += [f"warning: {w}" for w in comparison.get("warnings", [])]
     return notes + list(comparison.get("notes", []))
+
+
+def _families(comparison: Mapping[str, Any]) -> str:
+    """How the q-values were adjusted: `the p-value adjusted by Benjamini–Hochberg over the run's 18 slice × metric
+    tests`, or per candidate run when their families differ."""
+    fams = comparison.get("fdr", [])
+    said = {(FDR_NAMES.get(f["method"], f["method"]), f["tests"]) for f in fams}
+    if len(said) == 1:
+        ((name, m),) = said
+        return f"the p-value adjusted by {name} over the run's {m} slice × metric tests"
+    each = "; ".join(f"{f['run']}: {FDR_NAMES.get(f['method'], f['method'])}, {f['tests']}" for f in fams)
+    return f"the p-value adjusted over each run's slice × metric tests ({each})"
 
 
 # ---------------------------------------------------------------- markdown

@@ -34,7 +34,7 @@ Echo = Callable[[str], None]
 KEY_EXCLUDED = ("output_dir", "cache_dir", "run_name", "datasets_root", "model", "dataset", "eval_dataset", "gates")
 KEY_SETTINGS_EXCLUDED = {
     "training": ("checkpoint_minutes",),
-    "eval": ("slice_macro_f1", "discover_max_candidates", "slices"),  # how results are computed from predictions
+    "eval": ("slice_macro_f1", "discover_max_candidates", "fdr", "slices"),  # how results are computed from predictions
 }
 
 

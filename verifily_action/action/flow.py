@@ -34,6 +34,7 @@ from ..github.events import Event, load_event
 from ..report import pr
 from ..runs.files import read_json
 from ..runs.layout import EVAL_RESULTS, RUN_META
+from . import signing
 from .artifact import PR_CONTEXT, check_run, fetch_run, read_pr_context
 from .inputs import Inputs, check_fail_on, read_inputs
 from .stages import Outcome, Pipeline
@@ -91,6 +92,11 @@ def _compare(run_dir: Path, base: BaselineResult, inputs: Inputs) -> tuple[Outco
     folder = b.dir if b is not None else None
     if b is None or folder is None or not b.run_id:  # no baseline, or a path the user gave
         return PIPELINE.compare(run_dir, folder, inputs), base
+    untrusted = signing.untrusted(folder, inputs.trusted_keys)
+    if untrusted:
+        why = f"run {b.run_id}'s artifact `{b.artifact_name}` is not a run signed by a trusted key: {untrusted}"
+        wf.warning(f"no baseline: {why}")
+        return PIPELINE.compare(run_dir, None, inputs), BaselineResult(None, why)
     try:
         return PIPELINE.compare(run_dir, folder, inputs), base
     except GateRuleError:
@@ -334,6 +340,7 @@ def main(env: Mapping[str, str] | None = None) -> int:
         inputs = read_inputs(env)
         if inputs.token:
             wf.add_mask(inputs.token)  # first thing printed: every later log line is masked
+        signing.use_signing_key(inputs)
         os.chdir(workspace / inputs.working_directory)
         event = load_event(env)
         ctx = Context(

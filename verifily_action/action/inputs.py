@@ -5,6 +5,7 @@ before the container starts, and these apply when the Action is run in some othe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -22,6 +23,8 @@ DEFAULTS: dict[str, str] = {
     "fail-on": "",
     "mode": "train-eval",
     "working-directory": ".",
+    "signing-key": "",
+    "trusted-keys": "",
 }
 MODES = ("train-eval", "comment")
 
@@ -40,6 +43,10 @@ class Inputs:
     fail_on: str | None = None
     mode: str = DEFAULTS["mode"]
     working_directory: str = DEFAULTS["working-directory"]
+    signing_key: str = ""  # PEM text of an Ed25519 private key (a secret): the run's root hash is signed with it
+    trusted_keys: list[str] = field(
+        default_factory=list
+    )  # public keys (PEM text) or key ids a baseline must be signed by
 
 
 def read_inputs(env: Mapping[str, str]) -> Inputs:
@@ -68,7 +75,18 @@ def read_inputs(env: Mapping[str, str]) -> Inputs:
         fail_on=get("fail-on") or None,
         mode=mode,
         working_directory=get("working-directory"),
+        signing_key=env.get("INPUT_SIGNING-KEY", "").strip(),
+        trusted_keys=trusted_keys(get("trusted-keys")),
     )
+
+
+_PEM = re.compile(r"-----BEGIN [A-Z ]+-----.*?-----END [A-Z ]+-----", re.S)
+
+
+def trusted_keys(text: str) -> list[str]:
+    """The `trusted-keys` input: PEM public key blocks and key ids (64 hex digits), separated by line breaks or
+    commas."""
+    return _PEM.findall(text) + comma_list(_PEM.sub("\n", text))
 
 
 def fail_on_rules(text: str | None) -> list[str]:

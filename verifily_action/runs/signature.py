@@ -126,21 +126,25 @@ def configured_key() -> Any | None:
     return load_private(path) if path else None
 
 
-def trusted_id(spec: str) -> str:
-    """A --trusted-key value as a key id: a 64-hex key id as it is, or a public key file (PEM) hashed."""
+def trusted_id(spec: str, where: str = "--trusted-key") -> str:
+    """A trusted key as a key id: a 64-hex key id as it is, a public key in PEM text, or a PEM file, hashed.
+    `where` names the option or input it came from, for the error."""
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    if KEY_ID.fullmatch(spec.lower()):
-        return spec.lower()
-    hint = "give the public key file (signing_key.pub.pem) or its key id (64 hex digits)"
-    data = _read_small(Path(spec), "the trusted key", MAX_KEY_BYTES)
+    text = spec.strip()
+    if KEY_ID.fullmatch(text.lower()):
+        return text.lower()
+    hint = "give the public key file (signing_key.pub.pem), its PEM text or its key id (64 hex digits)"
+    pem = text.startswith("-----BEGIN")
+    shown = "a PEM block" if pem else spec
+    data = text.encode() if pem else _read_small(Path(spec), "the trusted key", MAX_KEY_BYTES)
     try:
         key = serialization.load_pem_public_key(data)
     except (ValueError, TypeError):
-        raise VerifilyError(f"--trusted-key {spec}: not a PEM public key", hint=hint) from None
+        raise VerifilyError(f"{where} {shown}: not a PEM public key", hint=hint) from None
     if not isinstance(key, Ed25519PublicKey):
-        raise VerifilyError(f"--trusted-key {spec}: not an Ed25519 public key", hint=hint)
+        raise VerifilyError(f"{where} {shown}: not an Ed25519 public key", hint=hint)
     return key_id(_raw_public(key))
 
 

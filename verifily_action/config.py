@@ -73,6 +73,8 @@ class EvalConfig:
     bootstrap_resamples: int
     confidence: float
     fdr: str  # false-discovery control in compare: bh | by (compare/fdr.py)
+    slice_macro_f1: str
+    discover_max_candidates: int
 
 
 @dataclass(frozen=True)

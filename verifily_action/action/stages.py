@@ -104,6 +104,7 @@ class Pipeline:
             [baseline_dir, run_dir],
             slice_by=list(inputs.slice_by) or None,
             fail_on=fail_on_rules(inputs.fail_on),
+            discover=True,  # the comment names the combination of tags that regressed most
         )
         out = run_dir.parent / f"{run_dir.name}{COMPARISON_SUFFIX}"
         out.write_text(report.to_json(comparison), encoding="utf-8")

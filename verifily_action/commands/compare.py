@@ -96,6 +96,8 @@ def register(app: typer.Typer) -> None:
             datasets_root=datasets_root,
             seed=seed,
             fdr_method=fdr,
+            discover=discover,
+            discover_max_candidates=discover_max,
         )
         for warning in comparison.get("warnings", []):
             typer.echo(f"warning: {warning}", err=True)

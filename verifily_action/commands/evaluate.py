@@ -41,6 +41,18 @@ def register(app: typer.Typer) -> None:
             None, "--batch-size", min=1, help="Examples per batch (default: eval.batch_size)."
         ),
         seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resamples."),
+        discover: bool = typer.Option(
+            False,
+            "--discover",
+            help="Also search every tag value and pair of tag values (n >= eval.min_slice_size) for slices that "
+            "score significantly worse than the rest (false discoveries controlled), worst first.",
+        ),
+        discover_max: int = typer.Option(
+            None,
+            "--discover-max-candidates",
+            min=1,
+            help="The most candidate slices --discover tests (default: eval.discover_max_candidates).",
+        ),
         as_json: bool = typer.Option(False, "--json", help=f"Print {EVAL_RESULTS} to stdout instead of a table."),
     ) -> None:
         """Evaluate a run: batched inference, metrics per tag slice with 95% bootstrap CIs, hard examples."""
@@ -56,6 +68,8 @@ def register(app: typer.Typer) -> None:
             datasets_root=datasets_root,
             batch_size=batch_size,
             seed=seed,
+            discover=discover,
+            discover_max_candidates=discover_max,
         )
         from ..runs.signature import configured_key
 

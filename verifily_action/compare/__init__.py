@@ -32,11 +32,14 @@ def compare(
     datasets_root: str | Path | None = None,
     seed: int = 0,
     fdr_method: str | None = None,
+    discover: bool = False,
+    discover_max_candidates: int | None = None,
 ) -> dict[str, Any]:
     """Compare runs (the first is the baseline); returns the comparison dict (schemas/comparison.schema.json) with
     `summary`, `dataset_diffs` and `gates` filled. Raises VerifilyError on bad input; never on a failing gate (read
     `failed_gates(comparison)`). `fdr_method` (bh, by) adjusts every candidate's p-values; None: each candidate's
-    config (`eval.fdr`)."""
+    config (`eval.fdr`). `discover`: also name the combination of tags that regressed most (compare/discovery.py),
+    testing at most `discover_max_candidates` slices (default: eval.discover_max_candidates')."""
     rules = gates.parse_rules(fail_on, "--fail-on")
     runs = loading.load_runs(paths, eval_name)
     if config_gates:
@@ -56,6 +59,11 @@ def compare(
     conf = comparison["confidence"]
     results = gates.evaluate(rules, comparison["rows"], lambda row, i: summary.change_text(row, i, conf))
     comparison["summary"] = summary.lines(comparison)
+    if discover:
+        from . import discovery
+
+        comparison["discovery"] = discovery.search(runs, comparison, discover_max_candidates)
+        comparison["summary"] += discovery.summary_lines(comparison["discovery"])
     from .datadiff import dataset_diffs
 
     comparison["dataset_diffs"] = dataset_diffs(runs, datasets_root, slices.keys_of(exprs))

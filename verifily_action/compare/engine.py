@@ -69,10 +69,20 @@ def same_eval_set(a: EvalRun, b: EvalRun) -> bool:
     return a.eval_name == b.eval_name
 
 
-def _reported(run: EvalRun, key: dict[str, str], metric: str, confidence: float) -> dict[str, float] | None:
-    """The interval `verifily eval` already computed for this slice and metric (same confidence), if any."""
+def slice_macro_f1(runs: Sequence[EvalRun]) -> str:
+    """The labels a slice's macro-F1 averages over in this comparison: what the runs' evals used, or slice_labels
+    (eval.slice_macro_f1's default) when they differ; a run whose eval used another has it recomputed."""
+    used = {r.slice_macro_f1 for r in runs}
+    return used.pop() if len(used) == 1 else "slice_labels"
+
+
+def _reported(
+    run: EvalRun, key: dict[str, str], metric: str, confidence: float, scope: str = "all_labels"
+) -> dict[str, float] | None:
+    """The interval `verifily eval` already computed for this slice and metric (same confidence, and for a slice's
+    macro-F1 the same label scope), if any."""
     res = run.results
-    if res["confidence"] != confidence:
+    if res["confidence"] != confidence or (key and metric == "macro_f1" and run.slice_macro_f1 != scope):
         return None
     if not key:
         return res["overall"].get(metric)
@@ -83,18 +93,23 @@ def _reported(run: EvalRun, key: dict[str, str], metric: str, confidence: float)
 
 
 def _values(
-    run: EvalRun, idx: np.ndarray, key: dict[str, str], metrics: Sequence[str], boot: dict[str, Any]
+    run: EvalRun,
+    idx: np.ndarray,
+    key: dict[str, str],
+    metrics: Sequence[str],
+    boot: dict[str, Any],
+    scope: str = "all_labels",
 ) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     todo = []
     for m in metrics:
-        rep = _reported(run, key, m, boot["confidence"]) if len(idx) else None
+        rep = _reported(run, key, m, boot["confidence"], scope) if len(idx) else None
         if rep is not None:
             out[m] = {"value": rep["value"], "ci_low": rep["ci_low"], "ci_high": rep["ci_high"]}
         else:
             todo.append(m)
     if todo and len(idx):
-        for m, (v, lo, hi) in paired.value_intervals(todo, run.outcomes(idx), **boot).items():
+        for m, (v, lo, hi) in paired.value_intervals(todo, run.outcomes(idx, scope), **boot).items():
             out[m] = {"value": v, "ci_low": lo, "ci_high": hi}
     for m in todo:
         out.setdefault(m, {"value": None, "ci_low": None, "ci_high": None})
@@ -148,6 +163,12 @@ def build(
     boot: dict[str, Any] = {"resamples": resamples, "confidence": confidence, "seed": seed}
     pairings = [pair(base, r) for r in runs[1:]]
     notes = [p.reason for p in pairings if not p.paired]
+    label_scope = slice_macro_f1(runs)
+    if "macro_f1" in metrics and len({r.slice_macro_f1 for r in runs}) > 1:
+        notes.append(
+            "the runs' evals averaged a slice's macro-F1 over different labels; here every slice's macro-F1 is "
+            "recomputed over the labels of its references (slice_labels)"
+        )
     if not all(same_eval_set(base, r) for r in runs[1:]):
         notes.append(
             "the runs were evaluated on different datasets: " + ", ".join(f"{r.name}: {r.eval_name}" for r in runs)
@@ -169,7 +190,8 @@ def build(
     for key in keys:
         masks = [in_slice(i, key) for i in range(len(runs))]
         idxs = [np.flatnonzero(m) for m in masks]
-        values = [_values(r, idx, key, metrics, boot) for r, idx in zip(runs, idxs, strict=True)]
+        scope = label_scope if key else "all_labels"
+        values = [_values(r, idx, key, metrics, boot, scope) for r, idx in zip(runs, idxs, strict=True)]
         deltas: list[dict[str, dict[str, Any]]] = []
         for j, (r, p) in enumerate(zip(runs[1:], pairings, strict=True), start=1):
             na, nb = len(idxs[0]), len(idxs[j])
@@ -177,11 +199,11 @@ def build(
                 status = "only_in_baseline" if na else ("only_in_run" if nb else "absent")
                 deltas.append({m: _absent(r.name, status) for m in metrics})
                 continue
-            a_out = base.outcomes(idxs[0])
+            a_out = base.outcomes(idxs[0], scope)
             if p.paired and p.order is not None and np.array_equal(masks[j][p.order], masks[0]):
-                ds = paired.paired_deltas(metrics, a_out, r.outcomes(p.order[idxs[0]]), **boot)
+                ds = paired.paired_deltas(metrics, a_out, r.outcomes(p.order[idxs[0]], scope), **boot)
             else:
-                ds = paired.unpaired_deltas(metrics, a_out, r.outcomes(idxs[j]), **boot)
+                ds = paired.unpaired_deltas(metrics, a_out, r.outcomes(idxs[j], scope), **boot)
                 if p.paired:
                     notes.append(
                         f"{slice_label(key)}: the examples' tags differ "
@@ -227,6 +249,7 @@ def build(
         "metrics": list(metrics),
         "directions": {m: DIRECTIONS.get(m, "higher") for m in metrics},
         "slice_by": [e.text for e in exprs],
+        "slice_macro_f1": label_scope,
         "confidence": confidence,
         "resamples": resamples,
         "seed": seed,

@@ -55,13 +55,19 @@ class EvalRun:
     def has_losses(self) -> bool:
         return bool(self.losses) and all(x is not None for x in self.losses)
 
-    def outcomes(self, idx: np.ndarray | None = None) -> Outcomes:
+    def outcomes(self, idx: np.ndarray | None = None, label_scope: str = "all_labels") -> Outcomes:
+        """The examples `idx` (default all); `label_scope`: the labels their macro-F1 averages over."""
         if self._scores is None:
             self._scores = task_metrics.per_example_scores(
                 self.task, self.references, self.predictions, self.losses if self.has_losses() else None
             )
-        out = Outcomes(self._scores, self.references, self.predictions)
+        out = Outcomes(self._scores, self.references, self.predictions, label_scope)
         return out if idx is None else out.subset(idx)
+
+    @property
+    def slice_macro_f1(self) -> str:
+        """The labels its eval averaged a slice's macro-F1 over (files from before it was recorded: all_labels)."""
+        return str(self.results.get("slice_macro_f1") or "all_labels")
 
     def tag_values(self, key: str) -> np.ndarray:
         return np.array([tag_value(t, key) for t in self.tags], dtype=object)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..evaluate.metrics import label_set, macro_f1_from_counts
+from ..evaluate.metrics import MacroF1, macro_f1_labels
 from . import power
 
 # Bound the (resamples x n) matrices: large eval sets are processed in chunks of rows.
@@ -42,12 +42,14 @@ class Outcomes:
     """One run's per-example outcomes on one set of examples: what the metrics are computed from.
 
     `scores` holds per-example score arrays for mean metrics (metrics.per_example_scores); `references` and
-    `predictions` are needed for macro-F1 only.
+    `predictions` are needed for macro-F1 only, which averages over the labels `label_scope` names
+    (evaluate.metrics.macro_f1_labels: all_labels for the whole set, the eval's slice_macro_f1 for a slice).
     """
 
     scores: dict[str, np.ndarray]
     references: Sequence[str]
     predictions: Sequence[str]
+    label_scope: str = "all_labels"
 
     @property
     def n(self) -> int:
@@ -58,6 +60,7 @@ class Outcomes:
             {k: v[idx] for k, v in self.scores.items()},
             [self.references[i] for i in idx],
             [self.predictions[i] for i in idx],
+            self.label_scope,
         )
 
 
@@ -124,42 +127,41 @@ class _Stat:
     def __init__(self, metric: str, outs: Sequence[Outcomes]):
         self.metric = metric
         if metric == "macro_f1":
-            labels = label_set([r for o in outs for r in o.references], [p for o in outs for p in o.predictions])
-            self.k = len(labels)
-            index = {lab: i for i, lab in enumerate(labels)}
-            self.codes = [
-                np.fromiter(
-                    (index[r] * self.k + index[p] for r, p in zip(o.references, o.predictions, strict=True)),
-                    dtype=np.int64,
-                    count=o.n,
-                )
-                for o in outs
-            ]
+            # `verifily eval`'s definition and resampling (evaluate.metrics.MacroF1): one label list so the runs'
+            # codes agree; each run counts the labels its own rows show.
+            scope = outs[0].label_scope
+            refs, preds = [r for o in outs for r in o.references], [p for o in outs for p in o.predictions]
+            labels = macro_f1_labels(refs, preds, scope)
+            self.macro = [MacroF1(o.references, o.predictions, scope, labels) for o in outs]
         else:
             key = "loss" if metric == "perplexity" else metric
             self.values = [np.asarray(o.scores[key], dtype=float) for o in outs]
 
-    def rows(self, which: int, idx: np.ndarray) -> np.ndarray:
-        """Metric of run `which` on each row of `idx` (B x n example indices)."""
+    def value(self, which: int) -> float:
+        """Metric of run `which` on all its examples."""
         if self.metric == "macro_f1":
-            return self._macro(self.codes[which][idx])
+            return self.macro[which].value()
+        return float(self.rows(which, np.arange(len(self.values[which]))[None, :])[0])
+
+    def rows(self, which: int, idx: np.ndarray) -> np.ndarray:
+        """Metric of run `which` on each row of `idx` (B x n example indices, resamples of its examples)."""
+        if self.metric == "macro_f1":
+            return self.macro[which].rows(idx)
         means = self.values[which][idx].mean(axis=1)
         return np.exp(means) if self.metric == "perplexity" else means
 
     def rows_mixed(self, swap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Paired runs 0 and 1 with each example's outputs exchanged where `swap` (B x n bool) is set."""
         if self.metric == "macro_f1":
-            a, b = self.codes
-            return self._macro(np.where(swap, b, a)), self._macro(np.where(swap, a, b))
+            # Each mixed set is scored as it stands, over the labels its rows show (a statistic, not a resample).
+            first, second = self.macro
+            ref = np.broadcast_to(first.ref, swap.shape)
+            pa, pb = first.pred, second.pred
+            mixed_a, mixed_b = np.where(swap, pb, pa), np.where(swap, pa, pb)
+            return first.of_codes(ref, mixed_a, weighted=False), first.of_codes(ref, mixed_b, weighted=False)
         a, b = self.values
         ma, mb = np.where(swap, b, a).mean(axis=1), np.where(swap, a, b).mean(axis=1)
         return (np.exp(ma), np.exp(mb)) if self.metric == "perplexity" else (ma, mb)
-
-    def _macro(self, codes: np.ndarray) -> np.ndarray:
-        # Offset each row's (reference, prediction) codes into its own K*K block; count all blocks in one bincount.
-        rows, kk = codes.shape[0], self.k * self.k
-        flat = (codes + (np.arange(rows, dtype=np.int64) * kk)[:, None]).ravel()
-        return macro_f1_from_counts(np.bincount(flat, minlength=rows * kk).reshape(rows, self.k, self.k))
 
 
 def _chunks(n: int, total: int):
@@ -211,7 +213,7 @@ def agree(low: float, high: float, p: float, alpha: float, stats: np.ndarray) ->
 
 def point(metric: str, out: Outcomes) -> float:
     """The metric on all of `out`'s examples."""
-    return float(_Stat(metric, [out]).rows(0, np.arange(out.n)[None, :])[0])
+    return _Stat(metric, [out]).value(0)
 
 
 # ---------------------------------------------------------------- paired
@@ -231,8 +233,7 @@ def paired_deltas(
     if a.n != b.n or a.n == 0:
         raise ValueError(f"paired comparison needs the same non-zero number of examples, got {a.n} and {b.n}")
     stats = {m: _Stat(m, [a, b]) for m in metric_names}
-    everything = np.arange(a.n)[None, :]
-    observed = {m: float(s.rows(1, everything)[0] - s.rows(0, everything)[0]) for m, s in stats.items()}
+    observed = {m: s.value(1) - s.value(0) for m, s in stats.items()}
     rng = np.random.default_rng(seed)
     # A second stream for the randomization test, so the bootstrap does not depend on it.
     prng = np.random.default_rng([seed, 1])
@@ -294,8 +295,7 @@ def unpaired_deltas(
     if a.n == 0 or b.n == 0:
         raise ValueError("cannot compare an empty set of examples")
     stats = {m: _Stat(m, [a, b]) for m in metric_names}
-    ea, eb = np.arange(a.n)[None, :], np.arange(b.n)[None, :]
-    observed = {m: float(s.rows(1, eb)[0] - s.rows(0, ea)[0]) for m, s in stats.items()}
+    observed = {m: s.value(1) - s.value(0) for m, s in stats.items()}
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {m: [] for m in stats}
     for rows in _chunks(max(a.n, b.n), resamples):
@@ -321,7 +321,6 @@ def value_intervals(
 ) -> dict[str, tuple[float, float, float]]:
     """{metric: (value, ci_low, ci_high)} of one run: a percentile bootstrap like `verifily eval`'s."""
     stats = {m: _Stat(m, [out]) for m in metric_names}
-    everything = np.arange(out.n)[None, :]
     rng = np.random.default_rng(seed)
     parts: dict[str, list[np.ndarray]] = {m: [] for m in stats}
     for rows in _chunks(out.n, resamples):
@@ -331,7 +330,7 @@ def value_intervals(
     result = {}
     for m, s in stats.items():
         low, high = _interval(np.concatenate(parts[m]), confidence)
-        result[m] = (float(s.rows(0, everything)[0]), low, high)
+        result[m] = (s.value(0), low, high)
     return result
 
 

@@ -2,6 +2,14 @@
 
 Classification: accuracy, macro-F1, micro-F1, per-class precision/recall/F1, confusion matrix — the same numbers as
 scikit-learn (labels = the sorted union of references and predictions; 0 where a ratio's denominator is 0).
+
+Which labels a macro-F1 averages over (`macro_f1_labels`): the whole eval set averages over every label seen, as a
+reference or a prediction (scikit-learn's default). A slice averages over the labels of its own references
+(`slice_labels`, the default of `eval.slice_macro_f1`): on a 150-intent set sliced by domain, a wrong prediction
+naming another domain's intent must cost this slice's recall, not add a 0 for a label the slice never holds. The
+old definition, every label seen in the slice (`all_labels`), stays an option. `MacroF1` computes either on a set and
+on stacks of its resamples (how a resample weighs its labels: its docstring).
+
 Generation (sft / seq2seq): exact match and token F1 with SQuAD's answer normalization, ROUGE-L F-measure with
 rouge-score's default tokenizer (no stemmer), and the loss on the references.
 
@@ -145,6 +153,109 @@ def macro_f1_from_counts(cm: np.ndarray) -> np.ndarray:
     return np.divide((f1 * present).sum(axis=-1), n_present, out=np.zeros(f1.shape[:-1]), where=n_present > 0)
 
 
+MACRO_F1_SCOPES = ("slice_labels", "all_labels")
+
+
+def macro_f1_labels(references: Sequence[str], predictions: Sequence[str], scope: str = "all_labels") -> list[str]:
+    """The labels a macro-F1 averages over: `all_labels` every label seen as a reference or a prediction
+    (scikit-learn's default, used for the whole eval set), `slice_labels` the labels of these references only."""
+    if scope == "slice_labels":
+        return sorted(set(references))
+    if scope == "all_labels":
+        return label_set(references, predictions)
+    raise ValueError(f"unknown macro-F1 label scope {scope!r} (expected one of {', '.join(MACRO_F1_SCOPES)})")
+
+
+def label_codes(values: Sequence[str], labels: Sequence[str]) -> np.ndarray:
+    """Each value's index in `labels`; a value outside them gets len(labels), the "other" code."""
+    index = {lab: i for i, lab in enumerate(labels)}
+    k = len(labels)
+    return np.fromiter((index.get(v, k) for v in values), dtype=np.int64, count=len(values))
+
+
+class MacroF1:
+    """Macro-F1 of one set of examples under a label scope, for the set itself and for stacks of resamples of it.
+
+    The labels are those of `macro_f1_labels(references, predictions, scope)`, coded 0..k-1 (k: any other label). On
+    a resample (`rows(idx)`), the scope's rule picks the labels it averages over, as on any set: `slice_labels` the
+    labels among the resample's references, `all_labels` those among its references or predictions. Each label
+    counts with the weight 1/pi, pi being its chance to be there at all in a resample of n rows drawn with replacement
+    (1 - (1 - m/n)^n, m its rows): a Hajek mean. A label on one row is missing from 37% of resamples; unweighted, the
+    labels of one or two rows would lose their share of the mean and pull the resampled values off the estimate
+    whenever they score unlike the rest (stray predicted labels all score 0). A label on many rows has pi = 1 (to the
+    float), so where every label is common this is the plain mean over the labels a resample shows.
+
+    `labels` may name more labels than this set's (two runs' outcomes share one list so that their codes agree, e.g.
+    for a permutation test): the scope's rule still counts only the labels these rows show.
+    """
+
+    def __init__(
+        self,
+        references: Sequence[str],
+        predictions: Sequence[str],
+        scope: str = "all_labels",
+        labels: Sequence[str] | None = None,
+    ) -> None:
+        self.scope = scope
+        own = macro_f1_labels(references, predictions, scope)
+        self.labels = own if labels is None else list(labels)
+        if labels is not None and not set(own) <= set(self.labels):
+            raise ValueError("labels must include every label the scope takes from these outcomes")
+        self.k = len(self.labels)
+        self.ref = label_codes(references, self.labels)
+        self.pred = label_codes(predictions, self.labels)
+        n = len(self.ref)
+        m = self._counts(self.ref[None, :], self.pred[None, :])[3][0] if n else np.zeros(self.k)
+        with np.errstate(divide="ignore"):
+            self.inclusion = -np.expm1(n * np.log1p(-m / max(n, 1)))  # 1 - (1 - m/n)^n, exact at m = n
+
+    @property
+    def n(self) -> int:
+        return len(self.ref)
+
+    def value(self) -> float:
+        """Macro-F1 on the whole set: the plain mean over its labels (scikit-learn's `f1_score(labels=...)`)."""
+        return float(self.of_codes(self.ref[None, :], self.pred[None, :], weighted=False)[0])
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """Macro-F1 of each row of `idx` (B x n example indices), Hajek-weighted (see the class docstring)."""
+        return self.of_codes(self.ref[idx], self.pred[idx])
+
+    def of_codes(self, ref: np.ndarray, pred: np.ndarray, *, weighted: bool = True) -> np.ndarray:
+        """Macro-F1 of each row of stacked codes (B x n), e.g. two runs' predictions mixed for a permutation test."""
+        tp, true_n, pred_n, seen = self._counts(ref, pred)
+        denom = true_n + pred_n  # = 2tp + fp + fn
+        f1 = np.divide(2 * tp, denom, out=np.zeros_like(tp), where=denom > 0)
+        present = seen > 0
+        if weighted:  # a label this set never shows has inclusion 0 and is never present in its resamples
+            weight = np.divide(present, self.inclusion, out=np.zeros(seen.shape), where=present & (self.inclusion > 0))
+        else:
+            weight = present.astype(float)
+        total = weight.sum(axis=1)
+        return np.divide((f1 * weight).sum(axis=1), total, out=np.zeros(len(total)), where=total > 0)
+
+    def _counts(self, ref: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per row and label (B x k): true positives, references, predictions, and the rows that make the label
+        count under the scope. O(n) per row: per-label counts, no k x k matrix."""
+        rows, width = ref.shape[0], self.k + 1
+        offset = (np.arange(rows, dtype=np.int64) * width)[:, None]
+
+        def per_label(codes: np.ndarray) -> np.ndarray:
+            counts = np.bincount((codes + offset).ravel(), minlength=rows * width)
+            return counts.reshape(rows, width)[:, : self.k].astype(float)
+
+        true_n, pred_n = per_label(ref), per_label(pred)
+        tp = per_label(np.where(ref == pred, ref, self.k))  # a hit on "other" is nobody's true positive
+        if self.scope == "slice_labels":
+            return tp, true_n, pred_n, true_n
+        return tp, true_n, pred_n, true_n + pred_n - tp  # rows with the label as reference or prediction
+
+
+def macro_f1(references: Sequence[str], predictions: Sequence[str], scope: str = "all_labels") -> float:
+    """Macro-F1 over the labels of `scope` (`macro_f1_labels`); 0.0 for an empty set."""
+    return MacroF1(references, predictions, scope).value() if len(references) else 0.0
+
+
 def per_class(references: Sequence[str], predictions: Sequence[str]) -> dict[str, dict[str, float]]:
     """{label: {precision, recall, f1, support}} like sklearn's classification report."""
     labels = label_set(references, predictions)
@@ -210,15 +321,17 @@ def from_scores(
     scores: dict[str, np.ndarray],
     references: Sequence[str] | None = None,
     predictions: Sequence[str] | None = None,
+    *,
+    label_scope: str = "all_labels",
 ) -> dict[str, float]:
-    """The named metrics from per-example scores (a slice takes a subset of them instead of re-scoring texts)."""
+    """The named metrics from per-example scores (a slice takes a subset of them instead of re-scoring texts).
+    `label_scope`: the labels macro-F1 averages over (`macro_f1_labels`); default every label seen."""
     out: dict[str, float] = {}
     for name in metric_names:
         if name == "macro_f1":
             if references is None or predictions is None:
                 raise ValueError("macro_f1 needs references and predictions")
-            labels = label_set(references, predictions)
-            out[name] = float(macro_f1_from_counts(confusion_counts(references, predictions, labels)))
+            out[name] = macro_f1(references, predictions, label_scope)
         elif name == "perplexity":
             if "loss" not in scores:
                 raise ValueError("perplexity needs a loss for every example")

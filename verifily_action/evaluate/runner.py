@@ -44,6 +44,8 @@ class EvalOptions:
     datasets_root: str | None = None
     batch_size: int | None = None
     seed: int = 0
+    discover: bool = False  # worst-slice discovery (evaluate/discover.py), recorded as `discovery`
+    discover_max_candidates: int | None = None  # default: eval.discover_max_candidates
 
 
 @dataclass
@@ -151,10 +153,16 @@ def _infer(task: str, run: Any, rows: Any, batch_size: int, max_new_tokens: int)
 
 
 def _block(
-    names: Sequence[str], scores: dict[str, np.ndarray], refs: Sequence[str], preds: Sequence[str], **boot: Any
+    names: Sequence[str],
+    scores: dict[str, np.ndarray],
+    refs: Sequence[str],
+    preds: Sequence[str],
+    label_scope: str,
+    **boot: Any,
 ) -> dict[str, dict[str, float]]:
-    values = metrics.from_scores(names, scores, refs, preds)
-    ivs = bootstrap.intervals(values, scores, refs, preds, **boot)
+    """Values and intervals; macro-F1 averages over the labels `label_scope` names (metrics.macro_f1_labels)."""
+    values = metrics.from_scores(names, scores, refs, preds, label_scope=label_scope)
+    ivs = bootstrap.intervals(values, scores, refs, preds, label_scope=label_scope, **boot)
     return {m: ivs[m].to_dict() for m in names}
 
 
@@ -169,14 +177,19 @@ def score(
     resamples: int,
     confidence: float,
     seed: int,
+    slice_macro_f1: str = "slice_labels",
 ) -> dict[str, Any]:
-    """Everything in eval_results.json that follows from the per-example records (no model needed)."""
+    """Everything in eval_results.json that follows from the per-example records (no model needed).
+    `slice_macro_f1` (eval.slice_macro_f1): the labels a slice's macro-F1 averages over; the whole set's averages
+    over every label seen."""
     refs = [r["reference"] for r in records]
     preds = [r["prediction"] for r in records]
     losses = [r["loss"] for r in records]
     scores = metrics.per_example_scores(task, refs, preds, losses)
     boot = {"resamples": resamples, "confidence": confidence, "seed": seed}
-    out: dict[str, Any] = {"overall": _block(metric_names, scores, refs, preds, **boot)}
+    out: dict[str, Any] = {"overall": _block(metric_names, scores, refs, preds, "all_labels", **boot)}
+    if "macro_f1" in metric_names:
+        out["slice_macro_f1"] = slice_macro_f1
     tags = [r["tags"] for r in records]
     out["slices"] = []
     exprs = slices.normalize(slice_by, cross)
@@ -186,7 +199,8 @@ def score(
             block: dict[str, Any] = {}
         else:
             sub = {k: v[sl.indices] for k, v in scores.items()}
-            block = _block(metric_names, sub, [refs[i] for i in sl.indices], [preds[i] for i in sl.indices], **boot)
+            sub_refs, sub_preds = [refs[i] for i in sl.indices], [preds[i] for i in sl.indices]
+            block = _block(metric_names, sub, sub_refs, sub_preds, slice_macro_f1, **boot)
         out["slices"].append({"key": sl.key, "n": sl.n, "too_small": sl.too_small, "metrics": block})
     if task == "classification":
         out["per_class"] = metrics.per_class(refs, preds)
@@ -304,7 +318,25 @@ def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome:
         resamples=ecfg.bootstrap_resamples,
         confidence=ecfg.confidence,
         seed=opts.seed,
+        slice_macro_f1=ecfg.slice_macro_f1,
     )
+    if opts.discover:
+        from . import discover
+
+        cap = opts.discover_max_candidates or ecfg.discover_max_candidates
+        found = discover.for_records(
+            task,
+            records,
+            metric_names,
+            min_size=ecfg.min_slice_size,
+            max_candidates=cap,
+            confidence=ecfg.confidence,
+            fdr_method=ecfg.fdr,
+        )
+        if found is None:
+            _stderr("note: --discover needs a per-example score or loss; this evaluation has neither")
+        else:
+            scored["discovery"] = found
     name = layout.eval_name(manifest.ref, split)
     results: dict[str, Any] = {
         "schema_version": 1,

@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from .escape import code_span, inert
+from .results import scope_sentence
 from .summary import fmt_change, fmt_p, fmt_value, metric_name, slice_name
 
 FORMATS = ("table", "markdown", "json")
@@ -89,6 +90,9 @@ def footnotes(comparison: Mapping[str, Any]) -> list[str]:
         notes.append("u: unpaired (the runs' examples differ): independent bootstrap interval and p-value.")
     if any(v.get("too_small") for r in comparison["rows"] for v in r["values"]):
         notes.append(f"{SMALL}: fewer examples than the eval's min_slice_size; read with care.")
+    if any(r["slice"] and r["metric"] == "macro_f1" for r in comparison["rows"]):
+        scope = scope_sentence(comparison.get("slice_macro_f1"))
+        notes += [scope[0].upper() + scope[1:] + "."] if scope else []
     notes += [f"warning: {w}" for w in comparison.get("warnings", [])]
     return notes + list(comparison.get("notes", []))
 

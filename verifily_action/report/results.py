@@ -18,14 +18,35 @@ def _cell(iv: Mapping[str, float] | None) -> str:
     return f"{iv['value']:.3f} [{iv['ci_low']:.3f}, {iv['ci_high']:.3f}]"
 
 
+_MACRO_F1_SCOPE = {
+    "slice_labels": "a slice's macro-F1 averages over the labels of its references",
+    "all_labels": "a slice's macro-F1 averages over every label seen in it (references and predictions)",
+}
+
+
+def scope_sentence(scope: str | None) -> str:
+    """`eval.slice_macro_f1` in words ("" for None: results written before it was recorded)."""
+    return _MACRO_F1_SCOPE.get(str(scope), "")
+
+
+def macro_f1_scope(results: Mapping[str, Any]) -> str:
+    """Which labels a slice's macro-F1 averages over, in words; "" when no slice reports macro-F1 (or the file
+    predates the record)."""
+    if "macro_f1" not in results["metrics"] or not results.get("slices"):
+        return ""
+    return scope_sentence(results.get("slice_macro_f1"))
+
+
 def results_table(results: Mapping[str, Any]) -> Any:
     """A rich Table: one row for the whole set, one per slice (too-small slices marked and dimmed)."""
     from rich.table import Table
 
     conf = round(100 * float(results["confidence"]))
+    caption = f"value [{conf}% bootstrap CI, {results['bootstrap_resamples']} resamples]"
+    scope = macro_f1_scope(results)
     table = Table(
         title=f"{results['eval_name']} · run {results['run_id']} · {results['task']}",
-        caption=f"value [{conf}% bootstrap CI, {results['bootstrap_resamples']} resamples]",
+        caption=caption + (f"\n{scope}" if scope else ""),
     )
     table.add_column("slice")
     table.add_column("n", justify="right")
@@ -77,6 +98,10 @@ def print_results(results: Mapping[str, Any], eval_dir: str | None = None) -> No
             f"[yellow]note:[/] {len(small)} slice(s) have fewer than {results['min_slice_size']} examples "
             "(too small: their intervals are wide)"
         )
+    if results.get("discovery"):
+        from .discovery import print_discovery
+
+        print_discovery(results["discovery"], console)
     if eval_dir:
         console.print(f"wrote {eval_dir}/{', '.join(EVAL_FILES)}")
 
@@ -104,7 +129,15 @@ def results_markdown(results: Mapping[str, Any]) -> str:
     for s in results["slices"]:
         label = inert(slice_label(s["key"]), table_cell=True) + (" †" if s["too_small"] else "")
         lines.append(f"| {label} | {s['n']} | " + " | ".join(cell(m, s["metrics"].get(m)) for m in metrics) + " |")
-    return "\n".join(lines) + "\n"
+    scope = macro_f1_scope(results)
+    if scope:
+        lines += ["", f"<sub>{scope[0].upper() + scope[1:]}.</sub>"]
+    text = "\n".join(lines) + "\n"
+    if results.get("discovery"):
+        from .discovery import markdown
+
+        text += markdown(results["discovery"])
+    return text
 
 
 def failure_breakdown(results: Mapping[str, Any], top: int = 3) -> str:

@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(args: list[str]) -> int:
     # No telemetry: the Hugging Face libraries report usage on hub downloads unless told not to. A user's explicit
-    # setting wins; experiment trackers run only when the config's `training.report_to` names one.
+    # setting wins; experiment trackers run only when the config's top-level `report_to` names one.
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     debug = "--debug" in args or os.environ.get("VERIFILY_DEBUG") == "1"
     try:

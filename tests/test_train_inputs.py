@@ -72,7 +72,7 @@ def test_train_checks_the_manifest_row_count_naming_the_file(cli, tmp_path, no_m
     assert "Traceback" not in r.stderr
 
 
-def test_a_lone_surrogate_fails_train_at_its_line_and_the_failed_run_says_retrain(cli, tmp_path, monkeypatch):
+def test_a_lone_surrogate_fails_train_at_its_line_and_the_failed_run_says_retrain(cli, tmp_path, no_model_loads):
     cfg = cls_config(tmp_path, jsonl(cls_rows(7)) + jsonl([SURROGATE]))
     where = f"{tmp_path / 'datasets' / 'cls' / 'v1' / 'train.jsonl'}:8"
     r = cli("train", "--config", str(cfg))

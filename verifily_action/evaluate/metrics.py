@@ -145,14 +145,6 @@ def _f1_from_counts(cm: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return precision, recall, f1, true_n
 
 
-def macro_f1_from_counts(cm: np.ndarray) -> np.ndarray:
-    """Macro-F1 over the labels present (as reference or prediction); works on a stack of matrices (..., K, K)."""
-    _, _, f1, _ = _f1_from_counts(cm)
-    present = (cm.sum(axis=-2) + cm.sum(axis=-1)) > 0
-    n_present = present.sum(axis=-1)
-    return np.divide((f1 * present).sum(axis=-1), n_present, out=np.zeros(f1.shape[:-1]), where=n_present > 0)
-
-
 MACRO_F1_SCOPES = ("slice_labels", "all_labels")
 
 

@@ -43,7 +43,7 @@ echo "$V2"
 # Both models on the same eval split (v2's; the file is identical in v1), so compare pairs them example by example.
 v eval --run "$V1" --dataset ds_demo@v2 --slice-by source
 v eval --run "$V2" --dataset ds_demo@v2 --slice-by source
-v compare --runs "$V1,$V2" --slice-by source,origin --metric macro_f1 --chart "$OUT/compare.png" --output "$OUT/compare.md"
+v compare --runs "$V1,$V2" --slice-by "source,source×origin" --metric macro_f1 --discover --chart "$OUT/compare.png" --output "$OUT/compare.md"
 
 # The hard examples eval wrote: where v2 fails, by tag, and its worst examples.
 printf '\n%s$ hard examples of %s%s\n' "$B" "$V2" "$N"

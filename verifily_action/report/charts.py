@@ -90,7 +90,9 @@ def write_chart(comparison: Mapping[str, Any], path: str | Path) -> Path:
     counts = []
     for key in slices:
         row = next(r for r in comparison["rows"] if r["slice"] == key)
-        counts.append(f"{slice_name(key)}\nn={row['values'][0]['n']}")
+        # one line per tag of a cross slice, so neighbouring labels do not run into each other
+        label = "\n".join(f"{k}={v}" for k, v in key.items()) if key else slice_name(key)
+        counts.append(f"{label}\nn={row['values'][0]['n']}")
     last = axes[-1, 0]
     last.set_xticks(range(len(slices)), counts)
     last.set_xlim(-0.5, len(slices) - 0.5)

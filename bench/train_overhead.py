@@ -6,7 +6,7 @@ Three variants, each timed end to end (load data and model, train, save the adap
   plain-pad    the same script padding every batch to max_length, no length grouping
 Goals: verifily / plain <= 1.03; plain-pad / verifily >= 1.3 (dynamic padding + length grouping).
 
-Run:  /work/venv/bin/python bench/train_overhead.py [--steps 10] [--rounds 2] [--batch 32] [--max-length 64]
+Run:  .venv/bin/python bench/train_overhead.py [--steps 10] [--rounds 2] [--batch 32] [--max-length 64]
 """
 
 from __future__ import annotations

@@ -101,6 +101,23 @@ def write_config(path: str | Path, *, sort_keys: bool = False, **values: Any) ->
 # ---------------------------------------------------------------- rows
 
 
+def tiny_sft_config(folder: Path, assets: dict[str, Path], training: dict[str, Any], **extra: Any) -> Path:
+    """`folder`/train.yaml: run `r` of the tiny llama (`assets["model"]`) on sft@v1 (under `assets["root"]`) into
+    `folder`/runs, with `training` (logging every step) and `extra` top-level keys."""
+    return write_config(
+        folder / "train.yaml",
+        sort_keys=True,
+        task="sft",
+        model=str(assets["model"]),
+        dataset="sft@v1",
+        datasets_root=str(assets["root"]),
+        output_dir=str(folder / "runs"),
+        run_name="r",
+        training={"max_length": 64, "logging_steps": 1, **training},
+        **extra,
+    )
+
+
 def jsonl(rows: list[Any]) -> bytes:
     """Rows as JSONL bytes, one `json.dumps` a line."""
     return b"".join(json.dumps(r).encode() + b"\n" for r in rows)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.builders import GENERATED, sft_rows, write_config, write_dataset
+from tests.builders import GENERATED, sft_rows, tiny_sft_config, write_dataset
 from tests.crashes import KILLED, crash_at, lock_held, paused_at
 from tests.tiny_models import make_tiny_llama
 from verifily_action.runs.verify import verify_run
@@ -33,18 +33,8 @@ def assets(tmp_path_factory):
 
 def config(folder: Path, assets, **training) -> Path:
     """`folder`/train.yaml: run `r` of the tiny llama on sft@v1 into `folder`/runs."""
-    return write_config(
-        folder / "train.yaml",
-        sort_keys=True,
-        task="sft",
-        model=str(assets["model"]),
-        dataset="sft@v1",
-        datasets_root=str(assets["root"]),
-        output_dir=str(folder / "runs"),
-        run_name="r",
-        training={"max_steps": 3, "batch_size": 8, "max_length": 64, "logging_steps": 1, **training},
-        eval={"max_new_tokens": 4, "hard_examples": 2},
-    )
+    training = {"max_steps": 3, "batch_size": 8, **training}
+    return tiny_sft_config(folder, assets, training, eval={"max_new_tokens": 4, "hard_examples": 2})
 
 
 @pytest.fixture(scope="module")

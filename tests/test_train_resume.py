@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.builders import GENERATED, sft_rows, write_config, write_dataset
+from tests.builders import GENERATED, sft_rows, tiny_sft_config, write_dataset
 from tests.paths import REPO
 from tests.tiny_models import make_tiny_llama
 from verifily_action.train import callbacks, job, trainlog
@@ -32,19 +32,8 @@ def assets(tmp_path_factory):
 
 def config(folder: Path, assets, **training) -> Path:
     """`folder`/train.yaml: run `r` of the tiny llama on sft@v1 under `folder`/runs, `training` merged in."""
-    return write_config(
-        folder / "train.yaml",
-        sort_keys=True,
-        task="sft",
-        model=str(assets["model"]),
-        dataset="sft@v1",
-        datasets_root=str(assets["root"]),
-        output_dir=str(folder / "runs"),
-        run_name="r",
-        # 3 epochs of 10 steps: the resume crosses epoch boundaries; dropout and length grouping stay on
-        training={"max_steps": 30, "batch_size": 4, "max_length": 64, "logging_steps": 1, "learning_rate": 0.01,
-                  **training},
-    )  # fmt: skip
+    # 3 epochs of 10 steps: the resume crosses epoch boundaries; dropout and length grouping stay on
+    return tiny_sft_config(folder, assets, {"max_steps": 30, "batch_size": 4, "learning_rate": 0.01, **training})
 
 
 def start(*args: str) -> subprocess.Popen:

@@ -209,3 +209,16 @@ def test_environment_document():
     assert {"available", "gpu_count", "gpu_names", "version"} <= set(env["cuda"])
     assert env["cpu"]["count"] >= 1 and env["os"]["system"]
     assert env["git"] is None or len(env["git"]["commit"]) == 40
+
+
+def test_run_ids_are_unique_within_a_second():
+    """Two runs of one key started in the same second (a quick `--force` retrain) get different ids."""
+    from datetime import datetime, timezone
+
+    from verifily_action.train.job import run_id
+
+    a = datetime(2026, 12, 2, 8, 48, 7, 120_000, tzinfo=timezone.utc)
+    b = a.replace(microsecond=870_001)
+    key = "bcb73626" + "0" * 56
+    assert run_id(a, key) != run_id(b, key)
+    assert run_id(a, key) == "20261202T084807.120000-bcb73626"

@@ -66,6 +66,12 @@ class Interrupted(Exception):
     """Training stopped on Ctrl-C after saving a checkpoint."""
 
 
+def run_id(started: datetime, key: str) -> str:
+    """A run's id: its UTC start time to the microsecond and its run key's prefix (`20261202T084807.123456-bcb73626`).
+    Seconds alone were not unique: a `--force` retrain of a small run can start within the second of the last."""
+    return f"{started:%Y%m%dT%H%M%S.%f}-{key[:8]}"
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
@@ -154,7 +160,7 @@ def _start(plan: Plan, run_dir: Path) -> dict[str, Any]:
     write_json_atomic(run_dir / ENVIRONMENT, environment.collect())
     meta: dict[str, Any] = {
         "schema_version": 1,
-        "id": f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{plan.run_key[:8]}",
+        "id": run_id(datetime.now(timezone.utc), plan.run_key),
         "run_key": plan.run_key,
         "status": "running",
         "started_at": _now(),

@@ -168,6 +168,51 @@ def cls_rows(n: int, seed: int = 0) -> list[dict]:
 # ---------------------------------------------------------------- run folders
 
 
+RECORDED_META: dict[str, Any] = {
+    "schema_version": 1,
+    "id": "20240101T000000-abcd1234",
+    "run_key": "a" * 64,
+    "status": "completed",
+    "started_at": "2024-01-01T00:00:00+00:00",
+    "ended_at": "2024-01-01T00:01:00+00:00",
+    "task": "classification",
+    "model": "m",
+    "model_path": "/m",
+    "dataset": {"ref": "ds@v1", "name": "ds", "version": "v1", "hash": "b" * 64, "split": "train"},
+    "eval_dataset": None,
+    "verifily_version": "0.1.0",
+    "root_hash": None,
+    "error": None,
+    "data_report": None,
+    "unverified_data": False,
+    "label_map": {"neg": 0, "pos": 1},
+}
+
+
+def recorded_run(d: str | Path, **meta: Any) -> Path:
+    """A small sealed run at `d` (its parents made): config, adapter weights, log and environment, and the entries
+    every run records, its dataset and base model as recorded hashes only (nothing to recheck them against). `meta`
+    overrides run_meta.json's fields (RECORDED_META). For a run whose inputs are at hand, see `sealed_run`."""
+    from verifily_action.config import from_dict
+    from verifily_action.hashing import sha256_json
+    from verifily_action.runs import chain, files
+
+    d = Path(d)
+    d.mkdir(parents=True)
+    config = from_dict({"task": "classification", "model": "m", "dataset": "ds@v1"}).to_dict()
+    (d / "config.yaml").write_text(yaml.safe_dump(config))
+    (d / "adapter").mkdir()
+    (d / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
+    (d / "train_log.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
+    (d / "environment.json").write_text('{"python": "3.11"}\n')
+    files.write_json_atomic(d / "run_meta.json", {**RECORDED_META, **meta})
+    entries = chain.hash_run_files(d, ["config.yaml", "adapter", "train_log.jsonl", "environment.json"])
+    entries["config:canonical"] = sha256_json(config)
+    entries.update({"model:config.json": "c" * 64, "dataset:ds@v1": "d" * 64, "dataset:ds@v1/manifest": "e" * 64})
+    chain.seal(d, entries)
+    return d
+
+
 def sealed_run(root: str | Path, name: str = "run", *, seal: bool = True) -> Path:
     """A completed run folder `<root>/<name>` sealed as `train` seals one, without training: the dataset `ds@v1`
     (written under `<root>/datasets`), a base model folder of plain files (`<root>/model`) and stand-ins for the

@@ -11,7 +11,7 @@ take its fallback path (two renames) instead of the atomic exchange.
 `paused_at(target, n, *args)` starts `verifily ARGS` in a subprocess that stops at the n-th call of `target` until
 the test lets it go on (`proc.communicate("\n")`): a real process caught in the middle of training or evaluating.
 `lock_held(run_dir)` holds a run's lock in another process for the duration of a `with` block (yields its pid).
-`sealed_run(dir)` writes a small sealed run folder without training anything (the chain verifies).
+A small sealed run to crash around: tests/builders.py `recorded_run(dir)`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from tests.paths import REPO
 
@@ -144,41 +142,6 @@ def lock_held(run_dir: str | Path, doing: str = "training", shared: bool = False
         if proc.stdin:
             proc.stdin.close()
         proc.wait(timeout=60)
-
-
-# ---------------------------------------------------------------- a sealed run without training
-
-
-def sealed_run(d: Path, **meta: Any) -> Path:
-    """A small completed run folder whose chain verifies (config.yaml, adapter, train_log, run_meta, hashes)."""
-    from verifily_action.config import from_dict
-    from verifily_action.hashing import sha256_json
-    from verifily_action.runs import chain, files
-
-    d.mkdir(parents=True)
-    cfg = from_dict({"task": "sft", "model": "m", "dataset": "ds@v1"}).to_dict()
-    (d / "config.yaml").write_text(yaml.safe_dump(cfg))
-    (d / "adapter").mkdir()
-    (d / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
-    (d / "train_log.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
-    (d / "environment.json").write_text('{"python": "3.11"}\n')
-    doc = {
-        "schema_version": 1,
-        "id": "20260101T000000-abcd1234",
-        "run_key": "a" * 64,
-        "status": "completed",
-        "task": "sft",
-        "error": None,
-        "dataset": {"ref": "ds@v1"},
-        **meta,
-    }
-    files.write_json_atomic(d / "run_meta.json", doc)
-    entries = chain.hash_run_files(d, ["config.yaml", "adapter", "train_log.jsonl", "environment.json"])
-    # the entries every run records (runs.entries.required): its config, dataset and base model
-    entries["config:canonical"] = sha256_json(cfg)
-    entries.update({"dataset:ds@v1": "d" * 64, "dataset:ds@v1/manifest": "e" * 64, "model:config.json": "c" * 64})
-    chain.seal(d, entries)
-    return d
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from verifily_action.action import flow as action
 from verifily_action.runs import signature
 
 from .action_helpers import A_RUN, set_event
-from .crashes import sealed_run
+from .builders import recorded_run
 from .github_fixtures import webhook_example, zip_of
 
 pytestmark = pytest.mark.unit
@@ -50,7 +50,7 @@ def keys(tmp_path):
 @pytest.fixture
 def signed_run(tmp_path, keys, monkeypatch):
     monkeypatch.setenv(signature.ENV, str(keys[0][0]))
-    run = sealed_run(tmp_path / "baseline")
+    run = recorded_run(tmp_path / "baseline")
     monkeypatch.delenv(signature.ENV)
     assert (run / "signature.json").is_file()  # sealed with the key configured: signed
     return run

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.crashes import KILLED, crash_at, lock_held, sealed_run
+from tests.builders import recorded_run
+from tests.crashes import KILLED, crash_at, lock_held
 from verifily_action.config import from_dict
 from verifily_action.errors import VerifilyError
 from verifily_action.runs import cache, chain, files, folder, layout
@@ -61,7 +62,7 @@ def test_the_lock_nests_in_one_process(tmp_path):
 
 
 def test_the_lock_file_is_not_a_run_file(tmp_path):
-    run = sealed_run(tmp_path / "r")
+    run = recorded_run(tmp_path / "r")
     with run_lock(run):
         assert verify_run(run, inputs=False).ok
         copy = folder.copy_run(run, tmp_path / "cache" / "r")
@@ -89,8 +90,8 @@ def _root(run: Path) -> str:
 @pytest.fixture
 def two_states(tmp_path):
     """A sealed run, and the root hash it has before and after `_add_file` (learnt on a twin)."""
-    run = sealed_run(tmp_path / "runs" / "r")
-    twin = sealed_run(tmp_path / "twin" / "r")
+    run = recorded_run(tmp_path / "runs" / "r")
+    twin = recorded_run(tmp_path / "twin" / "r")
     return run, _root(run), _add_file(twin)
 
 
@@ -131,7 +132,7 @@ def test_every_crash_point_of_a_swap_leaves_the_old_or_the_new_run(two_states, t
 
 
 def test_a_sealed_partial_is_finished_by_recover(tmp_path):
-    partial = sealed_run(tmp_path / "r.partial")
+    partial = recorded_run(tmp_path / "r.partial")
     said: list[str] = []
     assert folder.recover(tmp_path / "r", said.append) == tmp_path / "r"
     assert not partial.exists() and verify_run(tmp_path / "r", inputs=False).ok
@@ -139,14 +140,14 @@ def test_a_sealed_partial_is_finished_by_recover(tmp_path):
 
 
 def test_an_unsealed_partial_is_left_alone(tmp_path):
-    partial = sealed_run(tmp_path / "r.partial")
+    partial = recorded_run(tmp_path / "r.partial")
     folder.update_meta(partial, status="running")  # its chain no longer verifies: it is not a finished run
     assert folder.recover(tmp_path / "r", lambda s: None) is None
     assert partial.is_dir() and not (tmp_path / "r").exists()
 
 
 def test_scratch_files_are_not_run_files(tmp_path):
-    run = sealed_run(tmp_path / "r")
+    run = recorded_run(tmp_path / "r")
     (run / "adapter" / ".README.md.k3j_x1.tmp").write_text("half a file")  # a write cut short by a kill
     assert verify_run(run, inputs=False).ok
     (run / "adapter" / "extra.bin").write_bytes(b"x")  # a real file added after the seal still fails

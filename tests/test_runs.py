@@ -7,6 +7,7 @@ import json
 import pytest
 import yaml
 
+from tests.builders import RECORDED_META, recorded_run
 from verifily_action.config import from_dict
 from verifily_action.errors import VerifilyError
 from verifily_action.hashing import sha256_json
@@ -16,47 +17,6 @@ from verifily_action.schemas import validator
 pytestmark = pytest.mark.unit
 
 CFG = {"task": "classification", "model": "m", "dataset": "ds@v1"}
-
-
-def _meta(**kw):
-    meta = {
-        "schema_version": 1,
-        "id": "20240101T000000-abcd1234",
-        "run_key": "a" * 64,
-        "status": "completed",
-        "started_at": "2024-01-01T00:00:00+00:00",
-        "ended_at": "2024-01-01T00:01:00+00:00",
-        "task": "classification",
-        "model": "m",
-        "model_path": "/m",
-        "dataset": {"ref": "ds@v1", "name": "ds", "version": "v1", "hash": "b" * 64, "split": "train"},
-        "eval_dataset": None,
-        "verifily_version": "0.1.0",
-        "root_hash": None,
-        "error": None,
-        "data_report": None,
-        "unverified_data": False,
-        "label_map": {"neg": 0, "pos": 1},
-    }
-    meta.update(kw)
-    return meta
-
-
-def make_run(d, **meta):
-    """A sealed run with the entries every run records (its dataset and base model as recorded hashes only)."""
-    d.mkdir(parents=True)
-    (d / "config.yaml").write_text(yaml.safe_dump(from_dict(CFG).to_dict()))
-    (d / "adapter").mkdir()
-    (d / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
-    (d / "train_log.jsonl").write_text('{"step": 1, "loss": 1.0}\n')
-    (d / "environment.json").write_text('{"python": "3.11"}\n')
-    files.write_json_atomic(d / "run_meta.json", _meta(**meta))
-    entries = chain.hash_run_files(d, ["config.yaml", "adapter", "train_log.jsonl", "environment.json"])
-    with open(d / "config.yaml") as f:
-        entries["config:canonical"] = sha256_json(yaml.safe_load(f))
-    entries.update({"model:config.json": "c" * 64, "dataset:ds@v1": "d" * 64, "dataset:ds@v1/manifest": "e" * 64})
-    chain.seal(d, entries)
-    return d
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
@@ -74,7 +34,7 @@ def test_atomic_write_failure_keeps_old_content(tmp_path):
 
 
 def test_chain_intact_and_root_hash(tmp_path):
-    d = make_run(tmp_path / "r")
+    d = recorded_run(tmp_path / "r")
     assert chain.verify_chain(d) == []
     entries = chain.read_entries(d)
     assert folder.load_run(d).meta["root_hash"] == sha256_json(entries)
@@ -83,7 +43,7 @@ def test_chain_intact_and_root_hash(tmp_path):
 
 
 def test_chain_detects_changed_missing_and_config(tmp_path):
-    d = make_run(tmp_path / "r")
+    d = recorded_run(tmp_path / "r")
     (d / "adapter" / "adapter_model.safetensors").write_bytes(b"tampered")
     (d / "train_log.jsonl").unlink()
     cfg = yaml.safe_load((d / "config.yaml").read_text())
@@ -97,13 +57,13 @@ def test_chain_detects_changed_missing_and_config(tmp_path):
 
 
 def test_chain_detects_root_mismatch(tmp_path):
-    d = make_run(tmp_path / "r")
+    d = recorded_run(tmp_path / "r")
     folder.update_meta(d, root_hash="0" * 64)
     assert any("root_hash" in p.message for p in chain.verify_chain(d))
 
 
 def test_add_artifacts_extends_chain(tmp_path):
-    d = make_run(tmp_path / "r")
+    d = recorded_run(tmp_path / "r")
     old = folder.load_run(d).meta["root_hash"]
     ev = d / "eval" / "ds@v1-eval"
     ev.mkdir(parents=True)
@@ -118,7 +78,7 @@ def test_add_artifacts_extends_chain(tmp_path):
 
 
 def test_add_artifacts_refuses_outside_files(tmp_path):
-    d = make_run(tmp_path / "r")
+    d = recorded_run(tmp_path / "r")
     (tmp_path / "other.txt").write_text("x")
     with pytest.raises(VerifilyError, match="outside the run folder"):
         chain.add_artifacts(d, [tmp_path / "other.txt"])
@@ -141,10 +101,10 @@ def test_run_key_ignores_paths_but_not_settings():
 def test_find_cached_only_completed_intact_runs(tmp_path):
     key = "a" * 64
     assert cache.find_cached(tmp_path, key) is None
-    make_run(tmp_path / "failed", status="failed")
-    make_run(tmp_path / "x.partial")
+    recorded_run(tmp_path / "failed", status="failed")
+    recorded_run(tmp_path / "x.partial")
     assert cache.find_cached(tmp_path, key) is None
-    good = make_run(tmp_path / "good")
+    good = recorded_run(tmp_path / "good")
     assert cache.find_cached(tmp_path, key) == good
     assert cache.find_cached(tmp_path, "b" * 64) is None
     (good / "train_log.jsonl").write_text("changed")  # a damaged run is not reused
@@ -152,12 +112,12 @@ def test_find_cached_only_completed_intact_runs(tmp_path):
 
 
 def test_find_cached_skips_hidden_copies(tmp_path):
-    make_run(tmp_path / ".good.copy-123")  # a copy on its way in (folder.copy_run) is not a run yet
+    recorded_run(tmp_path / ".good.copy-123")  # a copy on its way in (folder.copy_run) is not a run yet
     assert cache.find_cached(tmp_path, "a" * 64) is None
 
 
 def test_copy_run_is_byte_for_byte_and_refuses_to_merge(tmp_path):
-    src = make_run(tmp_path / "src" / "good")
+    src = recorded_run(tmp_path / "src" / "good")
     dest = folder.copy_run(src, tmp_path / "cache" / "good")
     assert chain.verify_chain(dest) == [] and cache.find_cached(tmp_path / "cache", "a" * 64) == dest
     assert files.read_json(dest / "run_meta.json") == files.read_json(src / "run_meta.json")
@@ -176,11 +136,11 @@ def test_load_run_errors(tmp_path):
     with pytest.raises(VerifilyError) as e:
         folder.load_run(tmp_path / "r")
     assert "--resume" in (e.value.hint or "")
-    d = make_run(tmp_path / "f", status="failed", error="boom")
+    d = recorded_run(tmp_path / "f", status="failed", error="boom")
     assert folder.load_run(d).status == "failed"
     with pytest.raises(VerifilyError, match="not completed.*boom"):
         folder.load_run(d, require_completed=True)
-    run = folder.load_run(make_run(tmp_path / "ok"), require_completed=True)
+    run = folder.load_run(recorded_run(tmp_path / "ok"), require_completed=True)
     assert run.config.task == "classification" and run.meta["label_map"] == {"neg": 0, "pos": 1}
 
 
@@ -197,5 +157,5 @@ def test_finalize_renames_and_replaces(tmp_path):
 
 
 def test_run_meta_schema_rejects_bad_status():
-    assert not validator("run_meta.schema.json").is_valid(_meta(status="done"))
-    assert not validator("run_meta.schema.json").is_valid({k: v for k, v in _meta().items() if k != "run_key"})
+    assert not validator("run_meta.schema.json").is_valid({**RECORDED_META, "status": "done"})
+    assert not validator("run_meta.schema.json").is_valid({k: v for k, v in RECORDED_META.items() if k != "run_key"})

@@ -346,6 +346,9 @@ class FakeGitHub:
             status = rec.query.get("status", [None])[-1]
             if status:
                 runs = [r for r in runs if status in (r["status"], r["conclusion"])]
+            for key in ("head_sha", "event"):  # exact matches, as GitHub filters them
+                if key in rec.query:
+                    runs = [r for r in runs if r[key] == rec.query[key][-1]]
             runs.sort(key=lambda r: r["created_at"], reverse=True)
             items, headers = self._page(rec, runs)
             return 200, {"total_count": len(runs), "workflow_runs": items}, headers

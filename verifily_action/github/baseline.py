@@ -3,7 +3,10 @@
 The baseline is the newest *successful* run of the same workflow on the base branch, in this repository (a fork
 can open a pull request from a branch named `main`: its runs list under `branch=main` too, so each run's
 `head_repository` is checked), that still has a non-expired artifact of the configured name. A run whose head
-commit is the pull request's merge base is preferred: it measures exactly what the pull request changed.
+commit is the pull request's merge base is preferred: it measures exactly what the pull request changed. It is
+asked for by commit (`head_sha` and `event=push` on the workflow runs API, both in GitHub's OpenAPI description),
+so it is found however many runs came after it, not only among the newest MAX_RUNS. When the compare API that
+finds the merge base fails (5xx, network), the newest run is used and the reason says so.
 When none qualifies, or the chosen artifact cannot be fetched (`fetch_baseline`), the result carries a reason
 string for the comment; the job does not fail.
 """
@@ -62,7 +65,8 @@ def workflow_file(workflow_ref: str | None) -> str | None:
 
 
 def merge_base(client: GitHubClient, repo: str, base: str, head: str) -> str | None:
-    """The merge base of two commits via the compare API; None when GitHub cannot tell (e.g. a deleted fork)."""
+    """The merge base of two commits via the compare API; None when GitHub cannot tell (e.g. a deleted fork).
+    Other failures raise GitHubError (`resolve_baseline` falls back to the newest run on a 5xx or network error)."""
     try:
         data = client.get_json(f"repos/{repo}/compare/{base}...{head}", params={"per_page": 1})
     except GitHubError as e:
@@ -102,14 +106,17 @@ def find_baseline(
     max_runs: int = MAX_RUNS,
 ) -> BaselineResult:
     """Pick the baseline run (see the module docstring); nothing is downloaded here."""
-    runs = list(
-        client.paginate(
-            f"repos/{repo}/actions/workflows/{workflow_id}/runs",
-            {"branch": base_branch, "status": "success", "exclude_pull_requests": "true"},
-            key="workflow_runs",
-            max_items=max_runs,
+    path = f"repos/{repo}/actions/workflows/{workflow_id}/runs"
+    query = {"branch": base_branch, "status": "success", "exclude_pull_requests": "true"}
+    at_base: list[dict[str, Any]] = []
+    if merge_base_sha:  # the merge base's own push run, however old: asked for by commit
+        at_base = list(
+            client.paginate(
+                path, {**query, "event": "push", "head_sha": merge_base_sha}, key="workflow_runs", max_items=max_runs
+            )
         )
-    )
+    runs = at_base + list(client.paginate(path, query, key="workflow_runs", max_items=max_runs))
+    runs = list({r.get("id"): r for r in runs}.values())  # one entry per run
     where = f"workflow `{workflow_id}` on branch `{base_branch}` of {repo}"
     if not runs:
         return BaselineResult(None, f"no successful run of {where} yet (push to `{base_branch}` to create one)")
@@ -211,6 +218,22 @@ def fetch_baseline(client: GitHubClient, repo: str, res: BaselineResult, dest: s
     return res
 
 
+def _merge_base_or_why(client: GitHubClient, repo: str, base_sha: str, head_sha: str) -> tuple[str | None, str]:
+    """The merge base, or None and why it is unknown when the compare API failed on GitHub's side (5xx after
+    retries, the network): then the newest base-branch run is the baseline, said once in the log as a notice and
+    in the report's reason. A refusal (403, a rate limit) is raised: the runs cannot be listed either."""
+    if not (base_sha and head_sha):
+        return None, ""
+    try:
+        return merge_base(client, repo, base_sha, head_sha), ""
+    except GitHubError as e:
+        if e.rate_limited or (e.status is not None and e.status < 500):
+            raise
+        why = f"the merge base is unknown, the compare API failed: {client.redact(e.message)}"
+        wf.notice(f"{why}; comparing with the newest successful run of the base branch instead")
+        return None, why
+
+
 def resolve_baseline(
     client: GitHubClient,
     repo: str,
@@ -239,10 +262,12 @@ def resolve_baseline(
             res = run_baseline(client, repo, int(value), artifact_name)
         else:
             base_ref, base_sha, head_sha = base
-            mb = merge_base(client, repo, base_sha, head_sha) if base_sha and head_sha else None
+            mb, unknown = _merge_base_or_why(client, repo, base_sha, head_sha)
             res = find_baseline(
                 client, repo, workflow, base_ref, artifact_name, merge_base_sha=mb, exclude_run_id=exclude_run_id
             )
+            if unknown and res.baseline is not None:
+                res.reason += f" ({unknown})"
     except GitHubError as e:  # listing runs or artifacts failed after retries (or `actions: read` is missing)
         why = f"the base branch's runs could not be looked up: {client.redact(e.message)}"
         if e.rate_limited:  # the real reason first: not a permission, not an outage

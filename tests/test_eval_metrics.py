@@ -163,3 +163,19 @@ def test_metrics_module_does_not_import_torch():
     code = f"import sys, {mods}, verifily_action.evaluate.hard; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("n_labels", [3, 20])  # few labels: counted label by label; many: one bincount
+def test_macro_f1_of_resampled_rows_equals_sklearn(n_labels):
+    rng = np.random.default_rng(n_labels)
+    names = [f"l{i}" for i in range(n_labels)]
+    n = 120
+    refs = _random_labels(rng, n, names)
+    preds = [r if rng.random() < 0.5 else lab for r, lab in zip(refs, _random_labels(rng, n, names), strict=True)]
+    macro = M.MacroF1(refs, preds, "all_labels")
+    assert macro.ref.dtype.itemsize == 1  # small codes: a resample copies bytes, not int64s
+    idx = rng.integers(0, n, size=(7, n))
+    got = macro.of_codes(macro.ref[idx], macro.pred[idx], weighted=False)
+    for row, value in zip(idx, got, strict=True):
+        r, p = [refs[i] for i in row], [preds[i] for i in row]
+        assert abs(value - skm.f1_score(r, p, average="macro", zero_division=0)) < TOL

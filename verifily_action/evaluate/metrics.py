@@ -158,11 +158,16 @@ def macro_f1_labels(references: Sequence[str], predictions: Sequence[str], scope
     raise ValueError(f"unknown macro-F1 label scope {scope!r} (expected one of {', '.join(MACRO_F1_SCOPES)})")
 
 
+_FEW_LABELS = 8  # up to this many labels, per-label counts compare codes label by label (bench/compare_latency.py)
+
+
 def label_codes(values: Sequence[str], labels: Sequence[str]) -> np.ndarray:
     """Each value's index in `labels`; a value outside them gets len(labels), the "other" code."""
     index = {lab: i for i, lab in enumerate(labels)}
     k = len(labels)
-    return np.fromiter((index.get(v, k) for v in values), dtype=np.int64, count=len(values))
+    # the smallest integer type that holds k: resampling copies these codes B x n times, so bytes are time
+    dtype = np.min_scalar_type(k) if k < 2**31 else np.int64
+    return np.fromiter((index.get(v, k) for v in values), dtype=dtype, count=len(values))
 
 
 class MacroF1:
@@ -233,6 +238,11 @@ class MacroF1:
         offset = (np.arange(rows, dtype=np.int64) * width)[:, None]
 
         def per_label(codes: np.ndarray) -> np.ndarray:
+            if self.k <= _FEW_LABELS:  # a comparison per label over small codes beats one bincount of int64 keys
+                out = np.empty((rows, self.k))
+                for c in range(self.k):
+                    out[:, c] = np.count_nonzero(codes == c, axis=1)
+                return out
             counts = np.bincount((codes + offset).ravel(), minlength=rows * width)
             return counts.reshape(rows, width)[:, : self.k].astype(float)
 

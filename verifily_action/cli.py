@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from . import __version__
+from . import __version__, telemetry
 from .commands import compare, dataset, evaluate, keys, reproduce, train, validate
 from .errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USER, VerifilyError
 
@@ -56,9 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: list[str]) -> int:
-    # No telemetry: the Hugging Face libraries report usage on hub downloads unless told not to. A user's explicit
-    # setting wins; experiment trackers run only when the config's top-level `report_to` names one.
-    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    telemetry.turn_off()  # before any Hugging Face library is imported (see telemetry.py)
     debug = "--debug" in args or os.environ.get("VERIFILY_DEBUG") == "1"
     try:
         try:

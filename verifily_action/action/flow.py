@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import telemetry
 from ..compare.gates import GateRuleError
 from ..errors import EXIT_INTERNAL, EXIT_OK, VerifilyError
 from ..github import workflow as wf
@@ -34,7 +35,7 @@ from ..github.events import Event, load_event
 from ..report import pr
 from ..runs.files import read_json
 from ..runs.layout import EVAL_RESULTS, RUN_META
-from . import signing
+from . import ownership, signing
 from .artifact import PR_CONTEXT, check_run, fetch_run, read_pr_context
 from .inputs import Inputs, check_fail_on, read_inputs
 from .stages import Outcome, Pipeline
@@ -336,6 +337,14 @@ def _annotate(e: VerifilyError, workspace: Path) -> None:
 def main(env: Mapping[str, str] | None = None) -> int:
     env = os.environ if env is None else env
     workspace = Path(env.get("GITHUB_WORKSPACE") or WORKSPACE).resolve()
+    telemetry.turn_off()  # the process's environment, which the training libraries read
+    try:
+        return _main(env, workspace)
+    finally:
+        ownership.hand_back(workspace)  # the container runs as root: the next job's checkout must clean up
+
+
+def _main(env: Mapping[str, str], workspace: Path) -> int:
     try:
         inputs = read_inputs(env)
         if inputs.token:

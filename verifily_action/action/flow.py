@@ -32,6 +32,7 @@ from ..github.baseline import BaselineResult, resolve_baseline
 from ..github.baseline import workflow_file as _workflow_file
 from ..github.comments import marker, upsert_sticky
 from ..github.events import Event, load_event
+from ..github.server import NO_BASELINE_ON_GHES, ghes_notice, is_ghes
 from ..report import pr
 from ..runs.files import read_json
 from ..runs.layout import EVAL_RESULTS, RUN_META
@@ -57,6 +58,10 @@ class Context:
     workspace: Path
     workflow: str  # workflow file name, the runs API's workflow id
 
+    @property
+    def ghes(self) -> bool:  # GitHub Enterprise Server: no artifacts v4 (github/server.py)
+        return is_ghes(self.env.get("GITHUB_SERVER_URL"))
+
     def run_url(self, run_id: int | str | None = None) -> str:
         """A workflow run's page; by default this job's own run."""
         server = self.env.get("GITHUB_SERVER_URL", "https://github.com")
@@ -71,6 +76,8 @@ def _client(inputs: Inputs, ctx: Context):
 
 def _baseline(client, ctx: Context, inputs: Inputs, base: tuple[str, str, str], dest: Path) -> BaselineResult:
     """The `baseline` input resolved for this pull request (base ref, base sha, head sha); see resolve_baseline."""
+    if ctx.ghes and (inputs.baseline == "auto" or inputs.baseline.isdigit()):
+        return BaselineResult(None, NO_BASELINE_ON_GHES)
     return resolve_baseline(
         client,
         ctx.repo,
@@ -230,6 +237,8 @@ def _upload(run_dir: Path, inputs: Inputs, ctx: Context, comparison: Path | None
     warning) when the upload failed: the report, the summary and the outputs do not depend on it."""
     from ..github.artifacts import upload_artifact
 
+    if ctx.ghes:  # said once at the start (ghes_notice): the run-dir output is the way to keep the run there
+        return None
     extra = {}
     if comparison is not None and comparison.is_file():
         extra[COMPARISON] = comparison.read_bytes()  # next to the run folder, not in it: the run stays sealed
@@ -359,6 +368,10 @@ def _main(env: Mapping[str, str], workspace: Path) -> int:
             workspace,
             _workflow_file(env.get("GITHUB_WORKFLOW_REF")) or env.get("GITHUB_WORKFLOW", ""),
         )
+        if ctx.ghes:
+            wf.notice(ghes_notice(env.get("GITHUB_SERVER_URL", ""), inputs.mode))
+            if inputs.mode == "comment":
+                return EXIT_OK
         return comment_mode(inputs, ctx) if inputs.mode == "comment" else train_eval(inputs, ctx)
     except VerifilyError as e:
         _annotate(e, workspace)

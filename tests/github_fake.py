@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from jsonschema import Draft7Validator
 
+from . import fake_graphql
 from . import github_fixtures as gf
 
 TWIRP = "/twirp/github.actions.results.api.v1.ArtifactService/"
@@ -93,6 +94,8 @@ class FakeGitHub:
         self.pulls: dict[int, dict[str, Any]] = {}
         self.merge_bases: dict[str, str] = {}
         self.user_login: str | None = None  # None: /user answers 403 as it does for GITHUB_TOKEN
+        self.viewer_login = bot  # GraphQL's `viewer { login }`: `<app-slug>[bot]` for installation tokens
+        self.minimized: set[int] = set()  # ids of comments hidden in the UI (GraphQL `isMinimized`)
         self.uploads: dict[str, dict[str, Any]] = {}  # artifact name -> {"blocks", "data", "finalize"}
         self.twirp_token: str | None = None  # the runtime token twirp calls must carry
         # tokens with read-only permissions, as a fork's pull request job gets: every REST write answers 403
@@ -145,6 +148,7 @@ class FakeGitHub:
         c["html_url"] = f"https://github.com/{self.repo}/pull/{issue}#issuecomment-{cid}"
         c["issue_url"] = f"{self.api_url}/repos/{self.repo}/issues/{issue}"
         c["user"]["login"] = login or self.bot
+        c["user"]["type"] = "Bot" if c["user"]["login"].endswith("[bot]") else "User"
         self.comments.setdefault(issue, []).append(c)
         return c
 
@@ -254,6 +258,8 @@ class FakeGitHub:
                 return self._blob(h, rec)
             if parts.path.startswith(TWIRP):
                 return self._twirp(h, rec)
+            if parts.path == "/graphql":  # not in the OpenAPI description: checked by tests/fake_graphql.py
+                return self._graphql(h, rec)
             return self._rest(h, rec)
         except Exception as e:  # noqa: BLE001 - a bug in the fake must show up as a violation, not a hang
             self.violations.append(f"fake server error on {h.command} {parts.path}: {type(e).__name__}: {e}")
@@ -289,6 +295,19 @@ class FakeGitHub:
             if problems:
                 self.violations.extend(problems)
         self._send(h, status, out, headers)
+
+    def _graphql(self, h: BaseHTTPRequestHandler, rec: Recorded) -> None:
+        for f in self.faults:
+            if f.times > 0 and f.method == rec.method and re.search(f.path_re, rec.path):
+                f.times -= 1
+                return self._send(h, f.status, f.body, f.headers)
+        status, body = fake_graphql.handle(self, rec)
+        return self._send(h, status, body)
+
+    def app_token(self, slug: str) -> None:
+        """Play a GitHub App's installation token: comments by `<slug>[bot]`, /user answers 403."""
+        self.bot = self.viewer_login = f"{slug}[bot]"
+        self.user_login = None
 
     def _page(self, rec: Recorded, items: list[Any]) -> tuple[list[Any], dict[str, str]]:
         per = int(rec.query.get("per_page", ["30"])[-1])

@@ -139,6 +139,23 @@ def test_bad_inputs(env, capsys):
     set_event(env, "push", webhook_example("push"))
     assert action.main() == 2
     assert "input `mode` must be" in capsys.readouterr().out
+    env["monkeypatch"].setenv("INPUT_MODE", "train-eval")
+    env["monkeypatch"].setenv("INPUT_COMMENT-AUTHOR", "my app; rm -rf")
+    assert action.main() == 2
+    assert "input `comment-author` must be a GitHub login such as `my-app[bot]`" in capsys.readouterr().out
+
+
+def test_an_app_token_updates_one_comment_also_when_graphql_is_down(fake_github, env, capsys):
+    """The comment-author input names the App's bot when GraphQL cannot say who the token is."""
+    fake_github.app_token("verifily-app")
+    fake_github.fault("POST", r"^/graphql$", 502, times=99)
+    env["monkeypatch"].setenv("INPUT_COMMENT-AUTHOR", "verifily-app[bot]")
+    pr = webhook_example("pull_request", "opened")
+    set_event(env, "pull_request", pr)
+    assert action.main() == 0 and action.main() == 0
+    assert len(fake_github.comments[pr["number"]]) == 1
+    out = capsys.readouterr().out
+    assert "created comment" in out and ("updated comment" in out or "unchanged comment" in out)
 
 
 def _fork_run(fake, env, conclusion: str, members: dict[str, bytes] | None = None) -> tuple[dict, dict]:

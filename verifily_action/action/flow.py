@@ -153,13 +153,13 @@ def _run_key(run_dir: Path) -> str:
         return ""
 
 
-def _post(client, ctx: Context, config: str, number: int, report: str) -> str:
+def _post(client, ctx: Context, config: str, number: int, report: str, author: str | None = None) -> str:
     """Post or update the sticky comment (one per workflow + config); a read-only token is a warning, never a
-    failure."""
+    failure. `author`: the comment-author input, whose comments are ours when GraphQL cannot say."""
     from ..github.client import GitHubError
 
     try:
-        res = upsert_sticky(client, ctx.repo, number, report, marker(ctx.workflow, config))
+        res = upsert_sticky(client, ctx.repo, number, report, marker(ctx.workflow, config), author)
     except GitHubError as e:
         if e.rate_limited:
             wf.warning(f"could not post the pull request comment: {e.message}; the report is in the job summary")
@@ -168,7 +168,7 @@ def _post(client, ctx: Context, config: str, number: int, report: str) -> str:
             wf.warning(f"could not post the pull request comment ({e.status}); the report is in the job summary")
             return ""
         raise
-    print(f"{'created' if res.created else 'updated'} comment {res.url}")
+    print(f"{res.status} comment {res.url}")
     return res.url
 
 
@@ -214,7 +214,7 @@ def train_eval(inputs: Inputs, ctx: Context) -> int:
         if pr.is_fork:
             wf.notice("pull request from a fork: the comment is posted by the workflow_run job (mode: comment)")
         else:
-            comment_url = _post(client, ctx, inputs.config, pr.number, report)
+            comment_url = _post(client, ctx, inputs.config, pr.number, report, inputs.comment_author)
     metrics_json = outcome.metrics_json or (eval_dir / EVAL_RESULTS if eval_dir else None)
     outputs.update(
         {
@@ -324,7 +324,7 @@ def comment_mode(inputs: Inputs, ctx: Context) -> int:
             outcome, base, ctx, inputs, run_id=wr.id, artifact_id=int(art["id"]), note=note, run_dir=run_dir
         )
     wf.append_summary(report)
-    url = _post(client, ctx, str(info["config"]), number, report) if inputs.comment else ""
+    url = _post(client, ctx, str(info["config"]), number, report, inputs.comment_author) if inputs.comment else ""
     wf.set_outputs({"comment-url": url, "regressions": str(outcome.regressions)})
     return EXIT_OK
 

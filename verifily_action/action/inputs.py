@@ -20,6 +20,7 @@ DEFAULTS: dict[str, str] = {
     "baseline": "auto",
     "artifact-name": "verifily-run",
     "comment": "true",
+    "comment-author": "",
     "fail-on": "",
     "mode": "train-eval",
     "working-directory": ".",
@@ -40,6 +41,7 @@ class Inputs:
     baseline: str = DEFAULTS["baseline"]
     artifact_name: str = DEFAULTS["artifact-name"]
     comment: bool = DEFAULTS["comment"] == "true"
+    comment_author: str | None = None  # whose comments are ours when GraphQL cannot say (`<app-slug>[bot]`)
     fail_on: str | None = None
     mode: str = DEFAULTS["mode"]
     working_directory: str = DEFAULTS["working-directory"]
@@ -62,6 +64,9 @@ def read_inputs(env: Mapping[str, str]) -> Inputs:
     comment = get("comment").lower()
     if comment not in ("true", "false"):
         problems.append(f"input `comment` must be `true` or `false`, not {comment!r}")
+    author = get("comment-author")
+    if author and not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\[bot\])?", author):
+        problems.append(f"input `comment-author` must be a GitHub login such as `my-app[bot]`, not {author!r}")
     if problems:
         raise VerifilyError("invalid action inputs: " + "; ".join(problems), hint="see action.yml for each input")
     return Inputs(
@@ -72,6 +77,7 @@ def read_inputs(env: Mapping[str, str]) -> Inputs:
         baseline=get("baseline"),
         artifact_name=get("artifact-name"),
         comment=comment == "true",
+        comment_author=author or None,
         fail_on=get("fail-on") or None,
         mode=mode,
         working_directory=get("working-directory"),

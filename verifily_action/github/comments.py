@@ -1,18 +1,31 @@
 """The sticky pull-request comment: one per workflow + config, updated in place on every run.
 
 The comment is found by a hidden HTML marker among *all* of the pull request's comments (a busy PR has more
-than one page of them), and only among comments written by the same user — anyone can paste the marker into their
-own comment, and we must never try to edit theirs. The body is cut to GitHub's 65,536-character limit with a
-visible note. Text from data in the body was made inert by `report.escape` (no pings, no HTML) before it got here.
+than one page of them), and only among comments written by the token's own user — anyone can paste the marker into
+their own comment, and we must never try to edit theirs. A minimized (hidden) comment is never reused, and an
+unchanged body is not sent again. The body is cut to GitHub's 65,536-character limit with a visible note. Text
+from data in the body was made inert by `report.escape` (no pings, no HTML) before it got here.
+
+Who "our" comments are by, for every token kind (GitHub's docs; marocchino/sticky-pull-request-comment
+`src/comment.ts` does the same): one GraphQL query asks `viewer { login }` and lists the pull request's comments
+with `author`, `isMinimized` and `fullDatabaseId` (REST comments carry no minimized state; `databaseId` is a 32-bit
+Int that newer comment ids overflow). The viewer of a GitHub App's installation token is `<app-slug>[bot]`
+(GITHUB_TOKEN: `github-actions[bot]`), while GraphQL names a bot *author* by its slug alone (`__typename: Bot`)
+and REST by `<slug>[bot]`: logins are compared as (bot or not, name). When GraphQL fails, the REST listing is
+searched for the `comment-author` input's comments, else `GET /user`'s login (a personal token), else
+`github-actions[bot]` — the only guess left, since `GET /user` answers 403 to installation tokens.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from . import workflow as wf
 from .client import GitHubClient, GitHubError
+from .graphql import graphql
 
 MAX_BODY = 65536
 ACTIONS_BOT = "github-actions[bot]"
@@ -26,7 +39,29 @@ TRUNCATION_NOTE = (
 class CommentResult:
     id: int
     url: str
-    created: bool  # False when an existing comment was updated
+    created: bool  # False when an existing comment was updated (or already said this)
+    changed: bool = True  # False when our comment already had this body: nothing was sent
+
+    @property
+    def status(self) -> str:
+        return "created" if self.created else "updated" if self.changed else "unchanged"
+
+
+@dataclass
+class Comment:
+    """A comment as both APIs describe it: the REST id (for PATCH), its page URL and its body."""
+
+    id: int
+    url: str
+    body: str
+
+
+@dataclass
+class Found:
+    """The search's answer: our marked comment (None: there is none) and whose comments were searched."""
+
+    comment: Comment | None
+    author: str
 
 
 def marker(workflow: str, config: str) -> str:
@@ -58,9 +93,34 @@ def _utf16_len(s: str) -> int:
     return len(s.encode("utf-16-le")) // 2
 
 
+COMMENTS_QUERY = """
+query($owner: String!, $name: String!, $number: Int!, $after: String) {
+  viewer { login }
+  repository(owner: $owner, name: $name) {
+    pullRequest(number: $number) {
+      comments(first: 100, after: $after) {
+        nodes { fullDatabaseId url body isMinimized author { __typename login } }
+        pageInfo { hasNextPage endCursor }
+      }
+    }
+  }
+}
+"""
+MAX_PAGES = 100  # 10,000 comments: far beyond any real pull request; a broken cursor must not loop forever
+
+
+def identity(login: str, kind: str | None = None) -> tuple[bool, str]:
+    """(is a bot, lower-cased name) for a login as any API spells it: `x[bot]` (a viewer, REST, the
+    `comment-author` input) or `x` with GraphQL's `__typename` / REST's `type` `Bot`."""
+    name = login.strip().lower()
+    if name.endswith("[bot]"):
+        return True, name[: -len("[bot]")]
+    return kind == "Bot", name
+
+
 def current_login(client: GitHubClient) -> str:
-    """Who our comments are written by. A personal token can ask /user; the workflow's GITHUB_TOKEN cannot
-    (403: it is an app installation token) and always writes as github-actions[bot]."""
+    """`GET /user`'s login (a personal token); `github-actions[bot]` when GitHub will not say (403 to every
+    installation token: the workflow's GITHUB_TOKEN and GitHub Apps')."""
     try:
         return str(client.get_json("user")["login"])
     except GitHubError as e:
@@ -69,27 +129,100 @@ def current_login(client: GitHubClient) -> str:
         raise
 
 
-def find_sticky(client: GitHubClient, repo: str, issue_number: int, mark: str, author: str) -> dict[str, Any] | None:
-    """The first comment by `author` that contains `mark`, across every page of comments."""
-    for c in client.paginate(f"repos/{repo}/issues/{issue_number}/comments"):
-        if mark in (c.get("body") or "") and ((c.get("user") or {}).get("login") or "").lower() == author.lower():
-            return c
-    return None
+def _graphql_comments(client: GitHubClient, repo: str, number: int) -> tuple[str, Iterator[dict[str, Any]]]:
+    """The viewer's login and the pull request's comment nodes, page by page (the first page is fetched here, so a
+    failing GraphQL API fails before any comment is looked at)."""
+    owner, _, name = repo.partition("/")
+
+    def page(after: str | None) -> tuple[list[dict[str, Any]], str | None, str]:
+        data = graphql(client, COMMENTS_QUERY, {"owner": owner, "name": name, "number": number, "after": after})
+        pull = (data.get("repository") or {}).get("pullRequest")
+        if pull is None:
+            raise GitHubError(f"GitHub's GraphQL API knows no pull request #{number} in {repo}")
+        comments = pull["comments"]
+        info = comments.get("pageInfo") or {}
+        nxt = info.get("endCursor") if info.get("hasNextPage") else None
+        return [n for n in comments.get("nodes") or [] if n], nxt, str(data["viewer"]["login"])
+
+    try:
+        nodes, nxt, viewer = page(None)
+    except (KeyError, TypeError, AttributeError):
+        raise GitHubError("GitHub's GraphQL API answered the comment query in an unexpected shape") from None
+
+    def every() -> Iterator[dict[str, Any]]:
+        nonlocal nodes, nxt
+        for _ in range(MAX_PAGES):
+            yield from nodes
+            if not nxt:
+                return
+            nodes, nxt, _viewer = page(nxt)
+
+    return viewer, every()
+
+
+def _find_graphql(client: GitHubClient, repo: str, number: int, mark: str) -> Found:
+    viewer, nodes = _graphql_comments(client, repo, number)
+    me = identity(viewer)
+    for n in nodes:
+        author = n.get("author") or {}  # null for a deleted account ("ghost")
+        if n.get("isMinimized") or mark not in (n.get("body") or ""):
+            continue
+        if identity(str(author.get("login") or ""), author.get("__typename")) == me and n.get("fullDatabaseId"):
+            return Found(Comment(int(n["fullDatabaseId"]), str(n.get("url") or ""), str(n["body"])), viewer)
+    return Found(None, viewer)
+
+
+def _find_rest(client: GitHubClient, repo: str, number: int, mark: str, author: str) -> Found:
+    """The REST listing: every page, `author`'s marked comments (minimized ones cannot be told apart here)."""
+    me = identity(author)
+    for c in client.paginate(f"repos/{repo}/issues/{number}/comments"):
+        user = c.get("user") or {}
+        if mark in (c.get("body") or "") and identity(str(user.get("login") or ""), user.get("type")) == me:
+            return Found(Comment(int(c["id"]), str(c.get("html_url") or ""), str(c["body"])), author)
+    return Found(None, author)
+
+
+def find_sticky(client: GitHubClient, repo: str, number: int, mark: str, fallback_author: str | None = None) -> Found:
+    """The first comment of the token's user that holds `mark` and is not minimized (see the module docstring for
+    how the user is found, and the fallbacks when GraphQL fails)."""
+    try:
+        return _find_graphql(client, repo, number, mark)
+    except GitHubError as e:
+        if e.rate_limited:
+            raise
+        why = client.redact(e.message)
+    if fallback_author:
+        print(f"GraphQL failed ({why}): looking for the comment of `{fallback_author}` (the comment-author input)")
+        return _find_rest(client, repo, number, mark, fallback_author)
+    author = current_login(client)
+    if author == ACTIONS_BOT:
+        wf.warning(
+            f"GitHub's GraphQL API could not say who this token is ({why}): assuming `{ACTIONS_BOT}` writes the "
+            "comment; with a GitHub App's token set the comment-author input to `<app-slug>[bot]`, or each run "
+            "posts a new comment"
+        )
+    return _find_rest(client, repo, number, mark, author)
+
+
+def _same_text(a: str, b: str) -> bool:
+    return a.replace("\r\n", "\n") == b.replace("\r\n", "\n")
 
 
 def upsert_sticky(
-    client: GitHubClient, repo: str, issue_number: int, body: str, mark: str, author: str | None = None
+    client: GitHubClient, repo: str, number: int, body: str, mark: str, fallback_author: str | None = None
 ) -> CommentResult:
-    """Update our marked comment if there is one, else create it. The marker is prepended to the body."""
-    author = author or current_login(client)
+    """Update our marked comment if there is one (nothing is sent when it already says this), else create it. The
+    marker is prepended to the body. `fallback_author`: the `comment-author` input, used only when GraphQL fails."""
     full = truncate_body(f"{mark}\n{body}")
-    existing = find_sticky(client, repo, issue_number, mark, author)
+    existing = find_sticky(client, repo, number, mark, fallback_author).comment
+    if existing is not None and _same_text(existing.body, full):
+        return CommentResult(id=existing.id, url=existing.url, created=False, changed=False)
     for attempt in range(2):
         try:
             if existing:
-                r = client.request("PATCH", f"repos/{repo}/issues/comments/{existing['id']}", json={"body": full})
+                r = client.request("PATCH", f"repos/{repo}/issues/comments/{existing.id}", json={"body": full})
             else:
-                r = client.request("POST", f"repos/{repo}/issues/{issue_number}/comments", json={"body": full})
+                r = client.request("POST", f"repos/{repo}/issues/{number}/comments", json={"body": full})
             break
         except GitHubError as e:
             # GitHub's counting differs from ours in rare cases (it measures after its own normalisation): when it

@@ -1,7 +1,12 @@
 #!/bin/sh
-# Install the verifily package from the source tree given as $1 into /opt/venv, without its dependencies (the lock
-# file installed them) and without build isolation (setuptools comes from the lock), so no index is needed.
+# Build the verifily package from the source tree $1 into a wheel and install it, without its dependencies (the lock
+# installed them), for /opt/venv under the root folder $2: the final stage copies $2 over / in a small layer of its
+# own. pip and setuptools come from the build venv (/opt/build, install-deps.sh), so no index is needed.
 set -eu
-/opt/venv/bin/python -m pip install --no-cache-dir --disable-pip-version-check --no-index --no-deps \
-  --no-build-isolation "$1"
-/opt/venv/bin/verifily --version
+src=$1
+root=$2
+/opt/build/bin/python -m pip wheel --no-cache-dir --disable-pip-version-check --no-index --no-deps \
+  --no-build-isolation --wheel-dir /tmp/app-wheel "$src"
+/opt/build/bin/python -m pip --python /opt/venv/bin/python install --no-cache-dir --disable-pip-version-check \
+  --no-index --no-deps --root "$root" /tmp/app-wheel/*.whl
+rm -rf /tmp/app-wheel

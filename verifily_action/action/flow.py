@@ -100,9 +100,10 @@ def _compare(run_dir: Path, base: BaselineResult, inputs: Inputs) -> tuple[Outco
     folder = b.dir if b is not None else None
     if b is None or folder is None or not b.run_id:  # no baseline, or a path the user gave
         return PIPELINE.compare(run_dir, folder, inputs), base
-    untrusted = signing.untrusted(folder, inputs.trusted_keys)
+    untrusted = signing.untrusted(folder, inputs.trusted_keys, inputs.trusted_identities)
     if untrusted:
-        why = f"run {b.run_id}'s artifact `{b.artifact_name}` is not a run signed by a trusted key: {untrusted}"
+        why = f"run {b.run_id}'s artifact `{b.artifact_name}` is not a run signed by a trusted key or identity: "
+        why += untrusted
         wf.warning(f"no baseline: {why}")
         return PIPELINE.compare(run_dir, None, inputs), BaselineResult(None, why)
     try:
@@ -190,6 +191,9 @@ def train_eval(inputs: Inputs, ctx: Context) -> int:
         run_dir = PIPELINE.train(inputs)
     with wf.group("Evaluate"):
         eval_dir = PIPELINE.evaluate(run_dir, inputs)
+    if inputs.keyless_signing != "false":
+        with wf.group("Sign (Sigstore keyless)"):
+            signing.sign_keyless(run_dir, inputs)
     outputs = {"run-dir": _shown(run_dir, ctx), "run-key": _run_key(run_dir)}
     wf.set_outputs(outputs)  # early, so a failing later step still hands the run to actions/upload-artifact
     client = _client(inputs, ctx)

@@ -26,7 +26,10 @@ DEFAULTS: dict[str, str] = {
     "working-directory": ".",
     "signing-key": "",
     "trusted-keys": "",
+    "keyless-signing": "auto",
+    "trusted-identities": "",
 }
+KEYLESS = ("auto", "true", "false")
 MODES = ("train-eval", "comment")
 
 
@@ -49,6 +52,8 @@ class Inputs:
     trusted_keys: list[str] = field(
         default_factory=list
     )  # public keys (PEM text) or key ids a baseline must be signed by
+    keyless_signing: str = DEFAULTS["keyless-signing"]  # Sigstore keyless: auto (when the job has an OIDC token)
+    trusted_identities: list[str] = field(default_factory=list)  # a baseline's Sigstore signer must be one of them
 
 
 def read_inputs(env: Mapping[str, str]) -> Inputs:
@@ -67,6 +72,16 @@ def read_inputs(env: Mapping[str, str]) -> Inputs:
     author = get("comment-author")
     if author and not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\[bot\])?", author):
         problems.append(f"input `comment-author` must be a GitHub login such as `my-app[bot]`, not {author!r}")
+    keyless = get("keyless-signing").lower()
+    if keyless not in KEYLESS:
+        problems.append(f"input `keyless-signing` must be `auto`, `true` or `false`, not {keyless!r}")
+    identities = [x for x in re.split(r"[\s,]+", get("trusted-identities")) if x]
+    problems += [
+        f"input `trusted-identities`: {x!r} is not a URL or e-mail identity (e.g. "
+        "https://github.com/OWNER/REPO/.github/workflows/verifily.yml@refs/heads/main)"
+        for x in identities
+        if not re.fullmatch(r"https://\S+|[^@\s]+@[^@\s]+", x)
+    ]
     if problems:
         raise VerifilyError("invalid action inputs: " + "; ".join(problems), hint="see action.yml for each input")
     return Inputs(
@@ -83,6 +98,8 @@ def read_inputs(env: Mapping[str, str]) -> Inputs:
         working_directory=get("working-directory"),
         signing_key=env.get("INPUT_SIGNING-KEY", "").strip(),
         trusted_keys=trusted_keys(get("trusted-keys")),
+        keyless_signing=keyless,
+        trusted_identities=identities,
     )
 
 

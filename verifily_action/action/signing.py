@@ -1,5 +1,6 @@
-"""The Action's two signing inputs: `signing-key` (this job's runs are signed with it) and `trusted-keys` (a downloaded
-baseline counts only when its chain verifies and a trusted key signed its root hash)."""
+"""The Action's signing inputs: `signing-key` (this job's runs are signed with it), `keyless-signing` (Sigstore,
+with the job's OIDC identity), and `trusted-keys` / `trusted-identities` (a downloaded baseline counts only when its
+chain verifies and a trusted key, or a trusted Sigstore identity, signed its root hash)."""
 
 from __future__ import annotations
 
@@ -12,17 +13,17 @@ from ..github import workflow as wf
 from .inputs import Inputs
 
 
-def untrusted(folder: Path, trusted: list[str]) -> str:
-    """Why a downloaded baseline fails the `trusted-keys` input (its chain, or a signature by a trusted key); empty
-    when it passes or no key is given."""
-    if not trusted:
+def untrusted(folder: Path, trusted: list[str], identities: list[str] | None = None) -> str:
+    """Why a downloaded baseline fails the `trusted-keys` / `trusted-identities` inputs (its chain, a signature by a
+    trusted key, a Sigstore bundle from a trusted identity); empty when it passes or neither is given."""
+    if not trusted and not identities:
         return ""
     from ..runs.signature import trusted_id
     from ..runs.verify import verify_run
 
     ids = [trusted_id(k, "input trusted-keys:") for k in trusted]
     try:
-        report = verify_run(folder, inputs=False, trusted_keys=ids)
+        report = verify_run(folder, inputs=False, trusted_keys=ids or None, trusted_identities=identities or None)
     except VerifilyError as e:
         return e.message.replace(str(folder), "the baseline folder")
     if report.ok:
@@ -50,3 +51,35 @@ def use_signing_key(inputs: Inputs) -> None:
         f.write(inputs.signing_key.strip() + "\n")
     os.environ[ENV] = str(path)
     load_private(path)
+
+
+def sign_keyless(run_dir: Path, inputs: Inputs) -> str | None:
+    """The `keyless-signing` input: sign the sealed run's root hash with Sigstore (sigstore.json) when the job has
+    an OIDC token. `auto`: skipped without a token, a failure is a warning; `true`: both fail the job. Returns the
+    signing identity, or None when the run is not signed."""
+    from ..runs import keyless
+    from ..runs.files import read_json
+    from ..runs.layout import RUN_META
+
+    mode = inputs.keyless_signing
+    if mode == "false":
+        return None
+    if mode == "auto" and not keyless.token_available():
+        print("not signed keyless: this job has no OIDC token (`permissions: id-token: write`; forks never get one)")
+        return None
+    root = read_json(Path(run_dir) / RUN_META).get("root_hash")
+    try:
+        if not keyless.token_available():
+            raise VerifilyError(
+                "keyless-signing is `true` but this job has no OIDC token",
+                hint="give the job `permissions: id-token: write` (pull requests from forks never get one), or set "
+                "keyless-signing to `auto`",
+            )
+        identity = keyless.sign(run_dir, str(root))
+    except VerifilyError as e:
+        if mode == "true":
+            raise
+        wf.warning(f"the run is not signed keyless: {e.message}")
+        return None
+    print(f"signed root {str(root)[:16]} keyless (Sigstore) as {identity}")
+    return identity

@@ -22,6 +22,8 @@ def _print_verify(report) -> None:  # report: runs.verify.VerifyReport
         if report.signed_by:
             trust = {True: "trusted", False: "NOT trusted", None: "not checked against trusted keys"}[report.trusted]
             signed = f", signed by key {report.signed_by[:16]} ({trust})"
+        if report.keyless_identity:
+            signed += f", signed keyless by {report.keyless_identity} (Sigstore, verified)"
         typer.echo(
             f"{report.run_dir}: intact: {report.checked} hashes recomputed, root {str(report.root_hash)[:16]}{signed}"
         )
@@ -83,22 +85,49 @@ def register(app: typer.Typer) -> None:
             help="A public key file (signing_key.pub.pem) or key id whose signature is trusted; repeatable. "
             "Implies --require-signature.",
         ),
+        trusted_identity: list[str] = typer.Option(
+            None,
+            "--trusted-identity",
+            metavar="URI",
+            help="With --verify-only: the run must carry a Sigstore keyless signature (sigstore.json) of its root "
+            "hash whose certificate names this identity, e.g. "
+            "https://github.com/OWNER/REPO/.github/workflows/verifily.yml@refs/heads/main; repeatable.",
+        ),
+        oidc_issuer: str = typer.Option(
+            None,
+            "--oidc-issuer",
+            metavar="URL",
+            help="The OIDC issuer --trusted-identity is checked for (default: GitHub Actions', "
+            "https://token.actions.githubusercontent.com).",
+        ),
     ) -> None:
         """Verify a run's hash chain (--verify-only), or retrain it from its recorded config and data and compare
         every metric with the original's (exit 1 on any difference beyond --tolerance)."""
         from ..errors import GateFailure, Problem
 
-        if (require_signature or trusted_key) and not verify_only:
+        if (require_signature or trusted_key or trusted_identity or oidc_issuer) and not verify_only:
             from ..errors import VerifilyError
 
             raise VerifilyError(
-                "--require-signature and --trusted-key go with --verify-only",
+                "--require-signature, --trusted-key, --trusted-identity and --oidc-issuer go with --verify-only",
                 hint=f"verify the run first: verifily reproduce --verify-only {run} --require-signature",
             )
         if verify_only:
             from ..runs.verify import verify_run
 
-            report = verify_run(run, datasets_root, trusted_keys=_trusted_keys(require_signature, trusted_key))
+            if oidc_issuer and not trusted_identity:
+                from ..errors import VerifilyError
+
+                raise VerifilyError(
+                    "--oidc-issuer needs --trusted-identity", hint="name the identity the issuer vouches for"
+                )
+            report = verify_run(
+                run,
+                datasets_root,
+                trusted_keys=_trusted_keys(require_signature, trusted_key),
+                trusted_identities=trusted_identity or None,
+                oidc_issuer=oidc_issuer,
+            )
             if as_json:
                 typer.echo(json.dumps(report.to_dict(), indent=2))
             else:

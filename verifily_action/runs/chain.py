@@ -74,7 +74,7 @@ def seal(run_dir: Path, entries: dict[str, str], **meta_changes: Any) -> dict[st
     run_meta.json with the new root hash, then sign the root when VERIFILY_SIGNING_KEY names a key (the old
     signature is removed first: a kill before the new one leaves an unsigned run, never a wrong signature); returns
     the meta. Any later edit of run_meta.json fails verify_chain."""
-    from . import signature
+    from . import keyless, signature
 
     key = signature.configured_key()  # a broken key fails here, before anything is written
     path = run_dir / RUN_META
@@ -83,6 +83,7 @@ def seal(run_dir: Path, entries: dict[str, str], **meta_changes: Any) -> dict[st
     meta.pop("root_hash", None)
     entries = {**entries, META_ENTRY: meta_digest(meta)}
     signature.remove(run_dir)
+    keyless.remove(run_dir)
     meta["root_hash"] = write_entries(run_dir, entries)
     write_json_atomic(path, meta)
     if key is not None:

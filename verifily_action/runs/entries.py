@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Problem
-from .layout import ADAPTER_WEIGHTS, CONFIG, ENVIRONMENT, HASHES, RUN_META, SEALS, SIGNATURE
+from .layout import ADAPTER_WEIGHTS, CONFIG, ENVIRONMENT, HASHES, RUN_META, SEALS, SIGNATURES
 
 CONFIG_ENTRY = "config:canonical"
 META_ENTRY = "run_meta:canonical"  # run_meta.json's own fields (all but root_hash) are part of the chain too
@@ -81,7 +81,7 @@ def name_problem(name: str) -> str | None:
         return f"names a base model file whose name {why}" if why else None
     if ":" in name:
         return "is neither a file of the run nor a known input (config:, run_meta:, dataset:, model:)"
-    if name in (*SEALS, SIGNATURE):
+    if name in (*SEALS, *SIGNATURES):
         return "names a file that holds the chain or its signature, which the chain cannot contain"
     why = path_problem(name)
     return f"{why}: a file of the run is named by a plain relative path inside the run folder" if why else None

@@ -5,11 +5,13 @@
     config.yaml               the resolved config (schema defaults filled)
     hashes.json               the hash chain (see `chain`)
     signature.json            the root hash signed with the owner's key, when VERIFILY_SIGNING_KEY is set (`signature`)
+    sigstore.json             the root hash signed keyless (Sigstore) with the Action job's OIDC identity (`keyless`)
     environment.json          library versions, hardware, git commit
     train_log.jsonl           one line per logging step
     adapter/                  PEFT adapter, label_map.json, README.md
     tokenizer/                the tokenizer files eval loads
     eval/<ref>-<split>/       eval_results.json, predictions.jsonl, hard_examples.jsonl (added to the chain)
+    attribution/<method>/     rows.jsonl, segments.json, method.json (`verifily attribute`; added to the chain)
     logs/                     experiment trackers' files (`report_to`), closed and hashed before the seal
 
 Beside it, in <output_dir>, never inside a run and never hashed:
@@ -39,10 +41,17 @@ EVAL_RESULTS = "eval_results.json"
 PREDICTIONS = "predictions.jsonl"
 HARD_EXAMPLES = "hard_examples.jsonl"
 EVAL_FILES = (EVAL_RESULTS, PREDICTIONS, HARD_EXAMPLES)
+ATTRIBUTION = "attribution"
+ATTRIBUTION_ROWS = "rows.jsonl"  # each train row's value, overall and per eval slice
+ATTRIBUTION_SEGMENTS = "segments.json"  # each tag segment's value with an interval
+ATTRIBUTION_METHOD = "method.json"  # the method, its parameters, data and timings
+ATTRIBUTION_FILES = (ATTRIBUTION_ROWS, ATTRIBUTION_SEGMENTS, ATTRIBUTION_METHOD)
 PARTIAL = ".partial"
 STATUSES = ("running", "completed", "failed", "interrupted")
 SEALS = (RUN_META, HASHES)  # the two files that hold the chain itself
 SIGNATURE = "signature.json"  # the root hash signed (runs.signature): outside the chain, which it signs
+SIGSTORE_BUNDLE = "sigstore.json"  # the root hash signed keyless in the Action (runs.keyless): outside the chain too
+SIGNATURES = (SIGNATURE, SIGSTORE_BUNDLE)  # files that sign the chain: never entries of it, removed by a re-seal
 LOGS = "logs"
 LOCK_SUFFIX = ".lock"
 TEMP_SUFFIX = ".tmp"
@@ -53,6 +62,10 @@ SIBLING_KINDS = ("copy", "eval", "old")
 def eval_name(dataset_ref: str, split: str) -> str:
     """An evaluation's folder name: the evaluated dataset version and split (`ds_demo@v2-eval`)."""
     return f"{dataset_ref}-{split}"
+
+
+def attribution_dir(run_dir: Path, method: str) -> Path:
+    return Path(run_dir) / ATTRIBUTION / method
 
 
 def eval_dir(run_dir: Path, name: str) -> Path:

@@ -8,7 +8,8 @@ Checks, each reported as a Problem naming the file:
   * `entries`' rules: entry names are plain relative paths inside the run or known inputs inside their folder, the
     entries every run records are there, and the folder holds no symbolic link or special file (never opened);
   * signature.json when the run has one (it must sign this root); with `require_signature`, that there is one, made
-    with a trusted key (`trusted_keys`: key ids, see `signature`);
+    with a trusted key (`trusted_keys`: key ids, see `signature`); with `trusted_identities`, a Sigstore bundle
+    (sigstore.json, see `keyless`) signing this root for one of them;
   * the inputs outside the run folder when they are at hand: the dataset manifest, its data files and the dataset
     hash (resolved by name@version), and the base model's files (run_meta.json `model_path`). Inputs not found are
     listed as not rechecked; they do not fail the check.
@@ -26,7 +27,7 @@ from ..errors import Problem, VerifilyError
 from ..hashing import sha256_file
 from .chain import verify_chain
 from .entries import CONFIG_ENTRY, META_ENTRY, is_file_entry, name_problem, scan
-from .layout import CONFIG, HASHES, RUN_META, SEALS, SIGNATURE, is_scratch
+from .layout import CONFIG, HASHES, RUN_META, SEALS, SIGNATURE, SIGNATURES, SIGSTORE_BUNDLE, is_scratch
 
 
 @dataclass
@@ -38,6 +39,7 @@ class VerifyReport:
     root_hash: str | None = None
     signed_by: str | None = None  # the id of the key whose valid signature the run carries
     trusted: bool | None = None  # whether that key is trusted (None: no trusted keys were given)
+    keyless_identity: str | None = None  # the trusted identity whose Sigstore bundle signs this root (checked)
 
     @property
     def ok(self) -> bool:
@@ -50,6 +52,7 @@ class VerifyReport:
             "checked": self.checked,
             "root_hash": self.root_hash,
             "signature": {"key_id": self.signed_by, "trusted": self.trusted} if self.signed_by else None,
+            "keyless": {"identity": self.keyless_identity} if self.keyless_identity else None,
             "problems": [p.to_dict() for p in self.problems],
             "notes": self.notes,
         }
@@ -174,14 +177,27 @@ def _signature(d: Path, meta: dict[str, Any], trusted_keys: list[str] | None, re
             )
 
 
+def _keyless(d: Path, meta: dict[str, Any], identities: list[str], issuer: str | None, report: VerifyReport) -> None:
+    from . import keyless
+
+    problems = keyless.check(d, meta.get("root_hash"), identities, issuer or keyless.GITHUB_ISSUER)
+    report.problems.extend(problems)
+    if not problems:
+        report.keyless_identity = keyless.signer_identity(d)
+
+
 def verify_run(
     run_dir: str | Path,
     datasets_root: str | Path | None = None,
     inputs: bool = True,
     trusted_keys: list[str] | None = None,
+    trusted_identities: list[str] | None = None,
+    oidc_issuer: str | None = None,
 ) -> VerifyReport:
     """Recompute every hash of a run's chain; the report lists each difference by file (empty: intact).
-    `trusted_keys` (key ids): also require a valid signature by one of them."""
+    `trusted_keys` (key ids): also require a valid signature by one of them. `trusted_identities` (certificate
+    identities, `keyless`): also require a Sigstore bundle signing the root for one of them from `oidc_issuer`
+    (GitHub Actions' by default)."""
     d = Path(run_dir)
     if not d.is_dir():
         raise VerifilyError(f"{d} is not a folder", hint="give the folder of a run written by `verifily train`")
@@ -216,6 +232,8 @@ def verify_run(
         chain = verify_chain(d, found)
         if SIGNATURE not in found.unsafe:
             _signature(d, meta, trusted_keys, report)
+        if trusted_identities and SIGSTORE_BUNDLE not in found.unsafe:
+            _keyless(d, meta, trusted_identities, oidc_issuer, report)
         report.problems.extend(chain)
         if any("root_hash" in p.message for p in chain):
             # Which of the two sealed files was edited cannot be told apart: name hashes.json too.
@@ -231,9 +249,9 @@ def verify_run(
     )
     unrecorded = _unrecorded(d, entries)
     rels = [Path(str(p.file)).relative_to(d).as_posix() for p in unrecorded]
-    # signature.json is outside the chain it signs; links and special files were reported by the scan
+    # signature.json and sigstore.json are outside the chain they sign; links and special files were reported
     report.problems.extend(
-        p for p, rel in zip(unrecorded, rels, strict=True) if rel != SIGNATURE and not found.blocked(rel)
+        p for p, rel in zip(unrecorded, rels, strict=True) if rel not in SIGNATURES and not found.blocked(rel)
     )
     if inputs:
         _check_datasets(d, entries, datasets_root, report)

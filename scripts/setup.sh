@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Create ./.venv and install verifily with its dev extras. Idempotent: a stamp of pyproject.toml skips a reinstall.
+# Create ./.venv and install verifily with its dev extras. Idempotent: a stamp of pyproject.toml and this script skips a reinstall.
 # torch is pinned to the CPU build this machine's pip config finds (a bare `torch` could pull a multi-GB CUDA build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=${VENV:-.venv}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
-stamp="$VENV/.verifily-setup-$(sha256sum pyproject.toml | cut -c1-16)"
+PYDVL_SPEC=pydvl==0.10.0
+stamp="$VENV/.verifily-setup-$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)"
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
   "$PY" -m venv "$VENV"
@@ -16,6 +17,9 @@ if [ ! -f "$stamp" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null 2>&1 || true
   "$VENV/bin/python" -m pip install -q "$TORCH_SPEC" 2>&1 | grep -v '^WARNING: Location' || true
   "$VENV/bin/python" -m pip install -q -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' || true
+  # pyDVL (the reference KNN-Shapley values in tests/test_attribute_knn.py) pins numpy<2, which would break pyarrow;
+  # its KNN-Shapley works on numpy 2: installed without its pins, its runtime imports are in the dev extra
+  "$VENV/bin/python" -m pip install -q --no-deps "$PYDVL_SPEC" 2>&1 | grep -v '^WARNING: Location' || true
   "$VENV/bin/python" -c "import torch, transformers, peft, verifily_action" # fail loudly if the install did not work
   rm -f "$VENV"/.verifily-setup-*
   touch "$stamp"

@@ -154,7 +154,7 @@ def _row_losses(logits: Any, labels: Any) -> list[float | None]:
     return [float(s / c) if c > 0 else None for s, c in zip(sums.tolist(), counts.tolist(), strict=True)]
 
 
-def _tokenize(
+def tokenize_rows(
     tok: Any, texts: Sequence[str], limit: int, *, target: bool = False, **kw: Any
 ) -> tuple[dict[str, list[Any]], list[int]]:
     """Tokenize without truncation (to count), then re-tokenize only the rows over `limit` with the tokenizer's own
@@ -194,7 +194,7 @@ def classify(lm: LoadedModel, texts: Sequence[str], references: Sequence[str], b
     import torch
 
     tok = lm.tokenizer
-    enc, lengths = _tokenize(tok, texts, lm.max_length)
+    enc, lengths = tokenize_rows(tok, texts, lm.max_length)
     id2label = lm.id2label
     label_map = lm.label_map or {}
 
@@ -243,7 +243,7 @@ def generate_causal(
     tok = lm.tokenizer
     eos = tok.eos_token or ""
     limit = lm.max_length
-    enc, prompt_lengths = _tokenize(tok, prompts, limit, add_special_tokens=add_special_tokens)
+    enc, prompt_lengths = tokenize_rows(tok, prompts, limit, add_special_tokens=add_special_tokens)
     prompt_ids = enc["input_ids"]
     # Reference tokens: the continuation of the prompt, then EOS, as in training.
     ref_ids = tok([r + eos for r in references], add_special_tokens=False)["input_ids"]
@@ -316,8 +316,8 @@ def generate_seq2seq(
 
     tok = lm.tokenizer
     limit = lm.max_length
-    src, src_lengths = _tokenize(tok, sources, limit)
-    tgt_enc, tgt_lengths = _tokenize(tok, references, limit, target=True)
+    src, src_lengths = tokenize_rows(tok, sources, limit)
+    tgt_enc, tgt_lengths = tokenize_rows(tok, references, limit, target=True)
     tgt = tgt_enc["input_ids"]
 
     def run() -> Outputs:

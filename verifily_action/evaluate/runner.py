@@ -78,7 +78,7 @@ def check_run(run_dir: Path) -> Any:
     return run
 
 
-def _dataset_ref(opts: EvalOptions, meta: Mapping[str, Any]) -> str:
+def dataset_ref(opts: EvalOptions, meta: Mapping[str, Any]) -> str:
     if opts.dataset:
         return opts.dataset
     for key in ("eval_dataset", "dataset"):
@@ -100,7 +100,7 @@ def content_hash(manifest: Any, split: str) -> str | None:
 # ---------------------------------------------------------------- inference per task
 
 
-def _base_model(run: Any) -> str:
+def base_model_dir(run: Any) -> str:
     """The base model folder: the one recorded at training time, else the config's name resolved again (a run
     downloaded from another machine records a path that does not exist here)."""
     recorded = run.meta.get("model_path")
@@ -118,7 +118,7 @@ def _infer(task: str, run: Any, rows: Any, batch_size: int, max_new_tokens: int)
 
     cfg = run.config
     lm = inference.load_for_eval(
-        task, _base_model(run), run.dir / ADAPTER, run.dir / TOKENIZER, max_length=cfg.training.max_length
+        task, base_model_dir(run), run.dir / ADAPTER, run.dir / TOKENIZER, max_length=cfg.training.max_length
     )
     cols = set(rows.column_names)
     if task == "classification":
@@ -280,7 +280,7 @@ def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome:
     metric_names = metrics.metrics_for(task, ecfg.metrics)
     slice_by, cross = slices.eval_slicing(ecfg, opts.slice_by, opts.cross, run.dir / layout.CONFIG)
 
-    manifest = resolve_first(_dataset_ref(opts, meta), search_roots(opts.datasets_root, cfg.datasets_root))
+    manifest = resolve_first(dataset_ref(opts, meta), search_roots(opts.datasets_root, cfg.datasets_root))
     split = opts.split or cfg.eval_split
     manifest.require_split(split)
     fields = {k: v for k, v in vars(cfg.fields).items() if v is not None}

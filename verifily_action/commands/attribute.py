@@ -1,0 +1,91 @@
+"""`verifily attribute --run RUN`: which train rows and tag segments helped or hurt each eval slice."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+SHOWN_ROWS = 10
+
+
+def _print(result) -> None:  # result: attribute.runner.Attribution
+    from ..report.escape import inert
+
+    m = result.method
+    typer.echo(
+        f"{m['method']} (k={m['k']}) of {m['train']['n']:,} train rows ({m['train']['ref']}) on {m['eval']['n']:,} "
+        f"eval rows ({m['eval']['ref']}): values sum to {m['utility']:.4f}, the KNN classifier's accuracy"
+    )
+    conf = round(100 * result.segments["confidence"])
+    typer.echo(f"\nsegments (summed value, {conf}% interval over the eval rows):")
+    for s in result.segments["overall"]:
+        typer.echo(
+            f"  {inert(s['key'])}={inert(s['value'])}  rows {s['rows']:,}  {s['sum']:+.4f} "
+            f"[{s['ci_low']:+.4f}, {s['ci_high']:+.4f}]  {s['verdict']}"
+        )
+    worst = sorted(result.rows, key=lambda r: r["value"])[:SHOWN_ROWS]
+    typer.echo(f"\nthe {len(worst)} lowest-valued train rows (most harmful first):")
+    for r in worst:
+        text = inert(r["text"])
+        text = text if len(text) <= 60 else text[:57] + "..."
+        tags = ",".join(f"{k}={v}" for k, v in r["tags"].items())
+        typer.echo(f"  {r['value']:+.5f}  {inert(r['id'])}  [{inert(tags)}]  label={inert(r['label'])}  {text}")
+    typer.echo(f"\nwritten: {result.folder} (root hash {str(result.root_hash)[:16]})")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(name="attribute")
+    def attribute(
+        run: Path = typer.Option(..., "--run", "-r", help="The run folder (runs/<name>) written by `verifily train`."),
+        method: str = typer.Option(
+            "knn-shapley",
+            "--method",
+            help="knn-shapley (exact, classification, on the run's own embeddings). loo, segment-shapley and tracin "
+            "are not built yet.",
+        ),
+        by: list[str] = typer.Option(
+            None, "--by", help="Tag key of the train rows to value as segments (repeatable). Default: every tag key."
+        ),
+        slice_by: list[str] = typer.Option(
+            None,
+            "--slice-by",
+            "--slice",
+            help="Eval slice expressions (as `eval --slice-by`), each valued separately. Default: eval.slice_by.",
+        ),
+        k: int = typer.Option(5, "--k", min=1, help="Neighbours of the KNN classifier whose accuracy is valued."),
+        base_embeddings: bool = typer.Option(
+            False, "--base-embeddings", help="Embed with the base model (adapter left out) instead of the run's."
+        ),
+        datasets_root: str = typer.Option(
+            None, "--datasets-root", help="Folder holding <name>/<version>/manifest.yaml (else the recorded one)."
+        ),
+        batch_size: int = typer.Option(None, "--batch-size", min=1, help="Texts per embedding batch."),
+        resamples: int = typer.Option(1000, "--resamples", min=100, help="Bootstrap resamples of the intervals."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resamples."),
+        as_json: bool = typer.Option(False, "--json", help="Print method.json and segments.json as one JSON object."),
+    ) -> None:
+        """Value every train row (and each tag segment, with an interval) for the eval set and each eval slice;
+        writes attribution/<method>/ into the run and adds it to the hash chain."""
+        from ..attribute.runner import AttributeOptions, attribute_run, check_method
+
+        check_method(method)  # before loading anything
+        result = attribute_run(
+            run,
+            AttributeOptions(
+                method=method,
+                by=list(by or []),
+                slice_by=list(slice_by) if slice_by else None,
+                k=k,
+                base_embeddings=base_embeddings,
+                datasets_root=datasets_root,
+                batch_size=batch_size,
+                resamples=resamples,
+                seed=seed,
+            ),
+        )
+        if as_json:
+            typer.echo(json.dumps({"method": result.method, "segments": result.segments}, indent=2))
+        else:
+            _print(result)

@@ -113,3 +113,25 @@ def test_a_generation_run_is_refused(cli, tmp_path):
     out = cli("attribute", "--run", str(run))
     assert out.returncode == 2 and "KNN-Shapley values classification runs; this run's task is sft" in out.stderr
     assert not (run / ATTRIBUTION).exists()
+
+
+def test_derive_drops_the_rows_valued_below_zero(cli, noisy_run):
+    """Close the loop: the rows KNN-Shapley values below 0 go into a new version whose manifest names the run."""
+    from verifily_action.datasets import resolve
+
+    run, datasets, flipped = noisy_run
+    if not attribution_dir(run, "knn-shapley").is_dir():
+        assert cli("attribute", "--run", str(run), "--resamples", "100").returncode == 0
+    rows = [json.loads(x) for x in (attribution_dir(run, "knn-shapley") / "rows.jsonl").read_text().splitlines()]
+    below = {r["id"] for r in rows if r["value"] < 0}
+    out = cli(
+        "dataset", "derive", "noisy@v1", "--to", "v1-clean", "--drop-below", "0", "--run", str(run),
+        "--datasets-root", str(datasets),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    child = resolve("noisy@v1-clean", datasets)
+    assert child.splits["train"][0].rows == N_TRAIN - len(below)
+    d = child.data["derivation"]
+    assert d["rule"] == "knn-shapley value < 0" and d["attribution"]["method"] == "knn-shapley"
+    assert d["attribution"]["root_hash"] == json.loads((run / "run_meta.json").read_text())["root_hash"]
+    assert len(below & flipped) > len(below) / 2  # most rows valued below 0 are the flipped ones

@@ -218,3 +218,44 @@ def _table(rows: Sequence[tuple[str, ...]]) -> None:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+
+
+@dataset_app.command()
+def derive(
+    ref: str = typer.Argument(..., help="The parent version (name@version or manifest path)."),
+    to: str = typer.Option(..., "--to", help="The new version's label (a folder beside the parent's)."),
+    drop_ids: Path = typer.Option(
+        None, "--drop-ids", help="File of ids to drop: one per line, or JSONL rows with `id` (e.g. rows.jsonl)."
+    ),
+    drop_below: float = typer.Option(
+        None, "--drop-below", help="Drop the train rows whose attribution value is below this (needs --run)."
+    ),
+    run: Path = typer.Option(None, "--run", help="The run whose attribution --drop-below reads."),
+    method: str = typer.Option("knn-shapley", "--method", help="The attribution method --drop-below reads."),
+    split: str = typer.Option(None, "--split", help="The split to drop rows from (default: the run's train split)."),
+    datasets_root: str = typer.Option(None, "--datasets-root", help=ROOT_HELP),
+) -> None:
+    """Make a new version without some rows (an ids file, or the rows an attribution valued below a threshold);
+    its manifest records the parent and why."""
+    from ..datasets import resolve
+    from ..datasets.derive import Drop, ids_below, ids_from_file
+    from ..datasets.derive import derive as derive_version
+
+    if (drop_ids is None) == (drop_below is None):
+        raise VerifilyError(
+            "give exactly one of --drop-ids FILE and --drop-below VALUE",
+            hint="e.g. --drop-below 0 --run runs/<name> (after `verifily attribute`)",
+        )
+    if drop_below is not None and run is None:
+        raise VerifilyError("--drop-below needs --run RUN", hint="the run whose attribution valued the rows")
+    if drop_ids is not None and run is not None:
+        raise VerifilyError("--run goes with --drop-below, not --drop-ids")
+    parent = resolve(ref, datasets_root)
+    if drop_ids is not None:
+        drop = Drop(split or "train", ids_from_file(drop_ids), f"ids listed in {drop_ids.name}")
+    else:
+        ids, source = ids_below(run, method, drop_below)
+        drop = Drop(split or "train", ids, f"{method} value < {drop_below:g}", source)
+    new = derive_version(parent, to, drop)
+    typer.echo(f"wrote {new.path} ({new.ref}): {len(drop.ids)} {drop.split} row(s) dropped from {parent.ref}")
+    typer.echo(f"dataset hash {new.dataset_hash()}")

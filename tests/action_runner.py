@@ -18,7 +18,7 @@ from typing import Any
 from .action_helpers import read_outputs
 from .builders import write_config
 from .compare_real import demo_config, write_subset
-from .github_fake import RUNTIME, TOKEN, FakeGitHub
+from .github_fake import TOKEN, FakeGitHub, runtime_token
 from .paths import REPO
 
 NAME = "Codertocat/Hello-World"
@@ -69,9 +69,10 @@ class Repo:
                 "GITHUB_API_URL": self.fake.api_url,
                 "GITHUB_SERVER_URL": "https://github.com",
                 "GITHUB_REPOSITORY": NAME,
-                "GITHUB_RUN_ID": str(self.fake.new_id()),
+                "GITHUB_RUN_ID": str(run_id := self.fake.new_id()),
                 "GITHUB_WORKFLOW_REF": f"{NAME}/.github/workflows/verifily.yml@refs/heads/master",
-                "ACTIONS_RUNTIME_TOKEN": RUNTIME,
+                # each run is a workflow run of its own: the results service keeps artifact names unique per run
+                "ACTIONS_RUNTIME_TOKEN": runtime_token(f"Actions.Results:run-{run_id}:job-{run_id}"),
                 "ACTIONS_RESULTS_URL": self.fake.api_url,
                 "INPUT_GITHUB-TOKEN": TOKEN,
                 "INPUT_CONFIG": "train.yaml",

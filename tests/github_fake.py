@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from jsonschema import Draft7Validator
 
-from . import fake_graphql
+from . import fake_graphql, fake_results
 from . import github_fixtures as gf
 
 TWIRP = "/twirp/github.actions.results.api.v1.ArtifactService/"
@@ -98,6 +98,8 @@ class FakeGitHub:
         self.minimized: set[int] = set()  # ids of comments hidden in the UI (GraphQL `isMinimized`)
         self.uploads: dict[str, dict[str, Any]] = {}  # artifact name -> {"blocks", "data", "finalize"}
         self.twirp_token: str | None = None  # the runtime token twirp calls must carry
+        self.results = fake_results.ResultsStore(self)  # the results service's artifacts (CreateArtifact …)
+        self.backend_runs: dict[str, int] = {}  # workflow_run_backend_id -> REST run id, for a run's artifacts
         # tokens with read-only permissions, as a fork's pull request job gets: every REST write answers 403
         self.read_only_tokens: set[str] = set()
         # how the storage host answers artifact downloads: None (the blob), "close" (hangs up without answering),
@@ -406,7 +408,7 @@ class FakeGitHub:
         if rec.headers.get("content-type") != "application/json":
             self.violations.append(f"twirp {method}: content-type {rec.headers.get('content-type')}")
         body = json.loads(rec.body or b"{}")
-        schema = TWIRP_SCHEMAS.get(method)
+        schema = {**TWIRP_SCHEMAS, **fake_results.SCHEMAS}.get(method)
         if schema is None:
             return self._send(h, 404, {"code": "bad_route", "msg": method})
         errs = [e.message for e in Draft7Validator(schema).iter_errors(body)]
@@ -417,15 +419,8 @@ class FakeGitHub:
             if f.times > 0 and f.method == "POST" and re.search(f.path_re, rec.path):
                 f.times -= 1
                 return self._send(h, f.status, f.body, f.headers)
-        name = body["name"]
-        if method == "CreateArtifact":
-            self.uploads[name] = {"create": body, "blocks": {}, "data": None, "finalize": None}
-            return self._send(h, 200, {"ok": True, "signed_upload_url": f"{self.blob_url}/upload/{name}?sig=abc&sv=1"})
-        up = self.uploads.get(name)
-        if up is None or up["data"] is None:
-            return self._send(h, 404, {"code": "not_found", "msg": "nothing uploaded"})
-        up["finalize"] = body
-        return self._send(h, 200, {"ok": True, "artifact_id": str(self.new_id())})
+        status, answer = self.results.call(method, body)  # tests/fake_results.py
+        return self._send(h, status, answer)
 
     def _blob(self, h: BaseHTTPRequestHandler, rec: Recorded) -> None:
         if "sig" not in rec.query:

@@ -219,3 +219,57 @@ def test_example_workflows_comment_on_failed_runs_and_keep_runs_that_were_not_up
         "always() && steps.verifily.outputs.artifact-id == '' && steps.verifily.outputs.run-dir != ''"
     )
     assert "artifact-id" in yaml.safe_load((ROOT / "action.yml").read_text())["outputs"]
+
+
+def _fork_pr_run(fake, env) -> tuple[dict, dict]:
+    """A fork's pull request event, and the REST run its jobs' artifacts show up under (the runtime token's run)."""
+    pr = webhook_example("pull_request", "opened")
+    pr["pull_request"]["head"]["repo"]["full_name"] = "mallory/Hello-World"
+    head = pr["pull_request"]["head"]["sha"]
+    run = fake.add_run(head, branch="changes", head_repo="mallory/Hello-World", event="pull_request")
+    fake.backend_runs["ce7f54c7-61c7"] = run["id"]  # RUNTIME's workflow run
+    set_event(env, "pull_request", pr)
+    return pr, run
+
+
+def _comment_job(fake, env, pr: dict, run: dict) -> None:
+    head = pr["pull_request"]["head"]["sha"]
+    fake.add_pull(pr["number"], head, head_repo="mallory/Hello-World")
+    wr = webhook_example("workflow_run", "completed", pred=lambda x: x["workflow_run"]["conclusion"] == "success")
+    wr["workflow_run"].update(id=run["id"], head_sha=head, pull_requests=[], path=".github/workflows/verifily.yml")
+    wr["workflow_run"]["head_repository"]["full_name"] = "mallory/Hello-World"
+    set_event(env, "workflow_run", wr)
+    env["monkeypatch"].setenv("INPUT_MODE", "comment")
+    assert action.main() == 0
+
+
+def test_a_rerun_replaces_its_artifact_and_the_comment_job_reads_the_new_attempt(fake_github, env, capsys):
+    """Attempt 1 uploads (and, say, fails on a gate); attempt 2's CreateArtifact answers 409, so the stale artifact
+    is deleted and uploaded again, and the fork's comment job posts attempt 2's run, not attempt 1's."""
+    pr, run = _fork_pr_run(fake_github, env)
+    assert action.main() == 0
+    first = step_outputs(env)["artifact-id"]
+    env["monkeypatch"].setenv("GITHUB_RUN_ATTEMPT", "2")
+    assert action.main() == 0
+    second = step_outputs(env)["artifact-id"]
+    assert first.isdigit() and second.isdigit() and first != second  # not empty: no fallback upload needed
+    assert f"deleted artifact `verifily-run` (id {first})" in capsys.readouterr().out
+    assert [a["id"] for a in fake_github.artifacts[run["id"]]] == [int(second)]
+    _comment_job(fake_github, env, pr, run)
+    (comment,) = fake_github.comments[pr["number"]]
+    assert f"/actions/runs/{run['id']}/artifacts/{second})" in comment["body"]
+    assert fake_github.calls("GET", rf"^/artifact-blobs/{second}$", host="blob")
+    assert not fake_github.calls("GET", rf"^/artifact-blobs/{first}$", host="blob")
+
+
+def test_the_comment_job_reads_the_newest_of_the_artifact_and_its_fallback(fake_github, env):
+    """The example workflow's actions/upload-artifact step keeps a run the Action could not upload as
+    `<artifact-name>-fallback`: the comment job reads it when it is the newest."""
+    pr, run = _fork_pr_run(fake_github, env)
+    assert action.main() == 0  # attempt 1's artifact, `verifily-run`
+    (stale,) = fake_github.artifacts[run["id"]]
+    fallback = fake_github.add_artifact(run["id"], "verifily-run-fallback", fake_github.blobs[stale["id"]])
+    fallback["created_at"] = "2099-01-01T00:00:00Z"  # uploaded by a later attempt
+    _comment_job(fake_github, env, pr, run)
+    (comment,) = fake_github.comments[pr["number"]]
+    assert f"/actions/runs/{run['id']}/artifacts/{fallback['id']})" in comment["body"]

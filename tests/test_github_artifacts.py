@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import random
 import zipfile
 
@@ -80,3 +81,77 @@ def test_invalid_names_and_missing_environment(monkeypatch, tmp_path):
     up = ArtifactUploader(RUNTIME, "http://127.0.0.1:9")
     with pytest.raises(ArtifactError, match="invalid artifact name"):
         up.upload("a/b", tmp_path)
+
+
+def _twirp_calls(fake) -> list[str]:
+    return [r.path.rsplit("/", 1)[1] for r in fake.calls("POST", "/twirp/")]
+
+
+def test_a_rerun_replaces_the_earlier_attempts_artifact(fake_github, tmp_path, capsys):
+    """Attempt 2 of a run (say, after a failed gate) gets 409 on CreateArtifact: the stale artifact is listed,
+    deleted and created again, as upload-artifact's overwrite does, and the REST API then lists only the new one."""
+    fake_github.twirp_token = RUNTIME
+    run = fake_github.add_run("a" * 40)
+    fake_github.backend_runs["ce7f54c7-61c7"] = run["id"]
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "attempt.txt").write_text("1")
+    first = ArtifactUploader(RUNTIME, fake_github.api_url, attempt=1).upload("verifily-run", tmp_path / "one")
+    (tmp_path / "two").mkdir()
+    (tmp_path / "two" / "attempt.txt").write_text("2")
+    second = ArtifactUploader(RUNTIME, fake_github.api_url, attempt=2).upload("verifily-run", tmp_path / "two")
+    assert _twirp_calls(fake_github) == [
+        *("CreateArtifact", "FinalizeArtifact"),
+        *("CreateArtifact", "ListArtifacts", "DeleteArtifact", "CreateArtifact", "FinalizeArtifact"),
+    ]
+    listed, deleted = (json.loads(r.body) for r in fake_github.calls("POST", "/(ListArtifacts|DeleteArtifact)$"))
+    assert listed == {
+        "workflow_run_backend_id": "ce7f54c7-61c7",
+        "workflow_job_run_backend_id": "ca395085-040a",
+        "name_filter": "verifily-run",
+    }
+    assert deleted["name"] == "verifily-run"
+    assert second.replaced == [first.id] and second.id != first.id
+    (only,) = fake_github.artifacts[run["id"]]
+    assert only["id"] == second.id
+    assert zipfile.ZipFile(io.BytesIO(fake_github.blobs[only["id"]])).read("attempt.txt") == b"2"
+    out = capsys.readouterr().out
+    assert f"deleted artifact `verifily-run` (id {first.id}) of attempt 1 or earlier" in out
+    assert "::warning" not in out
+
+
+def test_a_matrix_sharing_the_name_replaces_the_other_jobs_artifact_with_a_warning(fake_github, tmp_path, capsys):
+    job_a = runtime_token("Actions.Results:run-1:job-a")
+    job_b = runtime_token("Actions.Results:run-1:job-b")
+    ArtifactUploader(job_a, fake_github.api_url, attempt=1).upload("verifily-run", _run_dir(tmp_path))
+    res = ArtifactUploader(job_b, fake_github.api_url, attempt=1).upload("verifily-run", _run_dir(tmp_path / "b"))
+    assert len(res.replaced) == 1
+    (deleted,) = [json.loads(r.body) for r in fake_github.calls("POST", "/DeleteArtifact$")]
+    # the listed artifact's own ids, not the deleting job's: as the toolkit's deleteArtifactInternal sends them
+    assert deleted == {
+        "workflow_run_backend_id": "run-1",
+        "workflow_job_run_backend_id": "job-a",
+        "name": "verifily-run",
+    }
+    out = capsys.readouterr().out
+    assert "::warning::another job of this workflow run already uploaded an artifact named `verifily-run`" in out
+    assert "verifily-run-${{ matrix.config }}" in out
+    # another workflow run may use the name freely
+    other = ArtifactUploader(runtime_token("Actions.Results:run-2:job-a"), fake_github.api_url)
+    assert other.upload("verifily-run", _run_dir(tmp_path / "c")).replaced == []
+
+
+def test_a_clash_the_service_cannot_list_is_one_clear_error(fake_github, tmp_path):
+    up = ArtifactUploader(RUNTIME, fake_github.api_url, attempt=2)
+    fake_github.fault("POST", "FinalizeArtifact", 400, body={"code": "invalid_argument", "msg": "bad size"})
+    with pytest.raises(ArtifactError, match="FinalizeArtifact"):
+        up.upload("verifily-run", _run_dir(tmp_path))  # created, never finalized: not listed
+    with pytest.raises(ArtifactError, match="already exists in this workflow run, but the results service does not"):
+        up.upload("verifily-run", _run_dir(tmp_path / "b"))
+    assert not fake_github.calls("POST", "/DeleteArtifact$")
+
+
+def test_the_attempt_comes_from_the_runner(monkeypatch):
+    monkeypatch.setenv("GITHUB_RUN_ATTEMPT", "3")
+    assert ArtifactUploader(RUNTIME, "http://127.0.0.1:9").attempt == 3
+    monkeypatch.delenv("GITHUB_RUN_ATTEMPT")
+    assert ArtifactUploader(RUNTIME, "http://127.0.0.1:9").attempt == 1

@@ -15,6 +15,7 @@ from verifily_action.github.baseline import (
     find_baseline,
     merge_base,
     run_baseline,
+    usable_artifact,
     workflow_file,
 )
 
@@ -233,3 +234,23 @@ def test_zip_dir_round_trip_skips_symlinks(tmp_path):
         "run_meta.json",
         "verifily-pr.json",
     ]
+
+
+def test_the_newest_of_the_artifact_and_its_fallback_is_used(fake_github, gh):
+    run = fake_github.add_run(_sha("a"))
+    old = fake_github.add_artifact(run["id"], NAME, b"1")
+    old["created_at"] = "2024-01-01T00:00:00Z"
+    fallback = fake_github.add_artifact(run["id"], f"{NAME}-fallback", b"2")
+    fallback["created_at"] = "2024-01-02T00:00:00Z"
+    other = fake_github.add_artifact(run["id"], f"{NAME}-other", b"3")
+    other["created_at"] = "2024-01-03T00:00:00Z"
+    assert usable_artifact(gh, REPO, run["id"], NAME)[0]["id"] == fallback["id"]
+    res = find_baseline(gh, REPO, "eval.yml", "master", NAME)
+    assert res.baseline.artifact_id == fallback["id"]
+    fallback["expired"] = True
+    assert usable_artifact(gh, REPO, run["id"], NAME)[0]["id"] == old["id"]
+    old["created_at"] = fallback["created_at"]  # the same second: the higher id is the later upload
+    twin = fake_github.add_artifact(run["id"], NAME, b"4")
+    twin["created_at"] = old["created_at"]
+    assert usable_artifact(gh, REPO, run["id"], NAME)[0]["id"] == twin["id"]
+    assert usable_artifact(gh, REPO, run["id"], "verifily") == (None, "no artifact")

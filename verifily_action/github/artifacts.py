@@ -8,6 +8,18 @@ The protocol (actions/toolkit, packages/artifact/src/internal/upload/upload-arti
 2. `PUT` the zip to the signed Azure blob URL (`x-ms-blob-type: BlockBlob`; the URL carries the credentials, so
    no Authorization header is sent there). Large zips go as blocks plus a block list, as the Azure SDK does.
 3. `FinalizeArtifact` with `{…ids, name, size: "<bytes>", hash: "sha256:<hex>"}` -> `{ok, artifact_id}`.
+
+Names are unique per workflow run and an artifact cannot be overwritten: CreateArtifact answers 409 ("an artifact
+with this name already exists on the workflow run") on a rerun (GITHUB_RUN_ATTEMPT > 1: the earlier attempt's
+artifact is still there) and in a matrix whose jobs share the name. We then do what upload-artifact's
+`overwrite: true` does (actions/upload-artifact `src/upload/upload-artifact.ts`, toolkit
+`src/internal/delete/delete-artifact.ts` `deleteArtifactInternal`): `ListArtifacts` with this run's backend ids and
+`name_filter` -> `{artifacts: [{workflow_run_backend_id, workflow_job_run_backend_id, database_id, name, …}]}`,
+`DeleteArtifact` with the listed artifact's own backend ids and name -> `{ok, artifact_id}`, and CreateArtifact
+again. On a rerun that replaces the stale attempt's artifact, so the comment job and later baselines read the new
+one; on the first attempt it can only be another job's, so it is replaced with a warning that the jobs overwrite
+each other's runs. Wrapper types (StringValue) are plain JSON values, int64 a decimal string (twirp-ts'
+`useProtoFieldName` JSON).
 """
 
 from __future__ import annotations
@@ -16,7 +28,7 @@ import base64
 import json
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +38,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from ..errors import VerifilyError
+from . import workflow as wf
 from .archive import zip_dir
 from .client import TIMEOUT, make_retry
 
@@ -36,7 +49,9 @@ _FORBIDDEN = set('":<>|*?\r\n\\/')
 
 
 class ArtifactError(VerifilyError):
-    pass
+    def __init__(self, message: str, hint: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status  # the results service's HTTP status (409: the name exists in this run)
 
 
 @dataclass
@@ -45,6 +60,7 @@ class UploadResult:
     name: str
     size: int
     digest: str  # "sha256:<hex>"
+    replaced: list[int] = field(default_factory=list)  # ids of the artifacts of the same name deleted first
 
 
 def backend_ids(runtime_token: str) -> tuple[str, str]:
@@ -81,8 +97,11 @@ class ArtifactUploader:
         retries: int = 5,
         backoff: float = 1.0,
         sleep=None,
+        attempt: int | None = None,
     ) -> None:
         self.token = runtime_token or os.environ.get("ACTIONS_RUNTIME_TOKEN", "")
+        run_attempt = os.environ.get("GITHUB_RUN_ATTEMPT", "")
+        self.attempt = attempt or (int(run_attempt) if run_attempt.isdigit() else 1)
         self.results_url = (results_url or os.environ.get("ACTIONS_RESULTS_URL", "")).rstrip("/")
         if not self.token or not self.results_url:
             raise ArtifactError(
@@ -100,7 +119,9 @@ class ArtifactUploader:
         self.blob.mount("http://", HTTPAdapter(max_retries=make_retry(retries, backoff, **kw)))
         self.blob.mount("https://", HTTPAdapter(max_retries=make_retry(retries, backoff, **kw)))
 
-    def _call(self, method: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _call(self, method: str, body: dict[str, Any], *, has_ok: bool = True) -> dict[str, Any]:
+        """One Twirp call; `has_ok`: the response message carries an `ok` that must be true (ListArtifacts' has
+        none)."""
         url = f"{self.results_url}/twirp/{SERVICE}/{method}"
         try:
             r = self.twirp.post(url, data=json.dumps(body), timeout=TIMEOUT)
@@ -110,10 +131,43 @@ class ArtifactUploader:
             data = r.json()
         except ValueError:
             data = {}
-        if not r.ok or not data.get("ok"):
-            msg = data.get("msg") or data.get("code") or r.reason
-            raise ArtifactError(f"{method} failed: HTTP {r.status_code}: {msg}")
+        if not r.ok or not isinstance(data, dict) or (has_ok and not data.get("ok")):
+            msg = (data.get("msg") or data.get("code") if isinstance(data, dict) else "") or r.reason
+            raise ArtifactError(f"{method} failed: HTTP {r.status_code}: {msg}", status=r.status_code)
         return data
+
+    def _create(self, create: dict[str, Any]) -> tuple[dict[str, Any], list[int]]:
+        """CreateArtifact; on 409 (the name exists in this workflow run) delete the existing artifact and create
+        again, as upload-artifact's `overwrite: true` does. Returns the answer and the ids deleted."""
+        try:
+            return self._call("CreateArtifact", create), []
+        except ArtifactError as e:
+            if e.status != 409:
+                raise
+        name = create["name"]
+        ids = {k: create[k] for k in ("workflow_run_backend_id", "workflow_job_run_backend_id")}
+        listed = self._call("ListArtifacts", {**ids, "name_filter": name}, has_ok=False).get("artifacts") or []
+        found = [a for a in listed if isinstance(a, dict) and a.get("name") == name]
+        if not found:
+            raise ArtifactError(
+                f"an artifact named `{name}` already exists in this workflow run, but the results service does not "
+                "list it (an upload of it may still be running, or was never finalized)",
+                hint="rerun the job, or give this step another artifact-name",
+                status=409,
+            )
+        if self.attempt <= 1:
+            wf.warning(
+                f"another job of this workflow run already uploaded an artifact named `{name}` (a matrix, or a "
+                "second verifily step, with the same artifact-name): it is replaced, and the jobs overwrite each "
+                f"other's runs; give each its own artifact-name, e.g. `{name}-${{{{ matrix.config }}}}`"
+            )
+        deleted = []
+        for a in found:
+            done = self._call("DeleteArtifact", {**{k: str(a.get(k) or "") for k in ids}, "name": name})
+            deleted.append(int(done.get("artifact_id") or a.get("database_id") or 0))
+            whose = f"attempt {self.attempt - 1} or earlier" if self.attempt > 1 else "another job"
+            print(f"deleted artifact `{name}` (id {deleted[-1]}) of {whose} of this workflow run, to upload it again")
+        return self._call("CreateArtifact", create), deleted
 
     def _put(self, url: str, zip_path: Path, size: int) -> None:
         headers = {"x-ms-blob-type": "BlockBlob", "Content-Type": "application/zip"}
@@ -175,14 +229,15 @@ class ArtifactUploader:
 
                 expires = datetime.now(timezone.utc) + timedelta(days=retention_days)
                 create["expires_at"] = expires.strftime("%Y-%m-%dT%H:%M:%SZ")
-            created = self._call("CreateArtifact", create)
+            created, replaced = self._create(create)
             url = created.get("signed_upload_url")
             if not url:
                 raise ArtifactError("CreateArtifact returned no signed_upload_url")
             self._put(url, info.path, info.size)
             digest = f"sha256:{info.sha256}"
             done = self._call("FinalizeArtifact", {**ids, "name": name, "size": str(info.size), "hash": digest})
-        return UploadResult(id=int(done.get("artifact_id") or 0), name=name, size=info.size, digest=digest)
+        artifact_id = int(done.get("artifact_id") or 0)
+        return UploadResult(id=artifact_id, name=name, size=info.size, digest=digest, replaced=replaced)
 
 
 def upload_artifact(name: str, root_dir: str | Path, **kw: Any) -> UploadResult:

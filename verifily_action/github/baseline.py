@@ -76,16 +76,25 @@ def merge_base(client: GitHubClient, repo: str, base: str, head: str) -> str | N
     return (data.get("merge_base_commit") or {}).get("sha")
 
 
+def artifact_names(name: str) -> tuple[str, str]:
+    """The names a run's folder is uploaded under: the Action's `name`, and `<name>-fallback`, which the example
+    workflow's actions/upload-artifact step writes when the Action's own upload failed (.github/workflows)."""
+    return name, f"{name}-fallback"
+
+
 def usable_artifact(client: GitHubClient, repo: str, run_id: int, name: str) -> tuple[dict | None, str]:
-    """The run's non-expired artifact called `name`, or None and why."""
-    found = list(client.paginate(f"repos/{repo}/actions/runs/{run_id}/artifacts", {"name": name}, key="artifacts"))
-    found = [a for a in found if a.get("name") == name]
+    """The run's newest non-expired artifact called `name` or `<name>-fallback`, or None and why. Newest by
+    `created_at`, then by id: a rerun's artifact replaces the earlier attempt's, and a fallback upload comes after
+    a failed one."""
+    names = artifact_names(name)
+    listed = client.paginate(f"repos/{repo}/actions/runs/{run_id}/artifacts", key="artifacts", max_items=1000)
+    found = [a for a in listed if a.get("name") in names]
     if not found:
         return None, "no artifact"
     live = [a for a in found if not a.get("expired")]
     if not live:
         return None, "artifact expired"
-    live.sort(key=lambda a: a.get("created_at") or "", reverse=True)
+    live.sort(key=lambda a: (a.get("created_at") or "", int(a.get("id") or 0)), reverse=True)
     return live[0], ""
 
 

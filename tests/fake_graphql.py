@@ -7,8 +7,9 @@ part of GitHub's schema written out in FIELDS below — types and argument types
 String!), Repository.pullRequest(number: Int!), PullRequest.comments(first: Int, after: String):
 IssueCommentConnection!, IssueComment.fullDatabaseId: BigInt (a string in JSON), Actor.login) — and answers only
 the fields asked for, in GitHub's shape: `{"data": …}`, or `{"errors": [{"message", "type"?, "path"?}]}` with
-status 200 for a query GitHub cannot run. A field or argument outside FIELDS is an error and a violation, so a
-query change must come with a fresh look at the real schema. What GitHub answers (GitHub's docs and the public
+status 200 for a query GitHub cannot run. A field or argument outside FIELDS is an error and a violation, and
+tests/test_github_comments.py checks FIELDS against that schema file (tests/npm_fixtures.sh installs it), so a
+query the fake answers is one GitHub's schema accepts. What GitHub answers (GitHub's docs and the public
 threads cited in verifily_action/github/comments.py): the viewer of an installation token is `<app-slug>[bot]`;
 a bot *author* is its slug with `__typename: "Bot"`.
 """

@@ -4,7 +4,9 @@ Two listeners: the API (127.0.0.1) — REST endpoints plus the Twirp results ser
 (127.0.0.2, a different host name as far as any HTTP client is concerned) that stands for the signed storage URLs
 GitHub redirects to. Every REST request is checked against GitHub's OpenAPI description and every REST answer is
 built from the spec's own examples and checked against its response schema; a problem is recorded in
-`violations` (the `fake_github` fixture fails the test when any is left).
+`violations` (the `fake_github` fixture fails the test when any is left). GraphQL (`POST /graphql`) is not in the
+OpenAPI description: tests/fake_graphql.py parses and answers it against GitHub's GraphQL schema instead, and
+tests/fake_results.py keeps the results service's artifacts (409 on a name the workflow run already has).
 
 tests/conftest.py loads this module as a plugin (`pytest_plugins`), so every test module gets the `fake_github` and
 `gh` fixtures by naming them as arguments; modules import only the plain names (FakeGitHub, TOKEN, RUNTIME).

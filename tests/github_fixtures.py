@@ -1,4 +1,5 @@
-"""Locate the npm fixtures (GitHub's OpenAPI description, real webhook payloads) and validate against the spec.
+"""Locate the npm fixtures (GitHub's OpenAPI description and GraphQL schema, real webhook payloads) and validate
+against the spec.
 
 The packages are installed by tests/npm_fixtures.sh into a cache folder outside the repository. When they are
 missing, tests skip with the command to run — except in CI (env CI set), where missing fixtures fail the run.
@@ -35,6 +36,7 @@ def npm_prefix() -> Path:
 
 OPENAPI_REL = "node_modules/@octokit/openapi/generated/api.github.com.json"
 WEBHOOKS_REL = "node_modules/@octokit/webhooks-examples/api.github.com/index.json"
+GRAPHQL_REL = "node_modules/@octokit/graphql-schema/schema.graphql"
 
 
 def _require(rel: str) -> Path:
@@ -55,6 +57,11 @@ def _load_json(path: str) -> Any:
 
 def openapi() -> dict[str, Any]:
     return _load_json(str(_require(OPENAPI_REL)))
+
+
+def graphql_schema() -> str:
+    """GitHub's public GraphQL schema (SDL text, @octokit/graphql-schema)."""
+    return _require(GRAPHQL_REL).read_text(encoding="utf-8")
 
 
 def webhook_example(event: str, action: str | None = None, index: int = 0, pred=None) -> dict[str, Any]:

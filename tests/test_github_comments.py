@@ -200,3 +200,26 @@ def test_the_fake_answers_graphql_only_for_fields_of_githubs_schema(fake_github,
     fake_github.violations.clear()
     assert graphql_url("https://api.github.com") == "https://api.github.com/graphql"
     assert graphql_url("https://ghe.example.com/api/v3/") == "https://ghe.example.com/api/graphql"
+
+
+def test_the_fakes_graphql_fields_are_githubs():
+    """Every type, field, result type and argument type tests/fake_graphql.py accepts is in GitHub's GraphQL schema
+    (@octokit/graphql-schema, installed by tests/npm_fixtures.sh), so a query the fake answers GitHub answers too."""
+    import re
+
+    from .fake_graphql import FIELDS
+    from .github_fixtures import graphql_schema
+
+    sdl = re.sub(r'"""(?:.|\n)*?"""|"[^"\n]*"', "", graphql_schema())  # descriptions out
+    for type_name, fields in FIELDS.items():
+        block = re.search(rf"^(?:type|interface) {type_name}\b[^{{]*\{{(.*?)^\}}", sdl, re.S | re.M)
+        assert block, type_name
+        for field, (result, args) in fields.items():
+            if field == "__typename":
+                continue
+            m = re.search(rf"^\s+{field}(?:\(([^)]*)\))?:\s*([\[\]\w!]+)", block.group(1), re.M)
+            assert m, f"{type_name}.{field}"
+            assert (result or "") in ("", re.sub(r"[\[\]!]", "", m.group(2))), f"{type_name}.{field}: {m.group(2)}"
+            declared = dict(re.findall(r"(\w+):\s*([\[\]\w!]+)", m.group(1) or ""))
+            for arg, arg_type in args.items():
+                assert declared.get(arg) == arg_type, f"{type_name}.{field}({arg}): {declared.get(arg)}"

@@ -30,6 +30,9 @@ pip() { /opt/build/bin/python -m pip --disable-pip-version-check "$@"; }
 # --no-compile: bytecode only for what a run imports (below), not for every module of every package
 pip --python /opt/venv/bin/python install --no-cache-dir --require-hashes --no-deps --only-binary=:all: \
   --no-compile "$@" -r "$lock"
+# setuptools is in the cpu and cuda locks as a dependency of torch (for compiling C++ extensions, which no run does):
+# it builds the package in the app stage from /opt/build (below) and stays out of the image
+pip --python /opt/venv/bin/python uninstall --yes --quiet setuptools
 # the build backend for the app stage (pyproject.toml's build-system), in the build venv only
 grep -A1 '^setuptools==' "$here/requirements-cpu.lock" >/tmp/build-requirements.txt
 pip install --no-cache-dir --require-hashes --no-deps --only-binary=:all: "$@" -r /tmp/build-requirements.txt

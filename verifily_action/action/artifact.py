@@ -42,8 +42,19 @@ def read_pr_context(run_dir: Path, run_id: int) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     errors = [e.message for e in validator("pr_context.schema.json").iter_errors(info)]
+    if not errors:  # the pull request job's gates and slices: only rules and expressions of the grammar
+        from ..compare.gates import parse_rules
+        from ..evaluate.slices import parse_list
+
+        try:
+            parse_rules(info.get("fail_on") or [], f"{PR_CONTEXT} fail_on")
+            parse_list(info.get("slice_by") or [], f"{PR_CONTEXT} slice_by")
+        except VerifilyError as e:
+            errors = [e.message]
     if errors:
-        raise VerifilyError(f"{PR_CONTEXT} in run {run_id}'s artifact is invalid: {'; '.join(errors[:3])}")
+        raise VerifilyError(
+            f"{PR_CONTEXT} in run {run_id}'s artifact is invalid: {'; '.join(errors[:3])}; refusing to comment"
+        )
     return dict(info)
 
 

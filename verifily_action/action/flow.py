@@ -38,7 +38,8 @@ from ..runs.files import read_json
 from ..runs.layout import EVAL_RESULTS, RUN_META
 from . import ownership, signing
 from .artifact import PR_CONTEXT, check_run, fetch_run, read_pr_context
-from .inputs import Inputs, check_fail_on, read_inputs
+from .comment_checks import DEPENDABOT, comment_inputs, confirmed_pull_request
+from .inputs import Inputs, check_fail_on, fail_on_rules, read_inputs
 from .stages import Outcome, Pipeline
 
 __all__ = ["PIPELINE", "Inputs", "Outcome", "Pipeline", "main", "read_inputs"]
@@ -215,8 +216,9 @@ def train_eval(inputs: Inputs, ctx: Context) -> int:
     wf.append_summary(report)
     comment_url = ""
     if pr is not None and inputs.comment:
-        if pr.is_fork:
-            wf.notice("pull request from a fork: the comment is posted by the workflow_run job (mode: comment)")
+        if pr.is_fork or ctx.env.get("GITHUB_ACTOR") == DEPENDABOT:  # a read-only token either way
+            who = "a fork" if pr.is_fork else "Dependabot (a read-only token)"
+            wf.notice(f"pull request from {who}: the comment is posted by the workflow_run job (mode: comment)")
         else:
             comment_url = _post(client, ctx, inputs.config, pr.number, report, inputs.comment_author)
     metrics_json = outcome.metrics_json or (eval_dir / EVAL_RESULTS if eval_dir else None)
@@ -259,6 +261,8 @@ def _upload(run_dir: Path, inputs: Inputs, ctx: Context, comparison: Path | None
                 "workflow": ctx.workflow,
                 "config": inputs.config,
                 "run_name": run_dir.name,
+                "fail_on": fail_on_rules(inputs.fail_on),  # the comment job checks the same gates
+                "slice_by": list(inputs.slice_by),
             },
             indent=2,
         ).encode()
@@ -306,15 +310,10 @@ def comment_mode(inputs: Inputs, ctx: Context) -> int:
         check_run(PIPELINE, run_dir, wr.id, name)
         # the producing workflow (from the event, not the artifact) owns the baseline runs and the sticky marker
         ctx.workflow = _workflow_file(f"{ctx.repo}/{wr.path}") or ctx.workflow
-        # the artifact may come from a fork's code: trust only what the API confirms
-        pr = client.get_json(f"repos/{ctx.repo}/pulls/{number}")
-        if pr["head"]["sha"] != wr.head_sha or (wr.pull_numbers and number not in wr.pull_numbers):
-            raise VerifilyError(
-                f"run {wr.id} says it is pull request #{number}, but that pull request's head is "
-                f"not {wr.head_sha[:12]}; refusing to comment"
-            )
-        if (pr["base"]["repo"] or {}).get("full_name", "").lower() != ctx.repo.lower():
-            raise VerifilyError(f"pull request #{number} does not target {ctx.repo}; refusing to comment")
+        pr = confirmed_pull_request(client, ctx.repo, number, wr)  # the artifact may be a fork's: ask the API
+        if pr is None:  # its head moved on: the newer commit's run comments
+            return EXIT_OK
+        inputs = comment_inputs(inputs, info, run_dir)  # the pull request job's gates and slices, and the base's
         with wf.group("Baseline"):
             refs = (pr["base"]["ref"], pr["base"]["sha"], wr.head_sha)
             base = _baseline(client, ctx, inputs, refs, Path(tmp) / "baseline")

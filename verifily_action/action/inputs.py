@@ -113,8 +113,11 @@ def trusted_keys(text: str) -> list[str]:
 
 
 def fail_on_rules(text: str | None) -> list[str]:
-    """The `fail-on` input: one rule per line (commas also separate, as in YAML flow-style lists)."""
-    return comma_list(text or "")
+    """The `fail-on` input: one rule per line (commas also separate, as in YAML flow-style lists, except inside a
+    rule's double-quoted slice value: `accuracy@source="a,b"<-0.02`)."""
+    from ..evaluate.slices import split_list
+
+    return split_list(text or "")
 
 
 def check_fail_on(text: str | None) -> None:

@@ -6,7 +6,8 @@ Reads only run folders (json, yaml, numpy; never torch), so it runs wherever a r
     comparison["summary"], comparison["gates"], report.comparison.markdown(comparison)
 
 Modules: loading (run folders), paired (statistics), power (smallest detectable change), engine (rows of values and
-deltas), fdr (q-values across slices: what `significant` means), gates (rules), datadiff (dataset versions). The
+deltas), fdr (q-values across slices: what `significant` means), gates (rules), datadiff (dataset versions),
+attribution (the newest run's "which data" block). The
 sentences of `summary` and every rendering (table, markdown, json) live in `report/`.
 """
 
@@ -67,6 +68,11 @@ def compare(
     from .datadiff import dataset_diffs
 
     comparison["dataset_diffs"] = dataset_diffs(runs, datasets_root, slices.keys_of(exprs))
+    from .attribution import which_data
+
+    block = which_data(runs[-1].dir, runs[-1].name, comparison, warnings.append)
+    if block is not None:
+        comparison["which_data"] = block
     comparison["gates"] = [g.to_dict() for g in results]
     return comparison
 

@@ -135,6 +135,10 @@ def markdown(comparison: Mapping[str, Any]) -> str:
     for g in comparison.get("gates", []):
         mark = "❌" if g["failed"] else ("✅" if g["checked"] else "➖")
         lines.append(f"- {mark} gate `{code_span(g['rule'])}`: {_md(g['message'])}")
+    if comparison.get("which_data"):
+        from .attribution import markdown_lines
+
+        lines += markdown_lines(comparison["which_data"]) + [""]
     lines += [f"<sub>{_md(n)}</sub><br>" for n in footnotes(comparison)]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -177,6 +181,11 @@ def print_table(comparison: Mapping[str, Any]) -> None:
     passed = sum(1 for g in gates if g["checked"] and not g["failed"])
     if passed:
         console.print(f"gates: {passed} check(s) passed", highlight=False, markup=False)
+    if comparison.get("which_data"):
+        from .attribution import text_lines
+
+        for text in text_lines(comparison["which_data"]):
+            console.print(text, highlight=False, markup=False)
     for n in footnotes(comparison):
         console.print(n, style="dim", highlight=False, markup=False)
 

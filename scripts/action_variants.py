@@ -23,9 +23,10 @@ ROOT = Path(__file__).resolve().parent.parent
 IMAGE = "ghcr.io/verifily/verifily-train"  # .github/workflows/image.yml pushes ghcr.io/<owner>/<repo>:<version>-<t>
 
 # comment mode (verifily_action/action/flow.py comment_mode) reads every input but these: `mode` is implied (the
-# comment image runs nothing else), the others belong to training and signing runs. A new input reaches the comment
-# action unless it is named here.
-COMMENT_LEAVES_OUT = ("mode", "config", "dataset", "signing-key", "keyless-signing")
+# comment image runs nothing else), the others belong to training and signing runs (`config` stays: the comment job
+# checks the base branch's config gates, action/comment_checks.py). A new input reaches the comment action unless it
+# is named here.
+COMMENT_LEAVES_OUT = ("mode", "dataset", "signing-key", "keyless-signing")
 COMMENT_OUTPUTS = ("comment-url", "regressions")
 
 VARIANTS = {

@@ -224,7 +224,7 @@ def test_the_action_variants_defaults_match_too(variant):
     if variant == "gpu":
         assert declared == DEFAULTS
     else:
-        assert declared.items() <= DEFAULTS.items() and "mode" not in declared and "config" not in declared
+        assert declared.items() <= DEFAULTS.items() and "mode" not in declared and "dataset" not in declared
 
 
 def test_every_package_is_installed():

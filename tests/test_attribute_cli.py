@@ -92,7 +92,7 @@ def test_knn_shapley_finds_the_flipped_labels_and_seals_its_files(cli, noisy_run
     ("args", "message"),
     [
         (["--method", "shapley-magic"], "unknown attribution method 'shapley-magic'"),
-        (["--method", "tracin"], "'tracin' is not built yet"),
+        (["--method", "tracin", "--by", "color"], "--by color: no train row has that tag"),
         (["--by", "color"], "--by color: no train row has that tag"),
         (["--k", "0"], "--k"),
     ],

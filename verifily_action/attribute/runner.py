@@ -8,8 +8,8 @@ extended chain are written into a copy of the run that then takes its place in o
 under the run's lock: every crash leaves the run as it was or with the new attribution, never a half-written one;
 a bad input fails before anything is written.
 
-Methods: `knn-shapley` (classification; `knn_shapley`). The others the command names (`loo`, `segment-shapley`,
-`tracin`) are not built yet and say so.
+Methods: `knn-shapley` (classification; `knn_shapley`), `tracin` (every task; `tracin`, `gradients`, written through
+`common`). The others the command names (`loo`, `segment-shapley`) are not built yet and say so.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from ..tags import NONE_TAG, slice_label, tag_value
 from . import knn_shapley
 
 METHODS = ("knn-shapley", "loo", "segment-shapley", "tracin")
-BUILT = ("knn-shapley",)
+BUILT = ("knn-shapley", "tracin")
 DEFAULT_RESAMPLES = 1000
 
 
@@ -50,7 +50,9 @@ class AttributeOptions:
     batch_size: int | None = None
     resamples: int = DEFAULT_RESAMPLES
     confidence: float | None = None  # default: eval.confidence
-    seed: int = 0
+    seed: int = 0  # of the bootstrap resamples (and of tracin's projection)
+    projection_dim: int = 512  # tracin: the length of the projected gradients
+    projection: str = "sketch"  # tracin: sketch (sparse, fast) or gaussian (dense); gradients.Projector
 
 
 @dataclass
@@ -151,6 +153,10 @@ def _interval(per_query: np.ndarray, resamples: int, confidence: float, rng: np.
 
 
 def _attribute(run_dir: Path, opts: AttributeOptions) -> Attribution:
+    if opts.method == "tracin":
+        from . import tracin
+
+        return tracin.attribute(run_dir, opts)
     from ..evaluate import slices
     from ..evaluate.runner import check_run
     from ..runs.folder import load_run
@@ -161,7 +167,7 @@ def _attribute(run_dir: Path, opts: AttributeOptions) -> Attribution:
     if task != "classification":
         raise VerifilyError(
             f"KNN-Shapley values classification runs; this run's task is {task}",
-            hint="for generation tasks use --method tracin (not built yet)",
+            hint="for generation tasks use --method tracin",
         )
     run = check_run(run_dir)
     ecfg = run.config.eval

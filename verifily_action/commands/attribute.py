@@ -14,16 +14,25 @@ def _print(result) -> None:  # result: attribute.runner.Attribution
     from ..report.escape import inert
 
     m = result.method
-    typer.echo(
-        f"{m['method']} (k={m['k']}) of {m['train']['n']:,} train rows ({m['train']['ref']}) on {m['eval']['n']:,} "
-        f"eval rows ({m['eval']['ref']}): values sum to {m['utility']:.4f}, the KNN classifier's accuracy"
-    )
+    data = f"{m['train']['n']:,} train rows ({m['train']['ref']}) on {m['eval']['n']:,} eval rows ({m['eval']['ref']})"
+    if m["method"] == "tracin":  # values on the loss's scale, often far below 1e-4: shown with 3 significant digits
+        num, row_num = "{:+.3g}".format, "{:+.3g}".format
+        typer.echo(
+            f"tracin ({len(m['checkpoints'])} checkpoint, {m['parameters']['count']:,} adapter parameters, gradients "
+            f"projected to {m['projection']['dim']}) of {data}: values sum to {m['utility']:.4g}, the first-order drop "
+            "in the mean eval loss of one step on every train row"
+        )
+    else:
+        num, row_num = "{:+.4f}".format, "{:+.5f}".format
+        typer.echo(
+            f"{m['method']} (k={m['k']}) of {data}: values sum to {m['utility']:.4f}, the KNN classifier's accuracy"
+        )
     conf = round(100 * result.segments["confidence"])
     typer.echo(f"\nsegments (summed value, {conf}% interval over the eval rows):")
     for s in result.segments["overall"]:
         typer.echo(
-            f"  {inert(s['key'])}={inert(s['value'])}  rows {s['rows']:,}  {s['sum']:+.4f} "
-            f"[{s['ci_low']:+.4f}, {s['ci_high']:+.4f}]  {s['verdict']}"
+            f"  {inert(s['key'])}={inert(s['value'])}  rows {s['rows']:,}  {num(s['sum'])} "
+            f"[{num(s['ci_low'])}, {num(s['ci_high'])}]  {s['verdict']}"
         )
     worst = sorted(result.rows, key=lambda r: r["value"])[:SHOWN_ROWS]
     typer.echo(f"\nthe {len(worst)} lowest-valued train rows (most harmful first):")
@@ -31,7 +40,8 @@ def _print(result) -> None:  # result: attribute.runner.Attribution
         text = inert(r["text"])
         text = text if len(text) <= 60 else text[:57] + "..."
         tags = ",".join(f"{k}={v}" for k, v in r["tags"].items())
-        typer.echo(f"  {r['value']:+.5f}  {inert(r['id'])}  [{inert(tags)}]  label={inert(r['label'])}  {text}")
+        label = f"label={inert(r['label'])}  " if "label" in r else ""
+        typer.echo(f"  {row_num(r['value'])}  {inert(r['id'])}  [{inert(tags)}]  {label}{text}")
     typer.echo(f"\nwritten: {result.folder} (root hash {str(result.root_hash)[:16]})")
 
 
@@ -42,8 +52,9 @@ def register(app: typer.Typer) -> None:
         method: str = typer.Option(
             "knn-shapley",
             "--method",
-            help="knn-shapley (exact, classification, on the run's own embeddings). loo, segment-shapley and tracin "
-            "are not built yet.",
+            help="knn-shapley (exact, classification, on the run's own embeddings), tracin (rows; any task: learning "
+            "rate x the dot product of the rows' projected loss gradients at the run's adapter). loo and "
+            "segment-shapley are not built yet.",
         ),
         by: list[str] = typer.Option(
             None, "--by", help="Tag key of the train rows to value as segments (repeatable). Default: every tag key."
@@ -63,7 +74,13 @@ def register(app: typer.Typer) -> None:
         ),
         batch_size: int = typer.Option(None, "--batch-size", min=1, help="Texts per embedding batch."),
         resamples: int = typer.Option(1000, "--resamples", min=100, help="Bootstrap resamples of the intervals."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resamples."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resamples (and of tracin's projection)."),
+        projection_dim: int = typer.Option(
+            512, "--projection-dim", help="tracin: length of the random projection of each row's gradient."
+        ),
+        projection: str = typer.Option(
+            "sketch", "--projection", help="tracin: sketch (sparse CountSketch, fast) or gaussian (dense, slow on CPU)."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print method.json and segments.json as one JSON object."),
     ) -> None:
         """Value every train row (and each tag segment, with an interval) for the eval set and each eval slice;
@@ -83,6 +100,8 @@ def register(app: typer.Typer) -> None:
                 batch_size=batch_size,
                 resamples=resamples,
                 seed=seed,
+                projection_dim=projection_dim,
+                projection=projection,
             ),
         )
         if as_json:

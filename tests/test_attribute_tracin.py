@@ -1,7 +1,8 @@
 """`verifily attribute --method tracin` (attribute/tracin.py, attribute/gradients.py) on tiny random-init models:
 per-example gradients against one plain backward of Hugging Face's own loss per row (sft, seq2seq,
 classification), the projected dot products against the exact ones (exactly equal through the identity
-projection), and end to end through the CLI on a tiny sft run with an eval row planted in the train split."""
+projection), and end to end through the CLI on a tiny sft run with an eval row planted in the train split, and on
+tiny classification and seq2seq runs."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tests.builders import GENERATED, cls_rows, sft_rows, tiny_sft_config, write_dataset
+from tests.builders import GENERATED, cls_rows, sft_rows, tiny_sft_config, write_config, write_dataset
 from tests.tiny_models import make_tiny_llama, make_tiny_t5
 from verifily_action.attribute import gradients as G
 from verifily_action.runs.layout import ATTRIBUTION, ATTRIBUTION_FILES, attribution_dir
@@ -197,3 +198,35 @@ def test_a_run_without_its_adapter_is_refused(cli, planted_run, tmp_path):
     out = cli("attribute", "--run", str(run), "--method", "tracin")
     assert out.returncode == 2 and "has no checkpoint to take gradients at" in out.stderr, out.stderr
     assert not (run / ATTRIBUTION).exists()
+
+
+@pytest.mark.parametrize("task", ["classification", "seq2seq"])
+def test_the_other_tasks_run_end_to_end(cli, models, tmp_path, task):
+    """A tiny classification run (an eval label the train split lacks: no loss, so left out and counted) and a tiny
+    seq2seq run, valued and sealed."""
+    from safetensors import safe_open
+
+    from verifily_action.train import job
+    from verifily_action.train.plan import TrainOptions
+
+    if task == "classification":
+        ev = cls_rows(12, 1) + [{"id": "n1", "text": "meh", "label": "neutral", "tags": {"source": "human"}}]
+        splits, model, want = {"train": cls_rows(32), "eval": ev}, models["llama"], {"train": 0, "eval": 1}
+    else:
+        splits, model, want = {"train": sft_rows(32), "eval": sft_rows(12, 1)}, models["t5"], {"train": 0, "eval": 0}
+    write_dataset(tmp_path / "datasets", "d", "v1", splits, task=task, **GENERATED)
+    cfg = write_config(
+        tmp_path / "train.yaml", task=task, model=str(model), dataset="d@v1", datasets_root=str(tmp_path / "datasets"),
+        output_dir=str(tmp_path / "runs"), training={"max_steps": 4, "batch_size": 8, "max_length": 64},
+    )  # fmt: skip
+    run = job.train(TrainOptions(config=cfg), echo=lambda s: None).run_dir
+    out = cli("attribute", "--run", str(run), "--method", "tracin", "--resamples", "100")
+    assert out.returncode == 0, out.stderr
+    method = json.loads((attribution_dir(run, "tracin") / "method.json").read_text())
+    rows = [json.loads(x) for x in (attribution_dir(run, "tracin") / "rows.jsonl").read_text().splitlines()]
+    assert method["task"] == task and method["left_out"] == want and len(rows) == 32
+    assert ("label" in rows[0]) == (task == "classification") and any(r["value"] != 0 for r in rows)
+    with safe_open(str(run / "adapter" / "adapter_model.safetensors"), "pt") as f:  # the saved adapter, head included
+        names = f.keys()
+        assert method["parameters"]["count"] == sum(f.get_tensor(k).numel() for k in names)
+    assert cli("reproduce", "--verify-only", str(run)).returncode == 0

@@ -72,7 +72,13 @@ def register(app: typer.Typer) -> None:
         datasets_root: str = typer.Option(
             None, "--datasets-root", help="Folder holding <name>/<version>/manifest.yaml (else the recorded one)."
         ),
-        batch_size: int = typer.Option(None, "--batch-size", min=1, help="Texts per embedding batch."),
+        batch_size: int = typer.Option(
+            None,
+            "--batch-size",
+            min=1,
+            help="Rows per batch: of embeddings (knn-shapley; default eval.batch_size) or of per-example gradients "
+            "(tracin; default training.batch_size).",
+        ),
         resamples: int = typer.Option(1000, "--resamples", min=100, help="Bootstrap resamples of the intervals."),
         seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resamples (and of tracin's projection)."),
         projection_dim: int = typer.Option(

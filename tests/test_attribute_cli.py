@@ -135,3 +135,26 @@ def test_derive_drops_the_rows_valued_below_zero(cli, noisy_run):
     assert d["rule"] == "knn-shapley value < 0" and d["attribution"]["method"] == "knn-shapley"
     assert d["attribution"]["root_hash"] == json.loads((run / "run_meta.json").read_text())["root_hash"]
     assert len(below & flipped) > len(below) / 2  # most rows valued below 0 are the flipped ones
+
+
+def test_the_action_attributes_when_the_config_asks(noisy_run, capsys):
+    """`attribute:` in the config: the Action's evaluate stage writes the attribution (so the comparison and the PR
+    comment get their 'Which data' section); an attribution that fails is a warning, not a failed job."""
+    import yaml
+
+    from verifily_action.action.inputs import Inputs
+    from verifily_action.action.stages import Pipeline
+
+    run, datasets, _ = noisy_run
+    cfg = yaml.safe_load((run / "config.yaml").read_text())
+    cfg["attribute"] = {"method": "knn-shapley", "by": ["source"]}
+    config = run.parent / "attribute.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    Pipeline().evaluate(run, Inputs(config=str(config)))
+    segments = json.loads((attribution_dir(run, "knn-shapley") / "segments.json").read_text())
+    assert {s["key"] for s in segments["overall"]} == {"source"}  # this config's, not an earlier --by origin
+    cfg["attribute"] = {"method": "knn-shapley", "by": ["color"]}
+    config.write_text(yaml.safe_dump(cfg))
+    Pipeline().evaluate(run, Inputs(config=str(config)))
+    out = capsys.readouterr().out
+    assert "::warning::attribution (knn-shapley) failed: --by color: no train row has that tag" in out

@@ -99,3 +99,28 @@ def test_batches_cover_every_query_once(monkeypatch):
     assert np.abs(sum(v.sum(axis=0) for _, v in parts) / 23 - whole).max() < 1e-12
     with pytest.raises(ValueError):
         ks.knn_shapley(train, labels, queries, query_labels, 0)
+
+
+def test_the_truncated_approximation_is_exact_on_each_querys_nearest_rows():
+    """`nearest` M: for one query, the rows beyond its M nearest get 0 and the M nearest get their exact KNN-Shapley
+    values as a train set of their own; M >= N is the exact recursion."""
+    rng = np.random.default_rng(5)
+    train, labels = rng.normal(size=(200, 8)), rng.integers(0, 2, 200)
+    query, label = rng.normal(size=(1, 8)), rng.integers(0, 2, 1)
+    m = 40
+    got = ks.knn_shapley(train, labels, query, label, 5, nearest=m)
+    near = np.argsort(np.linalg.norm(train - query, axis=1), kind="stable")[:m]
+    assert np.count_nonzero(got[np.setdiff1d(np.arange(200), near)]) == 0
+    alone = ks.knn_shapley(train[near], labels[near], query, label, 5)
+    assert np.abs(got[near] - alone).max() < 1e-12
+    exact = ks.knn_shapley(train, labels, query, label, 5)
+    assert np.abs(ks.knn_shapley(train, labels, query, label, 5, nearest=500) - exact).max() == 0
+
+
+def test_the_cli_help_names_the_defaults():
+    from typer.testing import CliRunner
+
+    from verifily_action.cli import app
+
+    text = " ".join(CliRunner().invoke(app, ["attribute", "--help"]).output.split())
+    assert f"exact up to {ks.EXACT_UP_TO:,} train rows, else {ks.NEAREST_DEFAULT:,}" in text

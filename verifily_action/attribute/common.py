@@ -18,9 +18,6 @@ from typing import Any
 import numpy as np
 
 from ..runs import layout
-from ..runs.chain import add_artifacts
-from ..runs.files import write_text_atomic
-from ..runs.folder import replace_run
 from ..tags import slice_label, tag_value
 from .runner import _interval
 
@@ -135,17 +132,13 @@ def rows_doc(train: Any, totals: Totals) -> list[dict[str, Any]]:
 
 
 def write(run_dir: Path, method: str, rows: list[dict], segments: dict, method_doc: dict) -> str:
-    """attribution/<method>/{rows.jsonl,segments.json,method.json} written into a copy of the run with the chain
-    extended, which then replaces the run (`runs.folder.replace_run`); the caller holds the run's lock. Returns the
-    new root hash."""
+    """attribution/<method>/{rows.jsonl,segments.json,method.json} written into the run and its chain
+    (`runner.write_attribution`); the caller holds the run's lock. Returns the new root hash."""
+    from .runner import write_attribution
 
-    def stage_write(stage: Path) -> str:
-        out = layout.attribution_dir(stage, method)
-        out.mkdir(parents=True, exist_ok=True)
-        lines = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
-        write_text_atomic(out / layout.ATTRIBUTION_ROWS, lines)
-        write_text_atomic(out / layout.ATTRIBUTION_SEGMENTS, json.dumps(segments, indent=2, allow_nan=False) + "\n")
-        write_text_atomic(out / layout.ATTRIBUTION_METHOD, json.dumps(method_doc, indent=2) + "\n")
-        return add_artifacts(stage, [out / n for n in layout.ATTRIBUTION_FILES])
-
-    return replace_run(run_dir, stage_write)
+    files = {
+        layout.ATTRIBUTION_ROWS: "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows),
+        layout.ATTRIBUTION_SEGMENTS: json.dumps(segments, indent=2, allow_nan=False) + "\n",
+        layout.ATTRIBUTION_METHOD: json.dumps(method_doc, indent=2) + "\n",
+    }
+    return write_attribution(run_dir, method, files)

@@ -8,8 +8,8 @@ extended chain are written into a copy of the run that then takes its place in o
 under the run's lock: every crash leaves the run as it was or with the new attribution, never a half-written one;
 a bad input fails before anything is written.
 
-Methods: `knn-shapley` (classification; `knn_shapley`), `tracin` (every task; `tracin`, `gradients`, written through
-`common`). The others the command names (`loo`, `segment-shapley`) are not built yet and say so.
+Methods: `knn-shapley` (classification; `knn_shapley`), `loo` and `segment-shapley` (`segments`, `retrain`), `tracin`
+(every task; `tracin`, `gradients`, written through `common`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import VerifilyError
 from ..runs import layout
-from ..runs.chain import add_artifacts
+from ..runs.chain import hash_run_files, read_entries, seal
 from ..runs.files import disk_full_error, is_disk_full, write_text_atomic
 from ..runs.folder import recover, replace_run
 from ..runs.lock import run_lock
@@ -35,7 +35,8 @@ from ..tags import NONE_TAG, slice_label, tag_value
 from . import knn_shapley
 
 METHODS = ("knn-shapley", "loo", "segment-shapley", "tracin")
-BUILT = ("knn-shapley", "tracin")
+BUILT = ("knn-shapley", "loo", "segment-shapley", "tracin")
+RETRAINING = ("loo", "segment-shapley")
 DEFAULT_RESAMPLES = 1000
 
 
@@ -45,6 +46,7 @@ class AttributeOptions:
     by: list[str] = field(default_factory=list)  # tag keys of the train rows; default: every key they carry
     slice_by: list[str] | None = None  # eval slice expressions; default: the run config's eval.slice_by
     k: int = knn_shapley.DEFAULT_K
+    nearest: int | None = None  # knn-shapley: 0 exact; M truncated; None: exact up to knn_shapley.EXACT_UP_TO rows
     base_embeddings: bool = False  # embed with the base model (no adapter)
     datasets_root: str | None = None
     batch_size: int | None = None
@@ -53,6 +55,8 @@ class AttributeOptions:
     seed: int = 0  # of the bootstrap resamples (and of tracin's projection)
     projection_dim: int = 512  # tracin: the length of the projected gradients
     projection: str = "sketch"  # tracin: sketch (sparse, fast) or gaussian (dense); gradients.Projector
+    jobs: int = 1  # retrains at once (loo, segment-shapley)
+    budget: int = 16  # the most retrains a segment method may start (retrain.DEFAULT_BUDGET)
 
 
 @dataclass
@@ -86,6 +90,10 @@ def attribute_run(run_dir: str | Path, opts: AttributeOptions) -> Attribution:
     with run_lock(d, "attributing"):
         recover(layout.final_dir_for(d.resolve()), _stderr)
         try:
+            if opts.method in RETRAINING:
+                from .segments import attribute_by_retraining
+
+                return attribute_by_retraining(d, opts)
             return _attribute(d, opts)
         except Exception as e:
             if not isinstance(e, VerifilyError) and is_disk_full(e, d):
@@ -204,7 +212,14 @@ def _attribute(run_dir: Path, opts: AttributeOptions) -> Attribution:
     for m, s in zip(slice_masks, eval_slices, strict=True):
         m[s.indices] = True
     seg_per_query = np.zeros((n_eval, len(segs)))
-    for part, values in knn_shapley.batches(x_train, y_train, x_eval, y_eval, opts.k):
+    nearest = (
+        opts.nearest
+        if opts.nearest is not None
+        else (knn_shapley.NEAREST_DEFAULT if n_train > knn_shapley.EXACT_UP_TO else 0)
+    )
+    if nearest:
+        _stderr(f"knn-shapley truncated to each eval row's {nearest:,} nearest train rows (of {n_train:,})")
+    for part, values in knn_shapley.batches(x_train, y_train, x_eval, y_eval, opts.k, nearest or None):
         total += values.sum(axis=0)
         for j, m in enumerate(slice_masks):
             sel = m[part]
@@ -269,6 +284,7 @@ def _attribute(run_dir: Path, opts: AttributeOptions) -> Attribution:
         "reference": "Jia et al., Efficient Task-Specific Data Valuation for Nearest Neighbor Algorithms, VLDB 2019",
         "k": opts.k,
         "distance": "euclidean on unit-length embeddings (cosine order)",
+        "nearest": nearest or None,  # null: exact; M: each eval row's recursion over its M nearest train rows
         "embedding": {
             "model": embeddings.model_label(run.dir, opts.base_embeddings),
             "pooling": "mean of the last hidden layer over real tokens, L2-normalized",
@@ -287,14 +303,31 @@ def _attribute(run_dir: Path, opts: AttributeOptions) -> Attribution:
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
-    def write(stage: Path) -> str:
-        out = layout.attribution_dir(stage, opts.method)
-        out.mkdir(parents=True, exist_ok=True)
-        lines = "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
-        write_text_atomic(out / layout.ATTRIBUTION_ROWS, lines)
-        write_text_atomic(out / layout.ATTRIBUTION_SEGMENTS, json.dumps(segments, indent=2, allow_nan=False) + "\n")
-        write_text_atomic(out / layout.ATTRIBUTION_METHOD, json.dumps(method, indent=2) + "\n")
-        return add_artifacts(stage, [out / n for n in layout.ATTRIBUTION_FILES])
-
-    root = replace_run(run.dir, write)
+    files = {
+        layout.ATTRIBUTION_ROWS: "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows),
+        layout.ATTRIBUTION_SEGMENTS: json.dumps(segments, indent=2, allow_nan=False) + "\n",
+        layout.ATTRIBUTION_METHOD: json.dumps(method, indent=2) + "\n",
+    }
+    root = write_attribution(run.dir, opts.method, files)
     return Attribution(layout.attribution_dir(run.dir, opts.method), method, segments, rows, root)
+
+
+def write_attribution(run_dir: Path, method: str, files: dict[str, str]) -> str:
+    """attribution/<method>/ with `files` (name: text), in a copy of the run that replaces it, the chain extended;
+    a previous attribution by the method is replaced whole."""
+
+    def write(stage: Path) -> str:
+        out = layout.attribution_dir(stage, method)
+        if out.is_dir():
+            for old in out.iterdir():
+                if old.name not in files and old.is_file():
+                    old.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            write_text_atomic(out / name, text)
+        prefix = f"{layout.ATTRIBUTION}/{method}/"  # the method's previous files leave the chain with them
+        entries = {k: v for k, v in read_entries(stage).items() if not k.startswith(prefix)}
+        entries.update(hash_run_files(stage, [out / n for n in files]))
+        return str(seal(stage, entries)["root_hash"])
+
+    return replace_run(run_dir, write)

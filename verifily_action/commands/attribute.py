@@ -14,6 +14,9 @@ def _print(result) -> None:  # result: attribute.runner.Attribution
     from ..report.escape import inert
 
     m = result.method
+    if m["method"] in ("loo", "segment-shapley"):
+        _print_segments(result)
+        return
     data = f"{m['train']['n']:,} train rows ({m['train']['ref']}) on {m['eval']['n']:,} eval rows ({m['eval']['ref']})"
     if m["method"] == "tracin":  # values on the loss's scale, often far below 1e-4: shown with 3 significant digits
         num, row_num = "{:+.3g}".format, "{:+.3g}".format
@@ -45,6 +48,23 @@ def _print(result) -> None:  # result: attribute.runner.Attribution
     typer.echo(f"\nwritten: {result.folder} (root hash {str(result.root_hash)[:16]})")
 
 
+def _print_segments(result) -> None:
+    m, seg = result.method, result.segments
+    typer.echo(
+        f"{m['method']} of the {m['by']} segments of {m['train']['ref']} ({len(m['retrains'])} retrains), "
+        f"{m['metric']} on {m['eval']['ref']}:"
+    )
+    conf = round(100 * seg["confidence"])
+    for block, label in [(seg["overall"], "overall"), *((s["segments"], s["slice"]) for s in seg["slices"])]:
+        typer.echo(f"  {label}  (value: how much better the run is with the segment; {conf}% interval)")
+        for s in block:
+            typer.echo(
+                f"    {s['key']}={s['value']}  rows {s['rows']:,}  {s['sum']:+.4f} "
+                f"[{s['ci_low']:+.4f}, {s['ci_high']:+.4f}]  {s['verdict']}"
+            )
+    typer.echo(f"written: {result.folder} (root hash {str(result.root_hash)[:16]})")
+
+
 def register(app: typer.Typer) -> None:
     @app.command(name="attribute")
     def attribute(
@@ -52,9 +72,10 @@ def register(app: typer.Typer) -> None:
         method: str = typer.Option(
             "knn-shapley",
             "--method",
-            help="knn-shapley (exact, classification, on the run's own embeddings), tracin (rows; any task: learning "
-            "rate x the dot product of the rows' projected loss gradients at the run's adapter). loo and "
-            "segment-shapley are not built yet.",
+            help="knn-shapley (rows; exact, classification, on the run's own embeddings), loo (leave one tag "
+            "segment out: a retrain each), segment-shapley (exact Shapley over the segments of one tag key, up to 4: "
+            "2^n - 2 retrains), tracin (rows; any task: learning rate x the dot product of the rows' projected "
+            "loss gradients at the run's adapter).",
         ),
         by: list[str] = typer.Option(
             None, "--by", help="Tag key of the train rows to value as segments (repeatable). Default: every tag key."
@@ -64,6 +85,13 @@ def register(app: typer.Typer) -> None:
             "--slice-by",
             "--slice",
             help="Eval slice expressions (as `eval --slice-by`), each valued separately. Default: eval.slice_by.",
+        ),
+        nearest: int = typer.Option(
+            None,
+            "--nearest",
+            min=0,
+            help="knn-shapley: value each eval row's M nearest train rows only (the truncated approximation; 0: "
+            "exact). Default: exact up to 50,000 train rows, else 2,000.",
         ),
         k: int = typer.Option(5, "--k", min=1, help="Neighbours of the KNN classifier whose accuracy is valued."),
         base_embeddings: bool = typer.Option(
@@ -87,6 +115,10 @@ def register(app: typer.Typer) -> None:
         projection: str = typer.Option(
             "sketch", "--projection", help="tracin: sketch (sparse CountSketch, fast) or gaussian (dense, slow on CPU)."
         ),
+        jobs: int = typer.Option(1, "--jobs", min=1, help="Retrains at once (loo, segment-shapley)."),
+        budget: int = typer.Option(
+            16, "--budget", min=1, help="The most retrains loo or segment-shapley may start (else exit 2 first)."
+        ),
         as_json: bool = typer.Option(False, "--json", help="Print method.json and segments.json as one JSON object."),
     ) -> None:
         """Value every train row (and each tag segment, with an interval) for the eval set and each eval slice;
@@ -101,6 +133,7 @@ def register(app: typer.Typer) -> None:
                 by=list(by or []),
                 slice_by=list(slice_by) if slice_by else None,
                 k=k,
+                nearest=nearest,
                 base_embeddings=base_embeddings,
                 datasets_root=datasets_root,
                 batch_size=batch_size,
@@ -108,6 +141,8 @@ def register(app: typer.Typer) -> None:
                 seed=seed,
                 projection_dim=projection_dim,
                 projection=projection,
+                jobs=jobs,
+                budget=budget,
             ),
         )
         if as_json:

@@ -88,15 +88,16 @@ def ids_below(run_dir: Path, method: str, threshold: float) -> tuple[set[str], d
     return ids, source
 
 
-def derive(parent: Manifest, version: str, drop: Drop) -> Manifest:
-    """Write `<parent's dataset folder>/<version>/` without the rows of `drop`; returns its manifest."""
+def derive(parent: Manifest, version: str, drop: Drop, root: Path | None = None) -> Manifest:
+    """Write `<parent's dataset folder>/<version>/` (or `<root>/<name>/<version>/`) without the rows of `drop`;
+    returns its manifest."""
     from .loading import check_files, load_split
     from .manifest import dump_manifest, load_manifest
 
     if not drop.ids:
         raise VerifilyError("no row to drop: the new version would equal its parent", hint="check the ids or rule")
     entries = parent.require_split(drop.split)
-    target = parent.dir.parent / version
+    target = (Path(root) / parent.name if root is not None else parent.dir.parent) / version
     if target.exists():
         raise VerifilyError(f"{target} already exists", hint="choose another --to version")
     for split in parent.splits:
@@ -111,7 +112,8 @@ def derive(parent: Manifest, version: str, drop: Drop) -> Manifest:
             f"{len(missing)} id(s) to drop are not in {parent.ref}'s {drop.split} split: {shown}",
             hint="derive from the version the ids came from",
         )
-    stage = parent.dir.parent / f".{version}.derive-{os.getpid()}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    stage = target.parent / f".{version}.derive-{os.getpid()}"
     if stage.exists():
         shutil.rmtree(stage)
     try:

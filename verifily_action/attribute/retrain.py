@@ -1,0 +1,207 @@
+"""Segment methods that retrain: leave-one-segment-out (`loo`) and exact segment Shapley (`segment-shapley`).
+
+Each retrain is an ordinary run: the dataset version without some tag segments is derived (`datasets.derive`)
+into a private datasets root beside the runs (`.verifily-attribution/datasets/`), trained from the run's recorded
+config through `verifily train` (so it has its own run key, is cached, and verifies like any run), and evaluated on
+exactly the run's eval set and slicing. Retrains run as parallel processes (`jobs`), each with its share of the
+cores, or its own GPU when several are visible.
+
+* loo: a segment's value on a slice is the run's score minus the score without the segment, with `compare`'s
+  paired interval and its false-discovery-controlled q-value; `hurt` when removing it helps significantly.
+* segment-shapley: the Shapley value of each segment of one tag key for the primary per-example score (accuracy;
+  token F1 for generation), exact over every subset of at most MAX_EXACT segments (the empty coalition scores 0, so
+  the values sum to the run's score), with percentile intervals from bootstrap resamples of the eval rows.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import VerifilyError
+from ..tags import tag_value
+
+MAX_EXACT = 4
+DEFAULT_BUDGET = 16
+PRIVATE_ROOT = ".verifily-attribution"
+
+
+def plan(method: str, values: Sequence[str]) -> list[frozenset[str]]:
+    """The segment sets to drop, one retrain each: loo one segment at a time; segment-shapley every coalition of
+    kept segments except all (the run itself) and none (scores 0)."""
+    if method == "loo":
+        return [frozenset([v]) for v in values]
+    if len(values) > MAX_EXACT:
+        raise VerifilyError(
+            f"segment Shapley over {len(values)} segments: exact up to {MAX_EXACT} (2^{MAX_EXACT} - 2 retrains); "
+            "the Monte Carlo estimate beyond is not built yet",
+            hint="value a tag key with fewer values, or use --method loo",
+        )
+    full = frozenset(values)
+    return [full - frozenset(kept) for r in range(1, len(values)) for kept in itertools.combinations(values, r)]
+
+
+def _version_for(parent_version: str, key: str, dropped: frozenset[str]) -> str:
+    digest = hashlib.sha256(json.dumps([key, sorted(dropped)]).encode()).hexdigest()[:10]
+    return f"{parent_version}-without-{digest}"
+
+
+def derived_versions(
+    manifest: Any, split: str, key: str, subsets: list[frozenset[str]], root: Path
+) -> dict[frozenset[str], str]:
+    """name@version of the dataset without each subset's segments, derived into `root` (reused when there)."""
+    from ..datasets.derive import Drop, derive
+    from ..datasets.loading import load_split
+
+    rows = load_split(manifest, split)
+    values = [tag_value(t, key) for t in rows["tags"]]
+    ids = [str(i) for i in rows["id"]]
+    out = {}
+    for dropped in subsets:
+        version = _version_for(manifest.version, key, dropped)
+        if not (root / manifest.name / version).is_dir():
+            drop_ids = {i for i, v in zip(ids, values, strict=True) if v in dropped}
+            rule = f"tag segment(s) {', '.join(f'{key}={v}' for v in sorted(dropped))} left out (verifily attribute)"
+            derive(manifest, version, Drop(split, drop_ids, rule), root=root)
+        out[dropped] = f"{manifest.name}@{version}"
+    return out
+
+
+def _threads(jobs: int) -> int:
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def _gpus() -> int:
+    try:
+        import torch
+
+        return int(torch.cuda.device_count())
+    except Exception:  # no torch build with CUDA: CPU retrains
+        return 0
+
+
+def retrain_all(
+    run: Any,
+    datasets: dict[frozenset[str], str],
+    root: Path,
+    eval_spec: dict[str, Any],
+    jobs: int,
+    echo: Callable[[str], None],
+) -> dict[frozenset[str], Path]:
+    """Train and evaluate one run per derived dataset (cached runs are reused); returns their folders."""
+    import yaml
+
+    from ..yamlsource import load_yaml
+
+    cfg = load_yaml(run.dir / "config.yaml", "run config")
+    cfg["run_name"] = None
+    cfg["output_dir"] = str(run.dir.resolve().parent)
+    gpus = _gpus()
+    with tempfile.TemporaryDirectory(prefix="verifily-attribute-") as tmp:
+        config = Path(tmp) / "config.yaml"
+        config.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+        items = list(datasets.items())
+
+        def one(i: int, dropped: frozenset[str], ref: str) -> tuple[frozenset[str], Path]:
+            env = dict(os.environ, OMP_NUM_THREADS=str(_threads(jobs)), MKL_NUM_THREADS=str(_threads(jobs)))
+            if gpus > 1:
+                env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+            cli = [sys.executable, "-m", "verifily_action.cli"]
+            train = [*cli, "train", "--config", str(config), "--dataset", ref, "--datasets-root", str(root), "--json"]
+            done = subprocess.run(train, capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                raise VerifilyError(
+                    f"the retrain without {', '.join(sorted(dropped))} failed (exit {done.returncode})",
+                    hint=(done.stdout + done.stderr).strip()[-600:],
+                )
+            folder = Path(json.loads(done.stdout)["run_dir"])
+            ev = [*cli, "eval", "--run", str(folder), "--dataset", eval_spec["ref"], "--split", eval_spec["split"]]
+            ev += ["--datasets-root", eval_spec["root"]] if eval_spec.get("root") else []
+            ev += [a for key in eval_spec["slice_by"] for a in ("--slice-by", key)]
+            ev += [a for expr in eval_spec["cross"] for a in ("--slice", expr)]
+            done = subprocess.run(ev, capture_output=True, text=True, env=env)
+            if done.returncode != 0:
+                raise VerifilyError(
+                    f"evaluating the retrain {folder} failed (exit {done.returncode})",
+                    hint=(done.stdout + done.stderr).strip()[-600:],
+                )
+            echo(f"retrain {i + 1}/{len(items)} done: without {', '.join(sorted(dropped))} -> {folder.name}")
+            return dropped, folder
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            futures = [pool.submit(one, i, d, ref) for i, (d, ref) in enumerate(items)]
+            return dict(f.result() for f in futures)
+
+
+def loo_values(
+    run_dir: Path, folders: dict[frozenset[str], Path], slice_by: list[str], confidence: float
+) -> tuple[str, dict[str, list[dict[str, Any]]]]:
+    """(metric, {slice label: [one entry per segment]}) from `compare` of the run with each retrain."""
+    from ..compare import compare
+    from ..tags import slice_label
+
+    metric = ""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for dropped, folder in folders.items():
+        (value,) = dropped
+        comparison = compare([run_dir, folder], slice_by=slice_by or None, config_gates=False)
+        metric = comparison["metrics"][0]
+        for row in comparison["rows"]:
+            d = row["deltas"][0]
+            if row["metric"] != metric or d.get("status") != "compared":
+                continue
+            if row["direction"] == "higher":  # value: how much better the run is with the segment
+                val, lo, hi = -d["delta"], -d["ci_high"], -d["ci_low"]
+            else:
+                val, lo, hi = d["delta"], d["ci_low"], d["ci_high"]
+            verdict = ("hurt" if val < 0 else "helped") if d["significant"] else "unclear"
+            entry = {"value": value, "sum": val, "ci_low": lo, "ci_high": hi, "p_value": d["p_value"],
+                     "q_value": d.get("q_value"), "verdict": verdict, "run": folder.name}  # fmt: skip
+            out.setdefault(slice_label(row["slice"]), []).append(entry)
+    return metric, out
+
+
+def shapley_values(utilities: dict[frozenset[str], np.ndarray], values: Sequence[str]) -> dict[str, np.ndarray]:
+    """Exact Shapley value of each segment; `utilities[kept]` is an array (e.g. one entry per bootstrap resample),
+    with the empty coalition 0."""
+    n = len(values)
+    out: dict[str, np.ndarray] = {}
+    for v in values:
+        total: np.ndarray = np.zeros(())
+        others = [w for w in values if w != v]
+        for r in range(n):
+            weight = math.factorial(r) * math.factorial(n - r - 1) / math.factorial(n)
+            for kept in itertools.combinations(others, r):
+                with_v, without = frozenset((*kept, v)), frozenset(kept)
+                total = total + weight * (utilities[with_v] - utilities.get(without, 0.0))
+        out[v] = total
+    return out
+
+
+def score_matrix(run_dirs: list[Path]) -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
+    """(eval ids, runs x examples primary scores aligned to the first run's ids, the first run's tags)."""
+    from ..compare.loading import load_runs
+    from ..evaluate.metrics import PRIMARY_SCORE
+
+    runs = load_runs(run_dirs)
+    ids = runs[0].ids
+    rows = []
+    for r in runs:
+        where = {i: k for k, i in enumerate(r.ids)}
+        if set(where) != set(ids):
+            raise VerifilyError(f"run {r.dir} was evaluated on other examples than {runs[0].dir}")
+        scores = r.outcomes().scores[PRIMARY_SCORE[r.task]]
+        rows.append(np.asarray(scores, dtype=float)[[where[i] for i in ids]])
+    return ids, np.stack(rows), runs[0].tags

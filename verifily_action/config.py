@@ -78,6 +78,15 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class AttributeConfig:
+    method: str  # none | knn-shapley | loo | segment-shapley | tracin (attribute/runner.py METHODS)
+    by: list[str]
+    k: int
+    jobs: int
+    budget: int
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     task: str
     model: str
@@ -95,6 +104,7 @@ class TrainConfig:
     cache_dir: str | None
     run_name: str | None
     report_to: str
+    attribute: AttributeConfig
     gates: list[str]  # compare's gate rules (verifily_action.compare.gates), checked when this run is compared
     # Where the config came from (not part of the schema; never written to config.yaml)
     source_path: str | None = None
@@ -112,6 +122,7 @@ SECTIONS: dict[str, type] = {
     "lora": LoraConfig,
     "training": TrainingConfig,
     "eval": EvalConfig,
+    "attribute": AttributeConfig,
 }
 
 

@@ -73,16 +73,19 @@ class Pipeline:
 
         slice_by = list(inputs.slice_by) or None
         # eval.slices is not part of the run key: a cached run is sliced as the config says now
-        cross = list(load_config(Path(inputs.config)).eval.slices)
-        if run_dir.resolve() in self._cached:
-            done = reusable_eval(run_dir, slice_by, cross)
-            if done is not None:
-                print(f"reusing the cached run's evaluation {done.name} (same run key, same slices)")
-                return done
-        out = evaluate_run(run_dir, EvalOptions(slice_by=slice_by, cross=cross))
-        overall = ", ".join(f"{m} {v['value']:.3f}" for m, v in out.results["overall"].items())
-        print(f"evaluated {out.results['eval_name']} (n={out.results['n']}): {overall}")
-        return out.eval_dir
+        cfg = load_config(Path(inputs.config))
+        cross = list(cfg.eval.slices)
+        done = reusable_eval(run_dir, slice_by, cross) if run_dir.resolve() in self._cached else None
+        if done is not None:
+            print(f"reusing the cached run's evaluation {done.name} (same run key, same slices)")
+        else:
+            out = evaluate_run(run_dir, EvalOptions(slice_by=slice_by, cross=cross))
+            overall = ", ".join(f"{m} {v['value']:.3f}" for m, v in out.results["overall"].items())
+            print(f"evaluated {out.results['eval_name']} (n={out.results['n']}): {overall}")
+            done = out.eval_dir
+        if cfg.attribute.method != "none":
+            attribute(run_dir, cfg.attribute, slice_by)
+        return done
 
     def compare(self, run_dir: Path, baseline_dir: Path | None, inputs: Inputs) -> Outcome:
         """Compare with the baseline run folder (None: report this run's own metrics) and render markdown."""
@@ -166,3 +169,25 @@ def regressions(comparison: Mapping[str, Any]) -> int:
         for d in row["deltas"]
         if d.get("status") == "compared" and d.get("significant") and not d.get("improved")
     )
+
+
+def attribute(run_dir: Path, settings: Any, slice_by: Sequence[str] | None) -> None:
+    """The config's `attribute:` after evaluation, so the comparison shows which data helped and hurt. A failure is
+    a warning: the report goes out without that section."""
+    from ..attribute.runner import AttributeOptions, attribute_run
+    from ..github import workflow as wf
+
+    opts = AttributeOptions(
+        method=settings.method,
+        by=list(settings.by),
+        slice_by=list(slice_by) if slice_by else None,
+        k=settings.k,
+        jobs=settings.jobs,
+        budget=settings.budget,
+    )
+    try:
+        result = attribute_run(run_dir, opts)
+    except VerifilyError as e:
+        wf.warning(f"attribution ({settings.method}) failed: {e.message}; the report has no 'Which data' section")
+        return
+    print(f"attribution ({settings.method}) written: {result.folder.relative_to(run_dir.parent)}")

@@ -31,7 +31,9 @@ from .lock import run_lock
 
 Echo = Callable[[str], None]
 # Config keys that name where things are, not what they are (content hashes cover the rest).
-KEY_EXCLUDED = ("output_dir", "cache_dir", "run_name", "datasets_root", "model", "dataset", "eval_dataset", "gates")
+KEY_EXCLUDED = (
+    "output_dir", "cache_dir", "run_name", "datasets_root", "model", "dataset", "eval_dataset", "gates", "attribute",
+)  # fmt: skip
 KEY_SETTINGS_EXCLUDED = {
     "training": ("checkpoint_minutes",),
     "eval": ("slice_macro_f1", "discover_max_candidates", "fdr", "slices"),  # how results are computed from predictions

@@ -5,7 +5,7 @@ outside `runner`.
 
 A method feeds `Totals.add` blocks of its (eval rows x train rows) values; a train row's value is then the mean over
 the eval rows (or a slice's eval rows) of its values, and a segment's is the mean over eval rows of its rows' summed
-values, with a percentile bootstrap over the eval rows (`runner._interval`).
+values, with a percentile bootstrap over the eval rows (`interval`).
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import VerifilyError
 from ..runs import layout
-from ..tags import slice_label, tag_value
-from .runner import _interval
+from ..runs.chain import hash_run_files, read_entries, seal
+from ..runs.files import write_text_atomic
+from ..runs.folder import replace_run
+from ..tags import NONE_TAG, slice_label, tag_value
 
 
 def eval_slices(run: Any, eval_tags: Sequence[Any], slice_by: list[str] | None, warn: Callable[[str], None]):
@@ -75,7 +78,7 @@ def segments_doc(
 
     def block(mask: np.ndarray | None) -> list[dict[str, Any]]:
         sub = totals.seg_per_query if mask is None else totals.seg_per_query[mask]
-        lo, hi = _interval(sub, resamples, confidence, rng)
+        lo, hi = interval(sub, resamples, confidence, rng)
         means = sub.mean(axis=0) if len(sub) else np.full(len(segs), np.nan)
         out = []
         for j, (key, val) in enumerate(segs):
@@ -133,12 +136,90 @@ def rows_doc(train: Any, totals: Totals) -> list[dict[str, Any]]:
 
 def write(run_dir: Path, method: str, rows: list[dict], segments: dict, method_doc: dict) -> str:
     """attribution/<method>/{rows.jsonl,segments.json,method.json} written into the run and its chain
-    (`runner.write_attribution`); the caller holds the run's lock. Returns the new root hash."""
-    from .runner import write_attribution
-
+    (`write_files`); the caller holds the run's lock. Returns the new root hash."""
     files = {
         layout.ATTRIBUTION_ROWS: "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows),
         layout.ATTRIBUTION_SEGMENTS: json.dumps(segments, indent=2, allow_nan=False) + "\n",
         layout.ATTRIBUTION_METHOD: json.dumps(method_doc, indent=2) + "\n",
     }
-    return write_attribution(run_dir, method, files)
+    return write_files(run_dir, method, files)
+
+
+def write_files(run_dir: Path, method: str, files: dict[str, str]) -> str:
+    """attribution/<method>/ with `files` (name: text), in a copy of the run that replaces it, the chain extended;
+    a previous attribution by the method is replaced whole."""
+
+    def write(stage: Path) -> str:
+        out = layout.attribution_dir(stage, method)
+        if out.is_dir():
+            for old in out.iterdir():
+                if old.name not in files and old.is_file():
+                    old.unlink()
+        out.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            write_text_atomic(out / name, text)
+        prefix = f"{layout.ATTRIBUTION}/{method}/"  # the method's previous files leave the chain with them
+        entries = {k: v for k, v in read_entries(stage).items() if not k.startswith(prefix)}
+        entries.update(hash_run_files(stage, [out / n for n in files]))
+        return str(seal(stage, entries)["root_hash"])
+
+    return replace_run(run_dir, write)
+
+
+def split_rows(run: Any, which: str, datasets_root: str | None) -> tuple[Any, str, Any]:
+    """(manifest, split, rows) of the run's train or eval data."""
+    from ..datasets import load_split
+    from ..datasets.registry import resolve_first, search_roots
+    from ..evaluate.runner import EvalOptions, dataset_ref
+
+    cfg, meta = run.config, run.meta
+    if which == "train":
+        entry = meta.get("dataset") or {}
+        ref, split = str(entry.get("ref") or cfg.dataset), str(entry.get("split") or cfg.train_split)
+    else:
+        ref, split = dataset_ref(EvalOptions(), meta), cfg.eval_split
+    manifest = resolve_first(ref, search_roots(datasets_root, cfg.datasets_root))
+    manifest.require_split(split)
+    fields = {k: v for k, v in vars(cfg.fields).items() if v is not None}
+    rows = load_split(manifest, split, fields=fields or None)
+    if len(rows) == 0:
+        raise VerifilyError(f"the {split} split of {manifest.ref} has no rows: nothing to attribute")
+    return manifest, split, rows
+
+
+def segments_of(train_tags: Sequence[Any], by: list[str]) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """The (key, value) segments of `by` and the N x S indicator matrix of the train rows in each."""
+    from ..evaluate.slices import existing_keys
+
+    known = existing_keys(train_tags)
+    keys = by or known
+    unknown = [k for k in keys if k not in known]
+    if unknown:
+        raise VerifilyError(
+            f"--by {', '.join(unknown)}: no train row has {'that tag' if len(unknown) == 1 else 'those tags'}",
+            hint=f"tag keys of the train rows: {', '.join(known) or '(none)'}",
+        )
+    segs: list[tuple[str, str]] = []
+    columns = []
+    for key in keys:
+        values = np.array([tag_value(t, key) for t in train_tags], dtype=object)
+        for v in sorted(set(values.tolist()), key=lambda x: (x == NONE_TAG, x)):
+            segs.append((key, v))
+            columns.append(values == v)
+    matrix = np.stack(columns, axis=1).astype(np.float64) if columns else np.zeros((len(train_tags), 0))
+    return segs, matrix
+
+
+def interval(per_query: np.ndarray, resamples: int, confidence: float, rng: np.random.Generator) -> np.ndarray:
+    """Percentile bootstrap over the eval rows of each column's mean: (2, S) low and high."""
+    n = per_query.shape[0]
+    if n == 0:
+        return np.full((2, per_query.shape[1]), np.nan)
+    means = np.empty((resamples, per_query.shape[1]))
+    step = max(1, 2_000_000 // max(n, 1))
+    for start in range(0, resamples, step):
+        b = min(step, resamples - start)
+        idx = rng.integers(0, n, size=(b, n))
+        means[start : start + b] = per_query[idx].mean(axis=1)
+    alpha = (1 - confidence) / 2
+    return np.quantile(means, [alpha, 1 - alpha], axis=0)

@@ -67,11 +67,12 @@ def _key(train_tags: list[Any], by: list[str]) -> str:
 
 def attribute_by_retraining(run_dir: Path, opts: Any) -> Any:
     from ..evaluate.runner import check_run
-    from .runner import Attribution, _rows, write_attribution
+    from .common import split_rows, write_files
+    from .runner import Attribution
 
     run = check_run(run_dir)
     confidence = opts.confidence if opts.confidence is not None else run.config.eval.confidence
-    manifest, split, train = _rows(run, "train", opts.datasets_root)
+    manifest, split, train = split_rows(run, "train", opts.datasets_root)
     tags = list(train["tags"])
     key = _key(tags, opts.by)
     counts: dict[str, int] = {}
@@ -132,7 +133,7 @@ def attribute_by_retraining(run_dir: Path, opts: Any) -> Any:
         layout.ATTRIBUTION_SEGMENTS: json.dumps(segments, indent=2, allow_nan=False) + "\n",
         layout.ATTRIBUTION_METHOD: json.dumps(method, indent=2) + "\n",
     }
-    root_hash = write_attribution(run.dir, opts.method, files)
+    root_hash = write_files(run.dir, opts.method, files)
     return Attribution(layout.attribution_dir(run.dir, opts.method), method, segments, [], root_hash)
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from ..errors import VerifilyError
 from ..runs import layout
 from . import common, gradients
-from .runner import AttributeOptions, Attribution, _rows, _segments, _stderr
+from .runner import AttributeOptions, Attribution, _stderr
 
 REFERENCE = "Pruthi et al., Estimating Training Data Influence by Tracing Gradient Descent, NeurIPS 2020 (TracIn-CP)"
 TASKS = ("sft", "seq2seq", "classification")
@@ -142,9 +142,9 @@ def attribute(run_dir: Path, opts: AttributeOptions) -> Attribution:
     ckpts = checkpoints(first)
     run = check_run(run_dir)
     confidence = opts.confidence if opts.confidence is not None else run.config.eval.confidence
-    train_manifest, train_split, train = _rows(run, "train", opts.datasets_root)
-    eval_manifest, eval_split, ev = _rows(run, "eval", opts.datasets_root)
-    segs, seg_matrix = _segments(list(train["tags"]), opts.by)
+    train_manifest, train_split, train = common.split_rows(run, "train", opts.datasets_root)
+    eval_manifest, eval_split, ev = common.split_rows(run, "eval", opts.datasets_root)
+    segs, seg_matrix = common.segments_of(list(train["tags"]), opts.by)
     slices = common.eval_slices(run, list(ev["tags"]), opts.slice_by, _stderr)
 
     started = time.perf_counter()

@@ -120,3 +120,23 @@ def read_outputs(path: Path) -> dict[str, str]:
 def step_outputs(env) -> dict[str, Any]:
     """The outputs the flow wrote under the `env` fixture (the file must exist)."""
     return parse_outputs((env["tmp"] / "output").read_text())
+
+
+def pr_context(pr: dict[str, Any], run_name: str, **extra: Any) -> bytes:
+    """The verifily-pr.json a pull request's job uploads with its run (schemas/pr_context.schema.json), for the
+    pull_request webhook payload `pr`; `extra`: more fields (fail_on, slice_by)."""
+    p = pr["pull_request"]
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "repository": GH_REPO,
+            "pr_number": pr["number"],
+            "head_sha": p["head"]["sha"],
+            "base_ref": p["base"]["ref"],
+            "base_sha": p["base"]["sha"],
+            "workflow": "verifily.yml",
+            "config": "train.yaml",
+            "run_name": run_name,
+            **extra,
+        }
+    ).encode()

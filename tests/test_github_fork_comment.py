@@ -15,7 +15,7 @@ import yaml
 from verifily_action.action import flow as action
 from verifily_action.action.inputs import fail_on_rules
 
-from .action_helpers import A_RUN, GH_REPO, set_event, step_outputs
+from .action_helpers import A_RUN, GH_REPO, pr_context, set_event, step_outputs
 from .compare_fakes import make_run, records
 from .github_fake import TOKEN
 from .github_fixtures import webhook_example, zip_of
@@ -141,21 +141,7 @@ def test_a_fork_cannot_drop_the_base_repositorys_gates(fake_github, env, tmp_pat
     members = {p.relative_to(fork).as_posix(): p.read_bytes() for p in fork.rglob("*") if p.is_file()}
     pr = webhook_example("pull_request", "opened")
     p = pr["pull_request"]
-    members["verifily-pr.json"] = json.dumps(
-        {
-            "schema_version": 1,
-            "repository": GH_REPO,
-            "pr_number": pr["number"],
-            "head_sha": p["head"]["sha"],
-            "base_ref": p["base"]["ref"],
-            "base_sha": p["base"]["sha"],
-            "workflow": "verifily.yml",
-            "config": "train.yaml",
-            "run_name": "cand",
-            "fail_on": ["accuracy@source=human<-100pts"],
-            "slice_by": ["source"],
-        }
-    ).encode()
+    members["verifily-pr.json"] = pr_context(pr, "cand", fail_on=["accuracy@source=human<-100pts"], slice_by=["source"])
     base_run = fake_github.add_run(p["base"]["sha"], branch=p["base"]["ref"])
     fake_github.add_artifact(
         base_run["id"],

@@ -20,7 +20,7 @@ import pytest
 
 from verifily_action.action import flow as action
 
-from .action_helpers import A_RUN, GH_REPO, fast_retries, set_event
+from .action_helpers import A_RUN, fast_retries, pr_context, set_event
 from .compare_fakes import make_run, records
 from .github_fixtures import HOSTILE_ZIPS, hostile_zip, webhook_example, zip_of
 
@@ -63,23 +63,6 @@ def _members(folder: Path) -> dict[str, bytes]:
     return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def _pr_context(pr: dict[str, Any], run_name: str) -> bytes:
-    p = pr["pull_request"]
-    return json.dumps(
-        {
-            "schema_version": 1,
-            "repository": GH_REPO,
-            "pr_number": pr["number"],
-            "head_sha": p["head"]["sha"],
-            "base_ref": p["base"]["ref"],
-            "base_sha": p["base"]["sha"],
-            "workflow": "verifily.yml",
-            "config": "train.yaml",
-            "run_name": run_name,
-        }
-    ).encode()
-
-
 def fork_run(tmp: Path, sources: dict[str, float], **kw: Any) -> Path:
     """A fork's completed, evaluated run folder: 40 examples per source, that accuracy on each."""
     sizes = dict.fromkeys(sources, 40)
@@ -101,7 +84,7 @@ def comment_job(
     p = pr["pull_request"]
     head = p["head"]["sha"]
     run = fake.add_run(head, branch="changes", head_repo=FORK, event="pull_request")
-    data = pack({**members, "verifily-pr.json": _pr_context(pr, EVIL_RUN)})
+    data = pack({**members, "verifily-pr.json": pr_context(pr, EVIL_RUN)})
     fake.add_artifact(run["id"], ARTIFACT, data)
     pull = fake.add_pull(pr["number"], head, head_repo=FORK)
     pull["base"].update(ref=p["base"]["ref"], sha=p["base"]["sha"])

@@ -60,7 +60,7 @@ def test_which_data_shows_the_moved_slices_segments_and_lowest_rows(runs):
     assert not list(validator("comparison.schema.json").iter_errors(comparison))
     md = markdown(comparison)
     assert "#### Which data (knn-shapley of b, on slice source=synthetic" in md and "▼ hurt" in md
-    assert md.index("| -0.01900 | r29") < md.index("| -0.01800 | r28")
+    assert md.index("| -0.019 | r29") < md.index("| -0.018 | r28")
 
 
 def test_no_attribution_no_section(runs):
@@ -97,3 +97,13 @@ def test_a_malformed_attribution_is_a_warning(runs, rows, why):
     assert any("the attribution of b is not shown" in w and why in w for w in comparison["warnings"]), comparison[
         "warnings"
     ]
+
+
+def test_a_tracin_attribution_of_generation_rows_is_shown_too(runs):
+    """tracin's rows carry no label for prompt/response data; the section shows them with an empty label."""
+    a, b = runs
+    _attribution(b, [{k: v for k, v in _row(i, -i / 100).items() if k != "label"} for i in range(3)])
+    attribution_dir(b, "knn-shapley").rename(attribution_dir(b, "tracin"))
+    block = compare([a, b])["which_data"]
+    assert block["method"] == "tracin" and [r["label"] for r in block["harmful_rows"]] == ["", "", ""]
+    assert "#### Which data (tracin of b" in markdown(compare([a, b]))

@@ -1,5 +1,6 @@
-"""The comparison's "Which data" block: when the newest compared run carries an attribution (`verifily attribute`),
-the tag segments that helped and hurt the slice that moved most, and the train rows valued lowest.
+"""The comparison's "Which data" block: when the newest compared run carries a row attribution (`verifily attribute`
+with knn-shapley, else tracin), the tag segments that helped and hurt the slice that moved most, and the train rows
+valued lowest.
 
 The run folder may be a fork's artifact (the comment job): its attribution files are read with size caps and
 checked value by value; anything malformed drops the block with a warning, never the comparison.
@@ -17,7 +18,7 @@ from typing import Any
 from ..runs.layout import ATTRIBUTION_ROWS, ATTRIBUTION_SEGMENTS, attribution_dir
 from ..tags import slice_label
 
-METHOD = "knn-shapley"  # the method whose results the report shows (the only one built)
+METHODS = ("knn-shapley", "tracin")  # row-valuing methods the report shows, the first the run carries
 SHOWN_ROWS = 10
 MAX_SEGMENTS_BYTES = 4 * 1024 * 1024
 MAX_ROWS_BYTES = 512 * 1024 * 1024
@@ -80,7 +81,7 @@ def _lowest_rows(path: Path) -> list[dict[str, Any]]:
             item = {
                 "id": _str(row.get("id"), f"{ATTRIBUTION_ROWS}:{n}.id"),
                 "tags": {str(k): v for k, v in tags.items()},
-                "label": _str(row.get("label"), f"{ATTRIBUTION_ROWS}:{n}.label"),
+                "label": _str(row.get("label", ""), f"{ATTRIBUTION_ROWS}:{n}.label"),  # none for generation rows
                 "text": _str(row.get("text"), f"{ATTRIBUTION_ROWS}:{n}.text")[:SNIPPET],
                 "value": value,
             }
@@ -109,10 +110,16 @@ def _moved_most(comparison: Mapping[str, Any]) -> tuple[str, float] | None:
 
 def which_data(run_dir: Path, run_name: str, comparison: Mapping[str, Any], warn: Callable[[str], None]):
     """The block, or None when the run has no attribution (or a malformed one: then `warn` says why)."""
-    folder = attribution_dir(run_dir, METHOD)
-    seg_path, rows_path = folder / ATTRIBUTION_SEGMENTS, folder / ATTRIBUTION_ROWS
-    if not (seg_path.is_file() and rows_path.is_file()) or seg_path.is_symlink() or rows_path.is_symlink():
+
+    def present(method: str) -> bool:
+        files = [attribution_dir(run_dir, method) / n for n in (ATTRIBUTION_SEGMENTS, ATTRIBUTION_ROWS)]
+        return all(p.is_file() and not p.is_symlink() for p in files)
+
+    method = next((m for m in METHODS if present(m)), None)
+    if method is None:
         return None
+    folder = attribution_dir(run_dir, method)
+    seg_path, rows_path = folder / ATTRIBUTION_SEGMENTS, folder / ATTRIBUTION_ROWS
     try:
         if seg_path.stat().st_size > MAX_SEGMENTS_BYTES:
             raise Malformed(f"{ATTRIBUTION_SEGMENTS} is over {MAX_SEGMENTS_BYTES:,} bytes")
@@ -135,7 +142,7 @@ def which_data(run_dir: Path, run_name: str, comparison: Mapping[str, Any], warn
         return None
     return {
         "run": run_name,
-        "method": METHOD,
+        "method": method,
         "slice": moved[0] if moved and where != "overall" else "all",
         "moved": moved[1] if moved else None,
         "confidence": confidence,

@@ -20,8 +20,13 @@ def _where(block: Mapping[str, Any]) -> str:
     return where + (f" (moved {moved * 100:+.1f} pts, the largest change)" if moved is not None else "")
 
 
+def _num(x: float) -> str:
+    """3 significant digits: KNN-Shapley values are hundredths to thousandths, TracIn's often millionths."""
+    return f"{x:+.3g}"
+
+
 def _interval(s: Mapping[str, Any]) -> str:
-    return f"{s['sum']:+.4f} [{s['ci_low']:+.4f}, {s['ci_high']:+.4f}]"
+    return f"{_num(s['sum'])} [{_num(s['ci_low'])}, {_num(s['ci_high'])}]"
 
 
 def _tags(tags: Mapping[str, str]) -> str:
@@ -47,7 +52,7 @@ def markdown_lines(block: Mapping[str, Any]) -> list[str]:
         lines += ["| value | id | tags | label | text |", "|---:|:---|:---|:---|:---|"]
         for r in rows:
             cells = [r["id"], _tags(r["tags"]), r["label"], r["text"]]
-            lines.append(f"| {r['value']:+.5f} | " + " | ".join(_cell(c) for c in cells) + " |")
+            lines.append(f"| {_num(r['value'])} | " + " | ".join(_cell(c) for c in cells) + " |")
     return lines
 
 
@@ -57,5 +62,6 @@ def text_lines(block: Mapping[str, Any]) -> list[str]:
     for s in sorted(block["segments"], key=lambda s: s["sum"]):
         lines.append(f"  {s['key']}={s['value']}  rows {s['rows']:,}  {_interval(s)}  {s['verdict']}")
     for r in block["harmful_rows"]:
-        lines.append(f"  {r['value']:+.5f}  {r['id']}  [{_tags(r['tags'])}]  label={r['label']}  {r['text'][:60]}")
+        label = f"label={r['label']}  " if r["label"] else ""
+        lines.append(f"  {_num(r['value'])}  {r['id']}  [{_tags(r['tags'])}]  {label}{r['text'][:60]}")
     return lines

@@ -35,3 +35,32 @@ def test_shapley_values_equal_the_average_marginal_gain_over_orderings():
             gains.append(float(utility[before | {v}]) - float(utility.get(before, 0.0)))
         assert abs(float(got[v]) - sum(gains) / math.factorial(4)) < 1e-12
     assert abs(sum(float(x) for x in got.values()) - float(utility[frozenset(values)])) < 1e-12  # efficiency
+
+
+def test_seeded_values_take_the_mean_over_seeds_and_widen_with_their_spread():
+    rng = np.random.default_rng(1)
+    values = ["a", "b"]
+    n = 400
+    base = rng.random(n)
+
+    def scores(spread: float) -> dict[frozenset, np.ndarray]:
+        shift = np.array([[-spread], [spread]])  # two seeds, one above and one below
+        return {
+            frozenset("ab"): (base > 0.2) + 0.0 + shift * 0,
+            frozenset("a"): (base > 0.5) + shift,
+            frozenset("b"): (base > 0.4) + 0.0 + shift * 0,
+        }
+
+    def loo(u):
+        full = frozenset(values)
+        return {v: u[full] - u[full - {v}] for v in values}
+
+    idx = np.arange(n)
+    calm = retrain.seeded_values(scores(0.0), loo, idx, 400, 0.95, np.random.default_rng(0))
+    noisy = retrain.seeded_values(scores(0.2), loo, idx, 400, 0.95, np.random.default_rng(0))
+    # the point value is the mean over seeds: the symmetric spread leaves it where it was
+    assert abs(calm["b"][0] - noisy["b"][0]) < 1e-12
+    assert abs(calm["b"][0] - ((base > 0.2).mean() - (base > 0.5).mean())) < 1e-12
+    width = {k: v[2] - v[1] for k, v in (("calm", calm["b"]), ("noisy", noisy["b"]))}
+    assert width["noisy"] > width["calm"] + 0.1  # the seeds' disagreement is in the interval
+    assert abs((calm["a"][2] - calm["a"][1]) - (noisy["a"][2] - noisy["a"][1])) < 1e-12  # a's coalitions: no spread

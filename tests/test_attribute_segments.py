@@ -80,10 +80,32 @@ def test_segment_shapley_values_add_up_to_the_runs_accuracy(cli, planted_run):
     out = cli("attribute", "--run", str(planted_run), "--method", "segment-shapley", "--by", "origin", "--jobs", "2")
     assert out.returncode == 0, out.stderr
     seg = json.loads((attribution_dir(planted_run, "segment-shapley") / "segments.json").read_text())
-    results = json.loads(next((planted_run / "eval").glob("*/eval_results.json")).read_text())
-    accuracy = results["overall"]["accuracy"]["value"]
-    assert abs(sum(s["sum"] for s in seg["overall"]) - accuracy) < 1e-9
+    assert abs(sum(s["sum"] for s in seg["overall"]) - _accuracy(planted_run)) < 1e-9
     assert min(seg["overall"], key=lambda s: s["sum"])["value"] == "scraped"
+
+
+def _accuracy(run) -> float:
+    results = json.loads(next((run / "eval").glob("*/eval_results.json")).read_text())
+    return results["overall"]["accuracy"]["value"]
+
+
+def test_several_seeds_average_the_retrains_and_the_full_data(cli, planted_run):
+    """--seeds 2: every coalition is trained with the run's seed and the next; the full data too, so the values add
+    up to the mean accuracy of the run and its other-seed twin."""
+    over = cli("attribute", "--run", str(planted_run), "--method", "segment-shapley", "--by", "origin", "--seeds",
+               "2", "--budget", "4")  # fmt: skip
+    assert over.returncode == 2 and "with 2 seed(s) needs 5 retrains" in over.stderr
+    out = cli("attribute", "--run", str(planted_run), "--method", "segment-shapley", "--by", "origin", "--seeds",
+              "2", "--jobs", "2")  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    folder = attribution_dir(planted_run, "segment-shapley")
+    method = json.loads((folder / "method.json").read_text())
+    assert method["seeds"] == [42, 43] and len(method["retrains"]) == 5
+    (twin,) = [r["run"] for r in method["retrains"] if r["dropped"] == []]
+    full = (_accuracy(planted_run) + _accuracy(planted_run.parent / twin)) / 2
+    seg = json.loads((folder / "segments.json").read_text())
+    assert abs(sum(s["sum"] for s in seg["overall"]) - full) < 1e-9
+    assert all(s["ci_low"] <= s["sum"] <= s["ci_high"] for s in seg["overall"])
 
 
 def test_segment_methods_refuse_bad_input(cli, planted_run):

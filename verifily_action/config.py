@@ -84,6 +84,7 @@ class AttributeConfig:
     k: int
     jobs: int
     budget: int
+    seeds: int
 
 
 @dataclass(frozen=True)

@@ -184,6 +184,7 @@ def attribute(run_dir: Path, settings: Any, slice_by: Sequence[str] | None) -> N
         k=settings.k,
         jobs=settings.jobs,
         budget=settings.budget,
+        seeds=settings.seeds,
     )
     try:
         result = attribute_run(run_dir, opts)

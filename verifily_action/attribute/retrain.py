@@ -92,15 +92,18 @@ def _gpus() -> int:
         return 0
 
 
+Job = tuple[frozenset, int]  # (the segments left out, the training seed)
+
+
 def retrain_all(
     run: Any,
-    datasets: dict[frozenset[str], str],
-    root: Path,
+    jobs_list: list[tuple[frozenset[str], int, str, Path]],
     eval_spec: dict[str, Any],
     jobs: int,
     echo: Callable[[str], None],
-) -> dict[frozenset[str], Path]:
-    """Train and evaluate one run per derived dataset (cached runs are reused); returns their folders."""
+) -> dict[Job, Path]:
+    """Train and evaluate one run per (segments left out, seed, dataset ref, datasets root) — cached runs are
+    reused — and return their folders by (segments left out, seed)."""
     import yaml
 
     from ..yamlsource import load_yaml
@@ -110,20 +113,24 @@ def retrain_all(
     cfg["output_dir"] = str(run.dir.resolve().parent)
     gpus = _gpus()
     with tempfile.TemporaryDirectory(prefix="verifily-attribute-") as tmp:
-        config = Path(tmp) / "config.yaml"
-        config.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
-        items = list(datasets.items())
+        configs: dict[int, Path] = {}
+        for _, seed, _, _ in jobs_list:
+            if seed not in configs:
+                cfg["training"]["seed"] = seed
+                configs[seed] = Path(tmp) / f"config-{seed}.yaml"
+                configs[seed].write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
 
-        def one(i: int, dropped: frozenset[str], ref: str) -> tuple[frozenset[str], Path]:
+        def one(i: int, dropped: frozenset[str], seed: int, ref: str, root: Path) -> tuple[Job, Path]:
             env = dict(os.environ, OMP_NUM_THREADS=str(_threads(jobs)), MKL_NUM_THREADS=str(_threads(jobs)))
             if gpus > 1:
                 env["CUDA_VISIBLE_DEVICES"] = str(i % gpus)
+            what = f"without {', '.join(sorted(dropped))}" if dropped else "on all rows"
             cli = [sys.executable, "-m", "verifily_action.cli"]
-            train = [*cli, "train", "--config", str(config), "--dataset", ref, "--datasets-root", str(root), "--json"]
-            done = subprocess.run(train, capture_output=True, text=True, env=env)
+            train = [*cli, "train", "--config", str(configs[seed]), "--dataset", ref, "--datasets-root", str(root)]
+            done = subprocess.run([*train, "--json"], capture_output=True, text=True, env=env)
             if done.returncode != 0:
                 raise VerifilyError(
-                    f"the retrain without {', '.join(sorted(dropped))} failed (exit {done.returncode})",
+                    f"the retrain {what} (seed {seed}) failed (exit {done.returncode})",
                     hint=(done.stdout + done.stderr).strip()[-600:],
                 )
             folder = Path(json.loads(done.stdout)["run_dir"])
@@ -137,12 +144,37 @@ def retrain_all(
                     f"evaluating the retrain {folder} failed (exit {done.returncode})",
                     hint=(done.stdout + done.stderr).strip()[-600:],
                 )
-            echo(f"retrain {i + 1}/{len(items)} done: without {', '.join(sorted(dropped))} -> {folder.name}")
-            return dropped, folder
+            echo(f"retrain {i + 1}/{len(jobs_list)} done: {what}, seed {seed} -> {folder.name}")
+            return (dropped, seed), folder
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            futures = [pool.submit(one, i, d, ref) for i, (d, ref) in enumerate(items)]
+            futures = [pool.submit(one, i, *job) for i, job in enumerate(jobs_list)]
             return dict(f.result() for f in futures)
+
+
+def seeded_values(
+    scores: dict[frozenset[str], np.ndarray],
+    value_of: Callable[[dict[frozenset[str], np.ndarray]], dict[str, np.ndarray]],
+    idx: np.ndarray,
+    resamples: int,
+    confidence: float,
+    rng: np.random.Generator,
+) -> dict[str, tuple[float, float, float]]:
+    """{segment: (value, low, high)} from each coalition's scores (seeds x eval rows) on the eval rows `idx`: the
+    value of the utilities (mean over seeds and rows); the interval from resampling the eval rows and, independently,
+    the seeds (with replacement), the same draws for every coalition, so training noise is in it as well."""
+    point = value_of({c: np.asarray(a[:, idx].mean()) for c, a in scores.items()})
+    rows = rng.integers(0, len(idx), size=(resamples, len(idx)))
+    n_seeds = next(iter(scores.values())).shape[0]
+    picks = rng.integers(0, n_seeds, size=(resamples, n_seeds))
+    draws = np.arange(resamples)[:, None]
+    boot = value_of({c: a[:, idx][:, rows].mean(axis=2)[picks, draws].mean(axis=1) for c, a in scores.items()})
+    alpha = (1 - confidence) / 2
+    out = {}
+    for v, p in point.items():
+        lo, hi = np.quantile(boot[v], [alpha, 1 - alpha])
+        out[v] = (float(p), float(lo), float(hi))
+    return out
 
 
 def loo_values(

@@ -53,6 +53,7 @@ class AttributeOptions:
     projection: str = "sketch"  # tracin: sketch (sparse, fast) or gaussian (dense); gradients.Projector
     jobs: int = 1  # retrains at once (loo, segment-shapley)
     budget: int = 16  # the most retrains a segment method may start (retrain.DEFAULT_BUDGET)
+    seeds: int = 1  # loo, segment-shapley: training seeds per coalition (the run's own seed first)
 
 
 @dataclass

@@ -83,28 +83,37 @@ def attribute_by_retraining(run_dir: Path, opts: Any) -> Any:
     if len(values) < 2:
         raise VerifilyError(f"--by {key}: the train rows have one value ({values[0]}), nothing to leave out")
     subsets = retrain.plan(opts.method, values)
-    if len(subsets) > opts.budget:
+    seeds = [run.config.training.seed + i for i in range(opts.seeds)]  # the first is the run's own
+    total = len(subsets) * len(seeds) + len(seeds) - 1  # each coalition per seed, and the full data per other seed
+    if total > opts.budget:
         raise VerifilyError(
-            f"{opts.method} over {len(values)} segments of {key} needs {len(subsets)} retrains, over --budget "
-            f"{opts.budget}",
-            hint="raise --budget, or value a tag key with fewer values",
+            f"{opts.method} over {len(values)} segments of {key} with {len(seeds)} seed(s) needs {total} retrains, "
+            f"over --budget {opts.budget}",
+            hint="raise --budget, or value a tag key with fewer values, or use fewer --seeds",
         )
     spec = _eval_spec(run, opts.datasets_root)
-    _stderr(f"{opts.method}: {len(subsets)} retrain(s) of {run.dir.name} without segments of {key} (jobs {opts.jobs})")
+    _stderr(
+        f"{opts.method}: {total} retrain(s) of {run.dir.name} without segments of {key}, {len(seeds)} seed(s) "
+        f"(jobs {opts.jobs})"
+    )
     started = time.perf_counter()
     root = run.dir.resolve().parent / retrain.PRIVATE_ROOT / "datasets"
     datasets = retrain.derived_versions(manifest, split, key, subsets, root)
-    folders = retrain.retrain_all(run, datasets, root, spec, opts.jobs, _stderr)
+    jobs = [(d, s, datasets[d], root) for d in subsets for s in seeds]
+    jobs += [(frozenset(), s, manifest.ref, manifest.dir.parent.parent) for s in seeds[1:]]
+    folders = retrain.retrain_all(run, jobs, spec, opts.jobs, _stderr)
+    folders[(frozenset(), seeds[0])] = run.dir
     seconds = time.perf_counter() - started
 
     def entry(value: str, e: dict[str, Any]) -> dict[str, Any]:
         return {"key": key, "value": value, "rows": counts[value], **{k: v for k, v in e.items() if k != "value"}}
 
-    if opts.method == "loo":
-        metric, per_slice = retrain.loo_values(run.dir, folders, spec["slice_by"], confidence)
+    if opts.method == "loo" and len(seeds) == 1:  # compare's paired test and false-discovery control
+        one = {d: folders[(d, seeds[0])] for d in subsets}
+        metric, per_slice = retrain.loo_values(run.dir, one, spec["slice_by"], confidence)
         by_slice = {lab: [entry(e["value"], e) for e in es] for lab, es in per_slice.items()}
     else:
-        metric, by_slice = _shapley(run.dir, folders, values, key, counts, confidence, spec["slice_by"], opts)
+        metric, by_slice = _scored(run.dir, folders, subsets, seeds, values, key, counts, confidence, spec, opts)
     overall = by_slice.pop(slice_label({}), [])
     segments = {
         "schema_version": 1,
@@ -121,7 +130,10 @@ def attribute_by_retraining(run_dir: Path, opts: Any) -> Any:
         "metric": metric,
         "train": {"ref": manifest.ref, "split": split, "n": len(train)},
         "eval": {"ref": spec["ref"], "split": spec["split"], "slicing": spec["slice_by"]},
-        "retrains": [{"dropped": sorted(d), "dataset": datasets[d], "run": str(folders[d].name)} for d in subsets],
+        "seeds": seeds,
+        "retrains": [
+            {"dropped": sorted(d), "seed": s, "dataset": ref, "run": str(folders[(d, s)].name)} for d, s, ref, _ in jobs
+        ],
         "jobs": opts.jobs,
         "confidence": confidence,
         "resamples": opts.resamples,
@@ -137,44 +149,49 @@ def attribute_by_retraining(run_dir: Path, opts: Any) -> Any:
     return Attribution(layout.attribution_dir(run.dir, opts.method), method, segments, [], root_hash)
 
 
-def _shapley(
+def _scored(
     run_dir: Path,
-    folders: dict[frozenset[str], Path],
+    folders: dict[Any, Path],
+    subsets: list[frozenset[str]],
+    seeds: list[int],
     values: list[str],
     key: str,
     counts: dict[str, int],
     confidence: float,
-    slice_by: list[str],
+    spec: dict[str, Any],
     opts: Any,
 ) -> tuple[str, dict[str, list[dict[str, Any]]]]:
-    """Per slice (whole set first): each segment's Shapley value of the mean primary score, with an interval."""
+    """Per slice (whole set first): each segment's value of the mean primary score — Shapley, or leave-one-out with
+    several seeds — with an interval over the eval rows and the seeds (`retrain.seeded_values`)."""
     from ..evaluate import slices
     from ..evaluate.metrics import PRIMARY_SCORE
 
-    order = list(folders)
-    ids, scores, eval_tags = retrain.score_matrix([run_dir, *(folders[d] for d in order)])
     full = frozenset(values)
-    kept = [full] + [full - d for d in order]
+    coalitions: list[frozenset[str]] = [frozenset(), *subsets]  # by what is left out; the utility: what is kept
+    keys = [(d, s) for d in coalitions for s in seeds]
+    ids, matrix, eval_tags = retrain.score_matrix([folders[k] for k in keys])
+    scores = {full - d: matrix[i * len(seeds) : (i + 1) * len(seeds)] for i, d in enumerate(coalitions)}
+    if opts.method == "loo":
+
+        def value_of(u: dict[frozenset[str], np.ndarray]) -> dict[str, np.ndarray]:
+            return {v: u[full] - u[full - {v}] for v in values}
+    else:
+
+        def value_of(u: dict[frozenset[str], np.ndarray]) -> dict[str, np.ndarray]:
+            return retrain.shapley_values(u, values)
+
     rng = np.random.default_rng(opts.seed)
-    exprs = slices.parse_list(slice_by, "--slice-by") if slice_by else []
+    exprs = slices.parse_list(spec["slice_by"], "--slice-by") if spec["slice_by"] else []
     cut = [s for s in slices.build_slices(eval_tags, exprs, (), 1) if s.n] if exprs else []
     groups: list[tuple[dict[str, Any], np.ndarray]] = [({}, np.arange(len(ids)))]
     groups += [(s.key, np.asarray(s.indices)) for s in cut]
     out: dict[str, list[dict[str, Any]]] = {}
     for where, idx in groups:
-        sub = scores[:, idx]
-        point = retrain.shapley_values({k: np.asarray(sub[j].mean()) for j, k in enumerate(kept)}, values)
-        draws = rng.integers(0, sub.shape[1], size=(opts.resamples, sub.shape[1]))
-        boot = retrain.shapley_values({k: sub[j][draws].mean(axis=1) for j, k in enumerate(kept)}, values)
-        alpha = (1 - confidence) / 2
-        rows = []
-        for v in values:
-            lo, hi = np.quantile(boot[v], [alpha, 1 - alpha])
-            verdict = "hurt" if hi < 0 else "helped" if lo > 0 else "unclear"
-            rows.append(
-                {"key": key, "value": v, "rows": counts[v], "sum": float(point[v]), "ci_low": float(lo),
-                 "ci_high": float(hi), "verdict": verdict}
-            )  # fmt: skip
-        out[slice_label(where)] = rows
+        found = retrain.seeded_values(scores, value_of, idx, opts.resamples, confidence, rng)
+        out[slice_label(where)] = [
+            {"key": key, "value": v, "rows": counts[v], "sum": val, "ci_low": lo, "ci_high": hi,
+             "verdict": "hurt" if hi < 0 else "helped" if lo > 0 else "unclear"}
+            for v, (val, lo, hi) in found.items()
+        ]  # fmt: skip
     task = json.loads((run_dir / layout.RUN_META).read_text()).get("task", "classification")
     return PRIMARY_SCORE.get(task, "accuracy"), out

@@ -116,6 +116,13 @@ def register(app: typer.Typer) -> None:
             "sketch", "--projection", help="tracin: sketch (sparse CountSketch, fast) or gaussian (dense, slow on CPU)."
         ),
         jobs: int = typer.Option(1, "--jobs", min=1, help="Retrains at once (loo, segment-shapley)."),
+        seeds: int = typer.Option(
+            1,
+            "--seeds",
+            min=1,
+            help="loo, segment-shapley: train every coalition with this many seeds (the run's own first), so the "
+            "intervals hold training noise too (more than 1: the full data is retrained with the others).",
+        ),
         budget: int = typer.Option(
             16, "--budget", min=1, help="The most retrains loo or segment-shapley may start (else exit 2 first)."
         ),
@@ -143,6 +150,7 @@ def register(app: typer.Typer) -> None:
                 projection=projection,
                 jobs=jobs,
                 budget=budget,
+                seeds=seeds,
             ),
         )
         if as_json:

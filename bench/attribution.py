@@ -6,7 +6,8 @@ noise:   flip the labels of 10% of ds_demo v1's train rows (seeded), train the d
          `verifily attribute` (knn-shapley): mislabel detection AUC (goal >= 0.9); then `dataset derive` without
          the lowest-valued 10%, retrain, and `compare` the two runs (goal: a significant paired accuracy gain).
 segment: ds_demo v1's train rows plus 300 rows of shuffled labels under their own origin (`scraped`);
-         `attribute --method loo --by origin` must name `scraped` the one harmful segment, and no clean one.
+         `attribute --method loo --by origin --seeds 3` (BENCH_SEEDS) must name `scraped` the one harmful segment,
+         and no clean one.
 speed:   KNN-Shapley of 20,000 train x 2,000 eval rows (384-d random unit vectors, as MiniLM's) — goal <= 60 s —
          and MiniLM's embedding rate on this machine (the pass timed apart).
 Runs every step through the real CLI (`python -m verifily_action.cli`), offline.
@@ -114,7 +115,9 @@ def segment(out: Path) -> None:
         r["label"] = label
     write_dataset(out / "datasets", "planted", "v1", {"train": train_rows + extra, "eval": eval_rows})
     run = train(out, "planted@v1")
-    cli("attribute", "--run", str(run), "--method", "loo", "--by", "origin", "--jobs", "2", "--budget", "8")
+    seeds = os.environ.get("BENCH_SEEDS", "3")
+    cli("attribute", "--run", str(run), "--method", "loo", "--by", "origin", "--jobs", "2", "--seeds", seeds,
+        "--budget", "40")  # fmt: skip
     seg = json.loads((run / "attribution/loo/segments.json").read_text())
     for s in seg["overall"]:
         print(f"  origin={s['value']:<9} rows {s['rows']:>5}  {s['sum'] * 100:+6.2f} pts "

@@ -19,7 +19,7 @@ def test_the_plans_name_one_retrain_per_segment_or_coalition():
     assert retrain.plan("loo", ["a", "b", "c"]) == [frozenset("a"), frozenset("b"), frozenset("c")]
     shapley = retrain.plan("segment-shapley", ["a", "b", "c"])
     assert len(shapley) == 2**3 - 2 and frozenset() not in shapley and frozenset("abc") not in shapley
-    with pytest.raises(VerifilyError, match="exact up to 4"):
+    with pytest.raises(VerifilyError, match="exact segment Shapley goes up to 4"):
         retrain.plan("segment-shapley", list("abcde"))
 
 
@@ -64,3 +64,28 @@ def test_seeded_values_take_the_mean_over_seeds_and_widen_with_their_spread():
     width = {k: v[2] - v[1] for k, v in (("calm", calm["b"]), ("noisy", noisy["b"]))}
     assert width["noisy"] > width["calm"] + 0.1  # the seeds' disagreement is in the interval
     assert abs((calm["a"][2] - calm["a"][1]) - (noisy["a"][2] - noisy["a"][1])) < 1e-12  # a's coalitions: no spread
+
+
+def test_monte_carlo_orderings_fit_the_budget_and_add_up():
+    values = list("abcdef")
+    drops, orders = retrain.monte_carlo_plan(values, coalitions=20, seed=3)
+    assert len(drops) <= 20 and len(orders) >= 2 and len(set(drops)) == len(drops)
+    full = frozenset(values)
+    kept = {full - d for d in drops}
+    for order in orders:  # every prefix of every ordering has its retrain (the full set is the run itself)
+        assert all(frozenset(order[:i]) in kept for i in range(1, len(values)))
+    rng = np.random.default_rng(0)
+    utility = {k: np.asarray(rng.random()) for k in kept | {full}}
+    got = retrain.sampled_shapley(utility, orders)
+    assert abs(sum(float(x) for x in got.values()) - float(utility[full])) < 1e-12  # efficiency, ordering by ordering
+    with pytest.raises(VerifilyError, match="two orderings need up to 10 retrains and the budget leaves 6"):
+        retrain.monte_carlo_plan(values, coalitions=6, seed=3)
+
+
+def test_monte_carlo_over_every_ordering_is_the_exact_value():
+    values = ["a", "b", "c", "d"]
+    rng = np.random.default_rng(2)
+    utility = {frozenset(s): np.asarray(rng.random()) for r in range(1, 5) for s in itertools.combinations(values, r)}
+    every = list(itertools.permutations(values))
+    got, exact = retrain.sampled_shapley(utility, every), retrain.shapley_values(utility, values)
+    assert max(abs(float(got[v]) - float(exact[v])) for v in values) < 1e-12

@@ -11,6 +11,7 @@ import pytest
 
 from tests.builders import write_config, write_dataset
 from tests.paths import DEMO_ROOT
+from verifily_action.attribute import retrain
 from verifily_action.runs.layout import attribution_dir
 
 DEMO = DEMO_ROOT / "ds_demo" / "v1"
@@ -113,3 +114,18 @@ def test_segment_methods_refuse_bad_input(cli, planted_run):
     assert two.returncode == 2 and "one tag key at a time" in two.stderr
     unknown = cli("attribute", "--run", str(planted_run), "--method", "loo", "--by", "color")
     assert unknown.returncode == 2 and "--by color: no train row has that tag" in unknown.stderr
+
+
+def test_monte_carlo_segment_shapley_is_wired_through(cli, planted_run, monkeypatch):
+    """The sampled-orderings path end to end, with every retrain standing in for the run itself (so each non-empty
+    coalition scores the run's accuracy and the estimate must give it all to whichever segment comes first)."""
+    monkeypatch.setattr(retrain, "MAX_EXACT", 1)
+    monkeypatch.setattr(retrain, "retrain_all", lambda run, jobs, *a: {(d, s): run.dir for d, s, _, _ in jobs})
+    out = cli("attribute", "--run", str(planted_run), "--method", "segment-shapley", "--by", "origin")
+    assert out.returncode == 0, out.stderr
+    assert "sampled orderings (Monte Carlo)" in out.stderr
+    folder = attribution_dir(planted_run, "segment-shapley")
+    method = json.loads((folder / "method.json").read_text())
+    assert method["orderings"] == retrain.MAX_ORDERINGS  # two segments: every ordering reuses the same 2 retrains
+    seg = json.loads((folder / "segments.json").read_text())
+    assert abs(sum(s["sum"] for s in seg["overall"]) - _accuracy(planted_run)) < 1e-9

@@ -9,8 +9,10 @@ cores, or its own GPU when several are visible.
 * loo: a segment's value on a slice is the run's score minus the score without the segment, with `compare`'s
   paired interval and its false-discovery-controlled q-value; `hurt` when removing it helps significantly.
 * segment-shapley: the Shapley value of each segment of one tag key for the primary per-example score (accuracy;
-  token F1 for generation), exact over every subset of at most MAX_EXACT segments (the empty coalition scores 0, so
-  the values sum to the run's score), with percentile intervals from bootstrap resamples of the eval rows.
+  token F1 for generation), exact over every subset of at most MAX_EXACT segments, beyond that a Monte Carlo estimate
+  over seeded random orderings, as many as the budget's retrains hold (the empty coalition scores 0, so the values
+  sum to the run's score), with percentile intervals from bootstrap resamples of the eval rows (and seeds; not of
+  the orderings drawn).
 """
 
 from __future__ import annotations
@@ -34,23 +36,57 @@ from ..errors import VerifilyError
 from ..tags import tag_value
 
 MAX_EXACT = 4
+MAX_ORDERINGS = 200  # Monte Carlo segment Shapley: orderings sampled at most (those sharing retrains cost none)
 DEFAULT_BUDGET = 16
 PRIVATE_ROOT = ".verifily-attribution"
 
 
 def plan(method: str, values: Sequence[str]) -> list[frozenset[str]]:
-    """The segment sets to drop, one retrain each: loo one segment at a time; segment-shapley every coalition of
-    kept segments except all (the run itself) and none (scores 0)."""
+    """The segment sets to drop, one retrain each: loo one segment at a time; segment-shapley (up to MAX_EXACT
+    segments) every coalition of kept segments except all (the run itself) and none (scores 0)."""
     if method == "loo":
         return [frozenset([v]) for v in values]
     if len(values) > MAX_EXACT:
-        raise VerifilyError(
-            f"segment Shapley over {len(values)} segments: exact up to {MAX_EXACT} (2^{MAX_EXACT} - 2 retrains); "
-            "the Monte Carlo estimate beyond is not built yet",
-            hint="value a tag key with fewer values, or use --method loo",
-        )
+        raise VerifilyError(f"exact segment Shapley goes up to {MAX_EXACT} segments", hint="use monte_carlo_plan")
     full = frozenset(values)
     return [full - frozenset(kept) for r in range(1, len(values)) for kept in itertools.combinations(values, r)]
+
+
+def monte_carlo_plan(values: Sequence[str], coalitions: int, seed: int) -> tuple[list[frozenset[str]], list[tuple]]:
+    """Segment Shapley beyond MAX_EXACT segments: seeded random orderings of the segments, as many as fit in
+    `coalitions` distinct retrains (each ordering's prefixes are coalitions; prefixes shared by orderings are trained
+    once). Returns (the segment sets to drop, the orderings); at least 2 orderings, else a VerifilyError."""
+    rng = np.random.default_rng(seed)
+    full = frozenset(values)
+    kept: set[frozenset[str]] = set()
+    orders: list[tuple] = []
+    for _ in range(MAX_ORDERINGS):
+        order = tuple(rng.permutation(list(values)))
+        new = {frozenset(order[:i]) for i in range(1, len(order))} - kept
+        if len(kept) + len(new) > coalitions:
+            break
+        kept |= new
+        orders.append(order)
+    if len(orders) < 2:
+        need = 2 * (len(values) - 1)
+        raise VerifilyError(
+            f"segment Shapley over {len(values)} segments samples orderings of them; two orderings need up to "
+            f"{need} retrains and the budget leaves {coalitions}",
+            hint=f"raise --budget (e.g. {need * 10} for about ten orderings), or use --method loo",
+        )
+    return sorted((full - k for k in kept), key=lambda d: (len(d), sorted(d))), orders
+
+
+def sampled_shapley(utilities: dict[frozenset[str], np.ndarray], orders: list[tuple]) -> dict[str, np.ndarray]:
+    """The Monte Carlo Shapley estimate: each segment's marginal gain averaged over the sampled orderings (the empty
+    coalition scores 0); as the exact values, the estimates add up to the full coalition's utility."""
+    out: dict[str, np.ndarray] = {}
+    for order in orders:
+        for i, v in enumerate(order):
+            before = frozenset(order[:i])
+            gain = utilities[before | {v}] - utilities.get(before, np.zeros(()))
+            out[v] = out.get(v, np.zeros(())) + gain / len(orders)
+    return out
 
 
 def _version_for(parent_version: str, key: str, dropped: frozenset[str]) -> str:

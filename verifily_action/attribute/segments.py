@@ -82,8 +82,14 @@ def attribute_by_retraining(run_dir: Path, opts: Any) -> Any:
     values = sorted(counts)
     if len(values) < 2:
         raise VerifilyError(f"--by {key}: the train rows have one value ({values[0]}), nothing to leave out")
-    subsets = retrain.plan(opts.method, values)
     seeds = [run.config.training.seed + i for i in range(opts.seeds)]  # the first is the run's own
+    orders = None
+    if opts.method == "segment-shapley" and len(values) > retrain.MAX_EXACT:
+        room = (opts.budget - len(seeds) + 1) // len(seeds)  # coalitions that fit, each with every seed
+        subsets, orders = retrain.monte_carlo_plan(values, room, opts.seed)
+        _stderr(f"segment-shapley over {len(values)} segments: {len(orders)} sampled orderings (Monte Carlo)")
+    else:
+        subsets = retrain.plan(opts.method, values)
     total = len(subsets) * len(seeds) + len(seeds) - 1  # each coalition per seed, and the full data per other seed
     if total > opts.budget:
         raise VerifilyError(
@@ -113,7 +119,9 @@ def attribute_by_retraining(run_dir: Path, opts: Any) -> Any:
         metric, per_slice = retrain.loo_values(run.dir, one, spec["slice_by"], confidence)
         by_slice = {lab: [entry(e["value"], e) for e in es] for lab, es in per_slice.items()}
     else:
-        metric, by_slice = _scored(run.dir, folders, subsets, seeds, values, key, counts, confidence, spec, opts)
+        metric, by_slice = _scored(
+            run.dir, folders, subsets, seeds, values, key, counts, confidence, spec, opts, orders
+        )
     overall = by_slice.pop(slice_label({}), [])
     segments = {
         "schema_version": 1,
@@ -131,6 +139,7 @@ def attribute_by_retraining(run_dir: Path, opts: Any) -> Any:
         "train": {"ref": manifest.ref, "split": split, "n": len(train)},
         "eval": {"ref": spec["ref"], "split": spec["split"], "slicing": spec["slice_by"]},
         "seeds": seeds,
+        "orderings": len(orders) if orders else None,  # Monte Carlo segment Shapley: the orderings sampled
         "retrains": [
             {"dropped": sorted(d), "seed": s, "dataset": ref, "run": str(folders[(d, s)].name)} for d, s, ref, _ in jobs
         ],
@@ -160,6 +169,7 @@ def _scored(
     confidence: float,
     spec: dict[str, Any],
     opts: Any,
+    orders: list[tuple] | None = None,
 ) -> tuple[str, dict[str, list[dict[str, Any]]]]:
     """Per slice (whole set first): each segment's value of the mean primary score — Shapley, or leave-one-out with
     several seeds — with an interval over the eval rows and the seeds (`retrain.seeded_values`)."""
@@ -178,7 +188,7 @@ def _scored(
     else:
 
         def value_of(u: dict[frozenset[str], np.ndarray]) -> dict[str, np.ndarray]:
-            return retrain.shapley_values(u, values)
+            return retrain.sampled_shapley(u, orders) if orders else retrain.shapley_values(u, values)
 
     rng = np.random.default_rng(opts.seed)
     exprs = slices.parse_list(spec["slice_by"], "--slice-by") if spec["slice_by"] else []

@@ -73,8 +73,9 @@ def register(app: typer.Typer) -> None:
             "knn-shapley",
             "--method",
             help="knn-shapley (rows; exact, classification, on the run's own embeddings), loo (leave one tag "
-            "segment out: a retrain each), segment-shapley (exact Shapley over the segments of one tag key, up to 4: "
-            "2^n - 2 retrains), tracin (rows; any task: learning rate x the dot product of the rows' projected "
+            "segment out: a retrain each), segment-shapley (Shapley over the segments of one tag key: exact up to 4, "
+            "2^n - 2 retrains; beyond, sampled orderings within --budget), tracin (rows; any task: learning rate "
+            "x the dot product of the rows' projected "
             "loss gradients at the run's adapter).",
         ),
         by: list[str] = typer.Option(

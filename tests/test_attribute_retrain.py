@@ -89,3 +89,20 @@ def test_monte_carlo_over_every_ordering_is_the_exact_value():
     every = list(itertools.permutations(values))
     got, exact = retrain.sampled_shapley(utility, every), retrain.shapley_values(utility, values)
     assert max(abs(float(got[v]) - float(exact[v])) for v in values) < 1e-12
+
+
+def test_one_source_for_the_attribute_defaults():
+    """The config schema's `attribute:` defaults and the options dataclass agree with attribute/defaults.py."""
+    from verifily_action.attribute import defaults
+    from verifily_action.attribute.runner import AttributeOptions
+    from verifily_action.schemas import load_schema
+
+    props = load_schema("train.schema.json")["properties"]["attribute"]["properties"]
+    assert {k: props[k]["default"] for k in ("k", "jobs", "budget", "seeds")} == {
+        "k": defaults.K, "jobs": defaults.JOBS, "budget": defaults.BUDGET, "seeds": defaults.SEEDS,
+    }  # fmt: skip
+    opts = AttributeOptions()
+    assert (opts.k, opts.jobs, opts.budget, opts.seeds, opts.resamples, opts.projection_dim, opts.projection) == (
+        defaults.K, defaults.JOBS, defaults.BUDGET, defaults.SEEDS, defaults.RESAMPLES, defaults.PROJECTION_DIM,
+        defaults.PROJECTION,
+    )  # fmt: skip

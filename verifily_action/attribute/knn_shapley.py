@@ -19,9 +19,11 @@ from collections.abc import Iterator
 
 import numpy as np
 
-DEFAULT_K = 5
-EXACT_UP_TO = 50_000  # train rows valued exactly; beyond, each eval row's NEAREST_DEFAULT nearest only
-NEAREST_DEFAULT = 2_000
+from . import defaults
+
+DEFAULT_K = defaults.K
+EXACT_UP_TO = defaults.EXACT_UP_TO  # train rows valued exactly; beyond, each eval row's NEAREST_DEFAULT nearest only
+NEAREST_DEFAULT = defaults.NEAREST
 BATCH_CELLS = 4_000_000  # eval rows per batch x train rows: ~32 MB of float64 per array
 
 

@@ -34,10 +34,11 @@ import numpy as np
 
 from ..errors import VerifilyError
 from ..tags import tag_value
+from . import defaults
 
 MAX_EXACT = 4
 MAX_ORDERINGS = 200  # Monte Carlo segment Shapley: orderings sampled at most (those sharing retrains cost none)
-DEFAULT_BUDGET = 16
+DEFAULT_BUDGET = defaults.BUDGET
 PRIVATE_ROOT = ".verifily-attribution"
 
 

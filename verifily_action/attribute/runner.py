@@ -28,12 +28,11 @@ from ..runs import layout
 from ..runs.files import disk_full_error, is_disk_full
 from ..runs.folder import recover
 from ..runs.lock import run_lock
-from . import common, knn_shapley
+from . import common, defaults, knn_shapley
 
 METHODS = ("knn-shapley", "loo", "segment-shapley", "tracin")
 BUILT = ("knn-shapley", "loo", "segment-shapley", "tracin")
 RETRAINING = ("loo", "segment-shapley")
-DEFAULT_RESAMPLES = 1000
 
 
 @dataclass
@@ -46,14 +45,14 @@ class AttributeOptions:
     base_embeddings: bool = False  # embed with the base model (no adapter)
     datasets_root: str | None = None
     batch_size: int | None = None
-    resamples: int = DEFAULT_RESAMPLES
+    resamples: int = defaults.RESAMPLES
     confidence: float | None = None  # default: eval.confidence
     seed: int = 0  # of the bootstrap resamples (and of tracin's projection)
-    projection_dim: int = 512  # tracin: the length of the projected gradients
-    projection: str = "sketch"  # tracin: sketch (sparse, fast) or gaussian (dense); gradients.Projector
-    jobs: int = 1  # retrains at once (loo, segment-shapley)
-    budget: int = 16  # the most retrains a segment method may start (retrain.DEFAULT_BUDGET)
-    seeds: int = 1  # loo, segment-shapley: training seeds per coalition (the run's own seed first)
+    projection_dim: int = defaults.PROJECTION_DIM  # tracin: the length of the projected gradients
+    projection: str = defaults.PROJECTION  # tracin: sketch (sparse, fast) or gaussian (dense); gradients.Projector
+    jobs: int = defaults.JOBS  # retrains at once (loo, segment-shapley)
+    budget: int = defaults.BUDGET  # the most retrains a segment method may start
+    seeds: int = defaults.SEEDS  # loo, segment-shapley: training seeds per coalition (the run's own seed first)
 
 
 @dataclass

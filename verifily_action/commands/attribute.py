@@ -7,6 +7,8 @@ from pathlib import Path
 
 import typer
 
+from ..attribute import defaults
+
 SHOWN_ROWS = 10
 
 
@@ -92,9 +94,11 @@ def register(app: typer.Typer) -> None:
             "--nearest",
             min=0,
             help="knn-shapley: value each eval row's M nearest train rows only (the truncated approximation; 0: "
-            "exact). Default: exact up to 50,000 train rows, else 2,000.",
+            f"exact). Default: exact up to {defaults.EXACT_UP_TO:,} train rows, else {defaults.NEAREST:,}.",
         ),
-        k: int = typer.Option(5, "--k", min=1, help="Neighbours of the KNN classifier whose accuracy is valued."),
+        k: int = typer.Option(
+            defaults.K, "--k", min=1, help="Neighbours of the KNN classifier whose accuracy is valued."
+        ),
         base_embeddings: bool = typer.Option(
             False, "--base-embeddings", help="Embed with the base model (adapter left out) instead of the run's."
         ),
@@ -108,24 +112,33 @@ def register(app: typer.Typer) -> None:
             help="Rows per batch: of embeddings (knn-shapley; default eval.batch_size) or of per-example gradients "
             "(tracin; default training.batch_size).",
         ),
-        resamples: int = typer.Option(1000, "--resamples", min=100, help="Bootstrap resamples of the intervals."),
+        resamples: int = typer.Option(
+            defaults.RESAMPLES, "--resamples", min=100, help="Bootstrap resamples of the intervals."
+        ),
         seed: int = typer.Option(0, "--seed", help="Seed of the bootstrap resamples (and of tracin's projection)."),
         projection_dim: int = typer.Option(
-            512, "--projection-dim", help="tracin: length of the random projection of each row's gradient."
+            defaults.PROJECTION_DIM,
+            "--projection-dim",
+            help="tracin: length of the random projection of each row's gradient.",
         ),
         projection: str = typer.Option(
-            "sketch", "--projection", help="tracin: sketch (sparse CountSketch, fast) or gaussian (dense, slow on CPU)."
+            defaults.PROJECTION,
+            "--projection",
+            help="tracin: sketch (sparse CountSketch, fast) or gaussian (dense, slow on CPU).",
         ),
-        jobs: int = typer.Option(1, "--jobs", min=1, help="Retrains at once (loo, segment-shapley)."),
+        jobs: int = typer.Option(defaults.JOBS, "--jobs", min=1, help="Retrains at once (loo, segment-shapley)."),
         seeds: int = typer.Option(
-            1,
+            defaults.SEEDS,
             "--seeds",
             min=1,
             help="loo, segment-shapley: train every coalition with this many seeds (the run's own first), so the "
             "intervals hold training noise too (more than 1: the full data is retrained with the others).",
         ),
         budget: int = typer.Option(
-            16, "--budget", min=1, help="The most retrains loo or segment-shapley may start (else exit 2 first)."
+            defaults.BUDGET,
+            "--budget",
+            min=1,
+            help="The most retrains loo or segment-shapley may start (else exit 2 first).",
         ),
         as_json: bool = typer.Option(False, "--json", help="Print method.json and segments.json as one JSON object."),
     ) -> None:

@@ -5,7 +5,6 @@ embeds with the base model alone (the adapter left out), e.g. to value rows befo
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,5 +61,5 @@ def embed(lm: Any, texts: Sequence[str], batch_size: int = DEFAULT_BATCH, progre
     return out if out is not None else np.zeros((0, 0), dtype=np.float32)
 
 
-def model_label(run_dir: Path, base: bool) -> str:
+def model_label(base: bool) -> str:
     return "base model (no adapter)" if base else "the run's model (adapter merged)"

@@ -174,7 +174,6 @@ def retrain_all(
             ev = [*cli, "eval", "--run", str(folder), "--dataset", eval_spec["ref"], "--split", eval_spec["split"]]
             ev += ["--datasets-root", eval_spec["root"]] if eval_spec.get("root") else []
             ev += [a for key in eval_spec["slice_by"] for a in ("--slice-by", key)]
-            ev += [a for expr in eval_spec["cross"] for a in ("--slice", expr)]
             done = subprocess.run(ev, capture_output=True, text=True, env=env)
             if done.returncode != 0:
                 raise VerifilyError(
@@ -215,7 +214,7 @@ def seeded_values(
 
 
 def loo_values(
-    run_dir: Path, folders: dict[frozenset[str], Path], slice_by: list[str], confidence: float
+    run_dir: Path, folders: dict[frozenset[str], Path], slice_by: list[str]
 ) -> tuple[str, dict[str, list[dict[str, Any]]]]:
     """(metric, {slice label: [one entry per segment]}) from `compare` of the run with each retrain."""
     from ..compare import compare

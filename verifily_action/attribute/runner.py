@@ -158,7 +158,7 @@ def _attribute(run_dir: Path, opts: AttributeOptions) -> Attribution:
         "distance": "euclidean on unit-length embeddings (cosine order)",
         "nearest": nearest or None,  # null: exact; M: each eval row's recursion over its M nearest train rows
         "embedding": {
-            "model": embeddings.model_label(run.dir, opts.base_embeddings),
+            "model": embeddings.model_label(opts.base_embeddings),
             "pooling": "mean of the last hidden layer over real tokens, L2-normalized",
             "dim": int(x_train.shape[1]) if x_train.size else 0,
             "max_length": lm.max_length,

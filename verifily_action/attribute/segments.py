@@ -41,8 +41,7 @@ def _eval_spec(run: Any, datasets_root: str | None) -> dict[str, Any]:
         "ref": ds["ref"],
         "split": ds["split"],
         "root": str(manifest.dir.parent.parent),
-        "slice_by": list(res.get("slicing") or []),
-        "cross": [],
+        "slice_by": list(res.get("slicing") or []),  # every expression, cross-tag ones too: --slice-by takes them
     }
 
 
@@ -116,7 +115,7 @@ def attribute_by_retraining(run_dir: Path, opts: Any) -> Any:
 
     if opts.method == "loo" and len(seeds) == 1:  # compare's paired test and false-discovery control
         one = {d: folders[(d, seeds[0])] for d in subsets}
-        metric, per_slice = retrain.loo_values(run.dir, one, spec["slice_by"], confidence)
+        metric, per_slice = retrain.loo_values(run.dir, one, spec["slice_by"])
         by_slice = {lab: [entry(e["value"], e) for e in es] for lab, es in per_slice.items()}
     else:
         metric, by_slice = _scored(

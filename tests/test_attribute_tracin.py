@@ -157,7 +157,7 @@ def test_tracin_through_the_cli_finds_the_planted_row(cli, planted_run):
     lrs = [json.loads(x)["lr"] for x in (run / "train_log.jsonl").read_text().splitlines()]
     assert method["checkpoints"] == [
         {"name": "adapter", "step": 6, "learning_rate": pytest.approx(sum(lrs) / len(lrs)),
-         "learning_rate_from": "train_log.jsonl (mean over 6 steps)"}
+         "learning_rate_from": "train_log.jsonl (6 lines over 6 steps)"}
     ]  # fmt: skip
     assert method["projection"]["dim"] == 512 and method["projection"]["seed"] == 0
     assert method["parameters"]["count"] > 0 and method["left_out"] == {"train": 0, "eval": 0}

@@ -54,6 +54,7 @@ class TrainingConfig:
     gradient_checkpointing: bool
     checkpoint_steps: int | None
     checkpoint_minutes: float | None
+    snapshots: int
     logging_steps: int
     group_by_length: bool
     packing: bool

@@ -7,9 +7,11 @@ parameters (Pruthi et al. 2020, TracIn-CP). Positive: a gradient step on the tra
   a seeded random projection as in TRAK and LoGra: sparse CountSketch by default, dense Gaussian on request), so the
   dot products are unbiased estimates whose error shrinks as 1/sqrt(dim); a row's projected gradient is computed
   once per checkpoint, train and eval rows alike.
-- Checkpoints: `train` deletes checkpoints/ when it saves the adapter, so a completed run keeps one checkpoint, its
-  final adapter. It stands for the whole run, weighted by the run's mean learning rate (train_log.jsonl's lr, each
-  line weighted by the steps it covers; training.learning_rate when the log has none); method.json says so.
+- Checkpoints: the run's adapter snapshots (`training.snapshots`: snapshots/step-<n>/) and its final adapter. Each
+  stands for the steps since the one before and is weighted by the sum of their learning rates over the run's steps
+  (train_log.jsonl's lr, each line standing for the steps it covers; training.learning_rate when the log has none),
+  so the weights add up to the run's mean learning rate. A run trained with the default `snapshots: 1` has one
+  checkpoint, its final adapter, standing for the whole run; method.json says so.
 - Rows that training could not use (a classification label the train split lacks, an sft prompt that fills
   max_length) have no loss to differentiate: their gradient is zero, so their values are 0; method.json counts them.
 The slices, segments, intervals and files are those of every method (`common`).
@@ -39,35 +41,54 @@ PROJECTIONS = {
 }
 
 
-def mean_lr(run: Any) -> tuple[float, str]:
-    """The run's mean learning rate and where it came from."""
+def interval_weights(run: Any, bounds: list[int]) -> tuple[list[float], str]:
+    """For checkpoints at the optimizer steps `bounds` (ascending, the last the final step): each one's weight, the
+    sum of the learning rates of the steps since the checkpoint before, over the run's steps — so the weights add up
+    to the run's mean learning rate. Read from train_log.jsonl (each line's lr standing for the steps since the line
+    before; `train.snapshots` has a line at every snapshot); training.learning_rate when the log has none."""
     import json
 
-    total = weight = 0.0
-    prev = 0
     log = run.dir / layout.TRAIN_LOG
     lines = log.read_text(encoding="utf-8").splitlines() if log.is_file() else []
+    windows, prev = [], 0
     for line in lines:
         rec = json.loads(line) if line.strip() else {}
         lr, step = rec.get("lr"), rec.get("step")
         if isinstance(lr, (int, float)) and isinstance(step, int) and step > prev:
-            total, weight, prev = total + lr * (step - prev), weight + (step - prev), step
-    if weight:
-        return total / weight, f"{layout.TRAIN_LOG} (mean over {prev} steps)"
-    return float(run.config.training.learning_rate), "training.learning_rate"
+            windows.append((prev, step, float(lr)))
+            prev = step
+    if not windows:
+        lr = float(run.config.training.learning_rate)
+        last = max(bounds[-1], 1)
+        edges = [0, *bounds]
+        return [lr * (b - a) / last for a, b in zip(edges, edges[1:], strict=False)], "training.learning_rate"
+    total = prev
+    sums = [0.0] * len(bounds)
+    for a, b, lr in windows:
+        i = next((i for i, edge in enumerate(bounds) if b <= edge), len(bounds) - 1)
+        sums[i] += lr * (b - a)
+    return [x / total for x in sums], f"{layout.TRAIN_LOG} ({len(windows)} lines over {total} steps)"
 
 
 def checkpoints(run: Any) -> list[dict[str, Any]]:
-    """The checkpoints to take gradients at: the final adapter (a completed run keeps no other)."""
+    """The checkpoints to take gradients at: the run's snapshots (training.snapshots) and its final adapter, each
+    weighted by the learning rates of the steps it stands for."""
     weights = run.dir / layout.ADAPTER_WEIGHTS
     if not weights.is_file():
         raise VerifilyError(
             f"run {run.dir} has no checkpoint to take gradients at: {weights} is missing",
             hint="TracIn needs the run's adapter; train the run again",
         )
-    lr, source = mean_lr(run)
-    step = (run.meta.get("metrics") or {}).get("global_step")
-    return [{"name": layout.ADAPTER, "step": step, "learning_rate": lr, "learning_rate_from": source}]
+    last = (run.meta.get("metrics") or {}).get("global_step")
+    snaps = [(step, d) for step, d in layout.snapshot_dirs(run.dir) if not isinstance(last, int) or step < last]
+    final = last if isinstance(last, int) else (snaps[-1][0] + 1 if snaps else 1)
+    bounds = [step for step, _ in snaps] + [final]
+    lrs, source = interval_weights(run, bounds)
+    names = [str(d.relative_to(run.dir)) for _, d in snaps] + [layout.ADAPTER]
+    return [
+        {"name": name, "step": step, "learning_rate": lr, "learning_rate_from": source}
+        for name, step, lr in zip(names, bounds, lrs, strict=True)
+    ]
 
 
 def encode_rows(task: str, rows: Any, tokenizer: Any, max_length: int, label_map: Any) -> list[dict | None]:
@@ -202,8 +223,13 @@ def attribute(run_dir: Path, opts: AttributeOptions) -> Attribution:
         "parameters": {"count": n_params, "which": "the adapter's trainable parameters (LoRA, modules saved with it)"},
         "projection": {"kind": opts.projection, "dim": dim, "seed": opts.seed, "matrix": PROJECTIONS[opts.projection]},
         "checkpoints": [{k: v for k, v in c.items()} for c in used],
-        "checkpoint_note": "a completed run keeps no intermediate checkpoints (train deletes checkpoints/ when it "
-        "saves the adapter): the final adapter is the one checkpoint, weighted by the run's mean learning rate",
+        "checkpoint_note": (
+            f"{len(used)} checkpoints (training.snapshots), each weighted by the learning rates of the steps since the "
+            "one before"
+            if len(used) > 1
+            else "one checkpoint, the final adapter, weighted by the run's mean learning rate (train with "
+            "training.snapshots > 1 to keep adapters along the way: TracIn-CP sums over them)"
+        ),
         "left_out": left_out,
         "train": {"ref": train_manifest.ref, "split": train_split, "n": len(train)},
         "eval": {"ref": eval_manifest.ref, "split": eval_split, "n": len(ev)},

@@ -23,7 +23,8 @@ def _print(result) -> None:  # result: attribute.runner.Attribution
     if m["method"] == "tracin":  # values on the loss's scale, often far below 1e-4: shown with 3 significant digits
         num, row_num = "{:+.3g}".format, "{:+.3g}".format
         typer.echo(
-            f"tracin ({len(m['checkpoints'])} checkpoint, {m['parameters']['count']:,} adapter parameters, gradients "
+            f"tracin ({len(m['checkpoints'])} checkpoint{'s' * (len(m['checkpoints']) != 1)}, "
+            f"{m['parameters']['count']:,} adapter parameters, gradients "
             f"projected to {m['projection']['dim']}) of {data}: values sum to {m['utility']:.4g}, the first-order drop "
             "in the mean eval loss of one step on every train row"
         )

@@ -9,6 +9,7 @@
     environment.json          library versions, hardware, git commit
     train_log.jsonl           one line per logging step
     adapter/                  PEFT adapter, label_map.json, README.md
+    snapshots/step-<n>/       the adapter at step n (training.snapshots > 1): weights and config only, for TracIn
     tokenizer/                the tokenizer files eval loads
     eval/<ref>-<split>/       eval_results.json, predictions.jsonl, hard_examples.jsonl (added to the chain)
     attribution/<method>/     rows.jsonl, segments.json, method.json (`verifily attribute`; added to the chain)
@@ -34,7 +35,11 @@ ENVIRONMENT = "environment.json"
 TRAIN_LOG = "train_log.jsonl"
 ADAPTER = "adapter"
 TOKENIZER = "tokenizer"
-ADAPTER_WEIGHTS = f"{ADAPTER}/adapter_model.safetensors"
+ADAPTER_WEIGHTS_FILE = "adapter_model.safetensors"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+ADAPTER_WEIGHTS = f"{ADAPTER}/{ADAPTER_WEIGHTS_FILE}"
+SNAPSHOTS = "snapshots"  # adapter snapshots during training (training.snapshots, train.snapshots): TracIn's checkpoints
+SNAPSHOT_PREFIX = "step-"  # snapshots/step-000123/
 LABEL_MAP = "label_map.json"  # in adapter/: a classification run's label -> id
 EVAL = "eval"
 EVAL_RESULTS = "eval_results.json"
@@ -66,6 +71,18 @@ def eval_name(dataset_ref: str, split: str) -> str:
 
 def attribution_dir(run_dir: Path, method: str) -> Path:
     return Path(run_dir) / ATTRIBUTION / method
+
+
+def snapshot_dirs(run_dir: Path) -> list[tuple[int, Path]]:
+    """The adapter snapshots a run holds (snapshots/step-<n>/), by step; scratch folders of a cut-short write left
+    out."""
+    root = run_dir / SNAPSHOTS
+    out = []
+    for d in root.glob(f"{SNAPSHOT_PREFIX}*") if root.is_dir() else []:
+        step = d.name[len(SNAPSHOT_PREFIX) :]
+        if d.is_dir() and step.isdigit() and (d / ADAPTER_WEIGHTS_FILE).is_file():
+            out.append((int(step), d))
+    return sorted(out)
 
 
 def eval_dir(run_dir: Path, name: str) -> Path:

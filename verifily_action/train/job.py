@@ -42,6 +42,7 @@ from ..runs.layout import (
     LABEL_MAP,
     LOGS,
     RUN_META,
+    SNAPSHOTS,
     TOKENIZER,
     TRAIN_LOG,
     is_scratch,
@@ -385,6 +386,8 @@ def finish(run_dir: Path, plan: Plan) -> dict[str, Any]:
     for f in run_dir.rglob("*"):  # a temporary file of a write cut short by a kill before a resume
         if f.is_file() and is_scratch(f.name):
             f.unlink()
-    files = [CONFIG, ENVIRONMENT, TRAIN_LOG, ADAPTER, TOKENIZER, LOGS]  # logs/: trackers, closed by now
+    for d in (run_dir / SNAPSHOTS).glob(".*"):  # a snapshot cut short (train.snapshots writes under a scratch name)
+        shutil.rmtree(d, ignore_errors=True)
+    files = [CONFIG, ENVIRONMENT, TRAIN_LOG, ADAPTER, SNAPSHOTS, TOKENIZER, LOGS]  # logs/: trackers, closed by now
     entries.update(hash_run_files(run_dir, [p for p in files if (run_dir / p).exists()]))
     return seal(run_dir, entries, status="completed", ended_at=_now(), error=None)

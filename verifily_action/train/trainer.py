@@ -139,6 +139,7 @@ def build_and_train(
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from .callbacks import CheckpointCallback, InterruptCallback, LogCallback
+    from .snapshots import SnapshotCallback
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -160,7 +161,12 @@ def build_and_train(
         data_collator=coll,
         processing_class=tokenizer,
         # CheckpointCallback last: it sees the saves the others ask for
-        callbacks=[log_cb, stop_cb, CheckpointCallback(cfg.training.checkpoint_minutes)],
+        callbacks=[
+            log_cb,
+            stop_cb,
+            SnapshotCallback(cfg.training.snapshots, ckpt_dir.parent, label_map),  # ckpt_dir is <run>/checkpoints
+            CheckpointCallback(cfg.training.checkpoint_minutes),
+        ],
     )
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)

@@ -197,19 +197,31 @@ def seeded_values(
     rng: np.random.Generator,
 ) -> dict[str, tuple[float, float, float]]:
     """{segment: (value, low, high)} from each coalition's scores (seeds x eval rows) on the eval rows `idx`: the
-    value of the utilities (mean over seeds and rows); the interval from resampling the eval rows and, independently,
-    the seeds (with replacement), the same draws for every coalition, so training noise is in it as well."""
+    value of the utilities (mean over seeds and rows). One seed: the interval is the bootstrap percentile one over
+    the eval rows. Several: the value is also computed per seed (seed i of every coalition; Shapley and
+    leave-one-out are linear in the utilities, so their mean is the value), and the interval is value +- t(n-1) x
+    sqrt(var_rows + var_seeds / n): var_rows from bootstrap resamples of the eval rows (the same draws for every
+    coalition), var_seeds the sample variance of the per-seed values. Student's t with n - 1 degrees of freedom, not
+    a bootstrap over seeds: resampling 3 seeds with replacement makes an interval far too narrow (its variance is
+    (n - 1) / n of the mean's, from 10 distinct means)."""
+    from scipy.stats import t as student_t
+
     point = value_of({c: np.asarray(a[:, idx].mean()) for c, a in scores.items()})
     rows = rng.integers(0, len(idx), size=(resamples, len(idx)))
     n_seeds = next(iter(scores.values())).shape[0]
-    picks = rng.integers(0, n_seeds, size=(resamples, n_seeds))
-    draws = np.arange(resamples)[:, None]
-    boot = value_of({c: a[:, idx][:, rows].mean(axis=2)[picks, draws].mean(axis=1) for c, a in scores.items()})
+    boot = value_of({c: a[:, idx][:, rows].mean(axis=2).mean(axis=0) for c, a in scores.items()})
     alpha = (1 - confidence) / 2
     out = {}
+    if n_seeds == 1:
+        for v, p in point.items():
+            lo, hi = np.quantile(boot[v], [alpha, 1 - alpha])
+            out[v] = (float(p), float(lo), float(hi))
+        return out
+    per_seed = value_of({c: a[:, idx].mean(axis=1) for c, a in scores.items()})
+    q = float(student_t.ppf(1 - alpha, n_seeds - 1))
     for v, p in point.items():
-        lo, hi = np.quantile(boot[v], [alpha, 1 - alpha])
-        out[v] = (float(p), float(lo), float(hi))
+        half = q * float(np.sqrt(np.var(boot[v], ddof=1) + np.var(per_seed[v], ddof=1) / n_seeds))
+        out[v] = (float(p), float(p) - half, float(p) + half)
     return out
 
 

@@ -143,6 +143,14 @@ def attribute_by_retraining(run_dir: Path, opts: Any) -> Any:
             {"dropped": sorted(d), "seed": s, "dataset": ref, "run": str(folders[(d, s)].name)} for d, s, ref, _ in jobs
         ],
         "jobs": opts.jobs,
+        "interval": (
+            "compare's paired bootstrap over the eval rows, q-values for the false-discovery rate"
+            if opts.method == "loo" and len(seeds) == 1
+            else "bootstrap percentile over the eval rows"
+            if len(seeds) == 1
+            else f"value +- t({len(seeds) - 1}) x sqrt(var over eval-row resamples + var over the seeds' values / "
+            f"{len(seeds)})"
+        ),
         "confidence": confidence,
         "resamples": opts.resamples,
         "seed": opts.seed,

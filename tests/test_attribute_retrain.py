@@ -86,6 +86,19 @@ def test_seeded_intervals_cover_a_null_segment_at_their_confidence_with_three_se
     assert 0.9 <= covered / reps <= 0.99, covered / reps
 
 
+def test_the_orderings_own_variance_is_zero_when_gains_do_not_depend_on_order():
+    values = ["a", "b", "c"]
+    orders = [("a", "b", "c"), ("c", "b", "a"), ("b", "a", "c")]
+    weight = {"a": 0.1, "b": 0.2, "c": 0.3}
+    subsets = [frozenset(s) for r in range(1, 4) for s in itertools.combinations(values, r)]
+    additive = {s: np.asarray(sum(weight[v] for v in s)) for s in subsets}
+    assert all(abs(v) < 1e-15 for v in retrain.ordering_variance(additive, orders).values())
+    # a's gain: 1.0 first (ordering 1), 1.0 last (2: 1.5 - 0.5), 0.5 after b (3: 0.7 - 0.2); their variance / 3
+    u = {**additive, frozenset("a"): np.asarray(1.0), frozenset("ab"): np.asarray(0.7), frozenset("abc"): 1.5}
+    gains = [1.0, 1.5 - float(u[frozenset("bc")]), 0.7 - float(u[frozenset("b")])]
+    assert abs(retrain.ordering_variance(u, orders)["a"] - np.var(gains, ddof=1) / 3) < 1e-12
+
+
 def test_monte_carlo_orderings_fit_the_budget_and_add_up():
     values = list("abcdef")
     drops, orders = retrain.monte_carlo_plan(values, coalitions=20, seed=3)

@@ -127,5 +127,9 @@ def test_monte_carlo_segment_shapley_is_wired_through(cli, planted_run, monkeypa
     folder = attribution_dir(planted_run, "segment-shapley")
     method = json.loads((folder / "method.json").read_text())
     assert method["orderings"] == retrain.MAX_ORDERINGS  # two segments: every ordering reuses the same 2 retrains
+    assert method["interval"] == (
+        "value +- z x sqrt(var over eval-row resamples + var of the marginal gains over the sampled orderings / their "
+        "number)"
+    )
     seg = json.loads((folder / "segments.json").read_text())
     assert abs(sum(s["sum"] for s in seg["overall"]) - _accuracy(planted_run)) < 1e-9

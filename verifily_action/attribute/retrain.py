@@ -90,6 +90,17 @@ def sampled_shapley(utilities: dict[frozenset[str], np.ndarray], orders: list[tu
     return out
 
 
+def ordering_variance(utilities: dict[frozenset[str], np.ndarray], orders: list[tuple]) -> dict[str, float]:
+    """The Monte Carlo estimate's own sampling variance: the variance of each segment's marginal gain over the
+    sampled orderings, over their number (utilities: scalars)."""
+    gains: dict[str, list[float]] = {}
+    for order in orders:
+        for i, v in enumerate(order):
+            before = frozenset(order[:i])
+            gains.setdefault(v, []).append(float(utilities[before | {v}] - utilities.get(before, np.zeros(()))))
+    return {v: float(np.var(g, ddof=1)) / len(g) if len(g) > 1 else 0.0 for v, g in gains.items()}
+
+
 def _version_for(parent_version: str, key: str, dropped: frozenset[str]) -> str:
     digest = hashlib.sha256(json.dumps([key, sorted(dropped)]).encode()).hexdigest()[:10]
     return f"{parent_version}-without-{digest}"
@@ -195,6 +206,7 @@ def seeded_values(
     resamples: int,
     confidence: float,
     rng: np.random.Generator,
+    extra_variance: Callable[[dict[frozenset[str], np.ndarray]], dict[str, float]] | None = None,
 ) -> dict[str, tuple[float, float, float]]:
     """{segment: (value, low, high)} from each coalition's scores (seeds x eval rows) on the eval rows `idx`: the
     value of the utilities (mean over seeds and rows). One seed: the interval is the bootstrap percentile one over
@@ -203,7 +215,10 @@ def seeded_values(
     sqrt(var_rows + var_seeds / n): var_rows from bootstrap resamples of the eval rows (the same draws for every
     coalition), var_seeds the sample variance of the per-seed values. Student's t with n - 1 degrees of freedom, not
     a bootstrap over seeds: resampling 3 seeds with replacement makes an interval far too narrow (its variance is
-    (n - 1) / n of the mean's, from 10 distinct means)."""
+    (n - 1) / n of the mean's, from 10 distinct means). `extra_variance` (the Monte Carlo orderings' own,
+    `ordering_variance`, of the mean utilities) adds to the sum; with one seed the interval is then
+    value +- z x sqrt(var_rows + extra)."""
+    from scipy.stats import norm
     from scipy.stats import t as student_t
 
     point = value_of({c: np.asarray(a[:, idx].mean()) for c, a in scores.items()})
@@ -212,6 +227,13 @@ def seeded_values(
     boot = value_of({c: a[:, idx][:, rows].mean(axis=2).mean(axis=0) for c, a in scores.items()})
     alpha = (1 - confidence) / 2
     out = {}
+    extra = extra_variance({c: a[:, idx].mean() for c, a in scores.items()}) if extra_variance else {}
+    if n_seeds == 1 and extra:
+        z = float(norm.ppf(1 - alpha))
+        for v, p in point.items():
+            half = z * float(np.sqrt(np.var(boot[v], ddof=1) + extra[v]))
+            out[v] = (float(p), float(p) - half, float(p) + half)
+        return out
     if n_seeds == 1:
         for v, p in point.items():
             lo, hi = np.quantile(boot[v], [alpha, 1 - alpha])
@@ -220,7 +242,8 @@ def seeded_values(
     per_seed = value_of({c: a[:, idx].mean(axis=1) for c, a in scores.items()})
     q = float(student_t.ppf(1 - alpha, n_seeds - 1))
     for v, p in point.items():
-        half = q * float(np.sqrt(np.var(boot[v], ddof=1) + np.var(per_seed[v], ddof=1) / n_seeds))
+        var = np.var(boot[v], ddof=1) + np.var(per_seed[v], ddof=1) / n_seeds + extra.get(v, 0.0)
+        half = q * float(np.sqrt(var))
         out[v] = (float(p), float(p) - half, float(p) + half)
     return out
 

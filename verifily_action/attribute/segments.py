@@ -143,14 +143,7 @@ def attribute_by_retraining(run_dir: Path, opts: Any) -> Any:
             {"dropped": sorted(d), "seed": s, "dataset": ref, "run": str(folders[(d, s)].name)} for d, s, ref, _ in jobs
         ],
         "jobs": opts.jobs,
-        "interval": (
-            "compare's paired bootstrap over the eval rows, q-values for the false-discovery rate"
-            if opts.method == "loo" and len(seeds) == 1
-            else "bootstrap percentile over the eval rows"
-            if len(seeds) == 1
-            else f"value +- t({len(seeds) - 1}) x sqrt(var over eval-row resamples + var over the seeds' values / "
-            f"{len(seeds)})"
-        ),
+        "interval": _interval_note(opts.method, len(seeds), bool(orders)),
         "confidence": confidence,
         "resamples": opts.resamples,
         "seed": opts.seed,
@@ -163,6 +156,20 @@ def attribute_by_retraining(run_dir: Path, opts: Any) -> Any:
     }
     root_hash = write_files(run.dir, opts.method, files)
     return Attribution(layout.attribution_dir(run.dir, opts.method), method, segments, [], root_hash)
+
+
+def _interval_note(method: str, seeds: int, orderings: bool) -> str:
+    """How `retrain.seeded_values` (or compare) made the intervals, for method.json."""
+    if method == "loo" and seeds == 1:
+        return "compare's paired bootstrap over the eval rows, q-values for the false-discovery rate"
+    if seeds == 1 and not orderings:
+        return "bootstrap percentile over the eval rows"
+    parts = ["var over eval-row resamples"]
+    if seeds > 1:
+        parts.append(f"var over the seeds' values / {seeds}")
+    if orderings:
+        parts.append("var of the marginal gains over the sampled orderings / their number")
+    return f"value +- {f't({seeds - 1})' if seeds > 1 else 'z'} x sqrt({' + '.join(parts)})"
 
 
 def _scored(
@@ -204,7 +211,8 @@ def _scored(
     groups += [(s.key, np.asarray(s.indices)) for s in cut]
     out: dict[str, list[dict[str, Any]]] = {}
     for where, idx in groups:
-        found = retrain.seeded_values(scores, value_of, idx, opts.resamples, confidence, rng)
+        spread = (lambda u: retrain.ordering_variance(u, orders)) if orders else None
+        found = retrain.seeded_values(scores, value_of, idx, opts.resamples, confidence, rng, spread)
         out[slice_label(where)] = [
             {"key": key, "value": v, "rows": counts[v], "sum": val, "ci_low": lo, "ci_high": hi,
              "verdict": "hurt" if hi < 0 else "helped" if lo > 0 else "unclear"}

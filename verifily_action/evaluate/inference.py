@@ -65,10 +65,17 @@ def read_label_map(adapter_dir: Path) -> dict[str, int] | None:
 
 
 def load_for_eval(
-    task: str, base_model: str, adapter_dir: Path, tokenizer_dir: Path, *, max_length: int = 512, merge: bool = True
+    task: str,
+    base_model: str,
+    adapter_dir: Path,
+    tokenizer_dir: Path,
+    *,
+    max_length: int = 512,
+    merge: bool = True,
+    device: str | None = None,
 ) -> LoadedModel:
     """Load the base model, apply the adapter with `PeftModel.from_pretrained` (merged into the base weights unless
-    `merge=False`), move it to the best device, eval mode."""
+    `merge=False`), move it to `device` (default: the best one; bf16 on a GPU that has it), eval mode."""
     import torch
     import transformers
     from peft import PeftModel
@@ -83,7 +90,7 @@ def load_for_eval(
     # about those "missing" weights is expected here and would only alarm users.
     transformers.logging.set_verbosity_error()
     transformers.logging.disable_progress_bar()
-    device = pick_device()
+    device = device or pick_device()
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else None
     tok_src = tokenizer_dir if tokenizer_dir.is_dir() else base_model
     tokenizer = AutoTokenizer.from_pretrained(str(tok_src))

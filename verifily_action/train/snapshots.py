@@ -5,7 +5,7 @@ A run keeps `training.snapshots` adapters evenly spaced over its optimizer steps
 snapshot of a LoRA adapter is as small as the adapter). A snapshot is written under a scratch name and renamed, so
 a kill leaves it whole or absent; a resumed run drops the snapshots after its checkpoint (the steps are trained
 again) and writes them again. The train log has a line at every snapshot step, so the learning rate of each
-snapshot's interval can be read back exactly (`attribute.tracin`).
+snapshot's interval can be read back exactly (TracIn, `verifily attribute --method tracin`).
 """
 
 from __future__ import annotations

@@ -68,8 +68,8 @@ def test_seeded_values_take_the_mean_over_seeds_and_widen_with_their_spread():
 
 def test_seeded_intervals_cover_a_null_segment_at_their_confidence_with_three_seeds():
     """Training noise only (every seed of every coalition scores the same rows, shifted by its own N(0, 0.03)); the
-    segment's true leave-one-out value is 0. A bootstrap over 3 seeds (the method before) covered it in 67% of the repetitions;
-    Student's t with 2 degrees of freedom covers it at the stated 95%."""
+    segment's true leave-one-out value is 0. A bootstrap over 3 seeds (the method before) covered it in 67% of the
+    repetitions; Student's t with 2 degrees of freedom covers it at the stated 95%."""
     rng = np.random.default_rng(7)
     base = (rng.random(300) > 0.3) + 0.0
     full, kept = frozenset("ab"), frozenset("a")

@@ -46,7 +46,8 @@ def _lr_sums(run, bounds):
     lines = [json.loads(x) for x in (run / "train_log.jsonl").read_text().splitlines()]
     assert [x["step"] for x in lines] == list(range(1, bounds[-1] + 1))  # logging every step: each step's lr
     edges = [0, *bounds]
-    return [sum(x["lr"] for x in lines if a < x["step"] <= b) / bounds[-1] for a, b in zip(edges, edges[1:])]
+    pairs = zip(edges, edges[1:], strict=False)
+    return [sum(x["lr"] for x in lines if a < x["step"] <= b) / bounds[-1] for a, b in pairs]
 
 
 def test_snapshots_are_sealed_and_tracin_sums_over_them(cli, llama, tmp_path):

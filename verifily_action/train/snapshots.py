@@ -1,10 +1,10 @@
 """Adapter snapshots kept in the run (`training.snapshots`): the checkpoints TracIn sums over.
 
 A run keeps `training.snapshots` adapters evenly spaced over its optimizer steps, the last being the final adapter
-(adapter/); the others go to snapshots/step-<n>/ (the adapter's weights, config and label map only, no optimizer state, so a
-snapshot of a LoRA adapter is as small as the adapter). A snapshot is written under a scratch name and renamed, so
-a kill leaves it whole or absent; a resumed run drops the snapshots after its checkpoint (the steps are trained
-again) and writes them again. The train log has a line at every snapshot step, so the learning rate of each
+(adapter/); the others go to snapshots/step-<n>/ (the adapter's weights, config and label map only, no optimizer
+state, so a snapshot of a LoRA adapter is as small as the adapter). A snapshot is written under a scratch name and
+renamed, so a kill leaves it whole or absent; a resumed run drops the snapshots after its checkpoint (the steps are
+trained again) and writes them again. The train log has a line at every snapshot step, so the learning rate of each
 snapshot's interval can be read back exactly (TracIn, `verifily attribute --method tracin`).
 """
 

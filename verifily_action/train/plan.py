@@ -101,7 +101,7 @@ def estimate_steps(cfg: TrainConfig, rows: int | None) -> int | None:
     """Optimizer steps the Trainer will take, as transformers 5 computes them: batches per epoch (the last one
     partial), optimizer steps per epoch rounded up (a partial accumulation still steps), at least one."""
     t = cfg.training
-    if t.max_steps:
+    if t.max_steps is not None:
         return int(t.max_steps)
     if rows is None:
         return None
@@ -293,7 +293,7 @@ def describe(plan: Plan) -> str:
         f"dataset: {s['dataset']} ({s['manifest']}), split {s['split']}: {rows} rows",
         f"eval: {s['eval_dataset']}, split {s['eval_split']}",
         f"steps: {steps} (batch {s['batch_size']} x accumulation {s['gradient_accumulation_steps']}, "
-        + (f"max_steps {s['max_steps']})" if s["max_steps"] else f"{s['epochs']:g} epochs)"),
+        + (f"max_steps {s['max_steps']})" if s["max_steps"] is not None else f"{s['epochs']:g} epochs)"),
         f"lora: r={s['lora']['r']} alpha={s['lora']['alpha']:g} target_modules={s['lora']['target_modules']}; "
         f"quantization: {s['quantization']}",
         f"run key: {s['run_key']}",

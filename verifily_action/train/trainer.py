@@ -173,6 +173,9 @@ def build_and_train(
     echo(f"device {device}, precision {precision}, {len(train_ds)} rows")
     stop_cb.install()
     try:
+        if cfg.training.max_steps == 0:  # a baseline run: the adapter as initialised, nothing trained
+            echo("max_steps 0: a baseline run, nothing trained")
+            return Outcome(trainer.model, 0, False, {})
         result = trainer.train(resume_from_checkpoint=resume_from)
     finally:
         stop_cb.uninstall()

@@ -198,8 +198,11 @@ def _cross_field(src: yamlsource.Source) -> list[Problem]:
     data = src.data
     training = data.get("training") if isinstance(data.get("training"), dict) else {}
     out = []
-    if training.get("packing") is True and data.get("task") in ("seq2seq", "classification"):
+    if training.get("packing") is True and data.get("task") in ("seq2seq", "classification", "pretrain"):
         line, col = src.where(("training", "packing"))
+        why = "group_by_length already keeps padding low for this task"
+        if data["task"] == "pretrain":
+            why = "pretrain always packs its documents into max_length blocks"
         out.append(
             Problem(
                 f"packing works for task sft only, not {data['task']}",
@@ -207,7 +210,7 @@ def _cross_field(src: yamlsource.Source) -> list[Problem]:
                 line,
                 col,
                 "$.training.packing",
-                "remove `packing: true`; group_by_length already keeps padding low for this task",
+                f"remove `packing: true`; {why}",
             )
         )
     return out + _slice_problems(src)

@@ -37,6 +37,7 @@ class EvalRun:
     predictions: list[str]
     losses: list[float | None]
     gates: list[str] = field(default_factory=list)  # the run config's `gates`
+    tokens: list[int] | None = None  # pretrain: each document's scored tokens (the weight of its loss)
     _scores: dict[str, np.ndarray] | None = None
 
     @property
@@ -59,7 +60,7 @@ class EvalRun:
         """The examples `idx` (default all); `label_scope`: the labels their macro-F1 averages over."""
         if self._scores is None:
             self._scores = task_metrics.per_example_scores(
-                self.task, self.references, self.predictions, self.losses if self.has_losses() else None
+                self.task, self.references, self.predictions, self.losses if self.has_losses() else None, self.tokens
             )
         out = Outcomes(self._scores, self.references, self.predictions, label_scope)
         return out if idx is None else out.subset(idx)
@@ -139,7 +140,7 @@ def choose_evals(dirs: Sequence[Path], wanted: str | None) -> list[str]:
     )
 
 
-def _read_predictions(path: Path) -> list[dict[str, Any]]:
+def _read_predictions(path: Path, task: str) -> list[dict[str, Any]]:
     if not path.is_file():
         raise VerifilyError(
             f"{path} is missing: compare needs the per-example predictions",
@@ -154,9 +155,11 @@ def _read_predictions(path: Path) -> list[dict[str, Any]]:
                 row = json.loads(line)
             except ValueError as e:
                 raise VerifilyError(f"{path}:{lineno}: not valid JSON: {e}", hint="evaluate the run again") from e
-            if not isinstance(row, dict) or not {"id", "reference", "prediction"} <= set(row):
+            # pretrain scores documents: a row holds the document's loss and tokens, no reference or prediction
+            need = ("id", "tokens", "loss") if task == "pretrain" else ("id", "reference", "prediction")
+            if not isinstance(row, dict) or not set(need) <= set(row):
                 raise VerifilyError(
-                    f"{path}:{lineno}: a prediction row needs id, reference and prediction",
+                    f"{path}:{lineno}: a prediction row needs {', '.join(need[:-1])} and {need[-1]}",
                     hint="evaluate the run again with this version of verifily",
                 )
             problem = _row_problem(row)
@@ -175,6 +178,9 @@ def _row_problem(row: dict[str, Any]) -> str | None:
         return f"`tags` must be an object (tag key -> value), not {type(tags).__name__}"
     if loss is not None and (isinstance(loss, bool) or not isinstance(loss, int | float)):
         return f"`loss` must be a number or null, not {type(loss).__name__}"
+    tokens = row.get("tokens", 1)
+    if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
+        return f"`tokens` must be a positive integer, not {tokens!r}"
     return None
 
 
@@ -208,7 +214,8 @@ def load_eval_run(run_dir: Path, meta: dict[str, Any], eval_name: str, name: str
             f"{edir / EVAL_RESULTS}: files.predictions must name a file beside it, not {predictions!r}",
             hint="evaluate the run again with this version of verifily",
         )
-    rows = _read_predictions(edir / predictions)
+    pretrain = results.get("task") == "pretrain"
+    rows = _read_predictions(edir / predictions, str(results.get("task")))
     return EvalRun(
         dir=run_dir,
         name=name,
@@ -217,10 +224,12 @@ def load_eval_run(run_dir: Path, meta: dict[str, Any], eval_name: str, name: str
         results=results,
         ids=[str(r["id"]) for r in rows],
         tags=[r.get("tags") or {} for r in rows],
-        references=[str(r["reference"]) for r in rows],
-        predictions=[str(r["prediction"]) for r in rows],
+        # pretrain: a document's "reference" is its token count, so pairing (engine.pair) sees changed documents
+        references=[str(r["tokens"] if pretrain else r["reference"]) for r in rows],
+        predictions=["" if pretrain else str(r["prediction"]) for r in rows],
         losses=[r.get("loss") for r in rows],
         gates=config_gates(run_dir),
+        tokens=[int(r["tokens"]) for r in rows] if pretrain else None,
     )
 
 
@@ -260,7 +269,7 @@ def choose_metrics(runs: Sequence[EvalRun], requested: Sequence[str] | None) -> 
     """`requested` (checked against the task and the data), else the baseline's reported metrics that every run
     can compute."""
     task = runs[0].task
-    allowed = task_metrics.CLASSIFICATION_METRICS if task == "classification" else task_metrics.GENERATION_METRICS
+    allowed = task_metrics.allowed_metrics(task)
     no_loss = [r for r in runs if not r.has_losses()]
     if requested:
         for m in requested:

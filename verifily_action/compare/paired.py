@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..evaluate.metrics import MacroF1, macro_f1_labels
+from ..evaluate.metrics import TOKENS, MacroF1, macro_f1_labels
 from . import power
 
 # Bound the (resamples x n) matrices: large eval sets are processed in chunks of rows.
@@ -126,6 +126,8 @@ class _Stat:
 
     def __init__(self, metric: str, outs: Sequence[Outcomes]):
         self.metric = metric
+        self.weights: list[np.ndarray] | None = None
+        self.products: list[np.ndarray] | None = None
         if metric == "macro_f1":
             # `verifily eval`'s definition and resampling (evaluate.metrics.MacroF1): one label list so the runs'
             # codes agree; each run counts the labels its own rows show.
@@ -136,6 +138,10 @@ class _Stat:
         else:
             key = "loss" if metric == "perplexity" else metric
             self.values = [np.asarray(o.scores[key], dtype=float) for o in outs]
+            # pretrain: a document's loss weighs by its tokens (metrics.weighted_rows): kept as (loss x tokens, tokens)
+            if key == "loss" and all(TOKENS in o.scores for o in outs):
+                self.weights = [np.asarray(o.scores[TOKENS], dtype=float) for o in outs]
+                self.products = [v * w for v, w in zip(self.values, self.weights, strict=True)]
 
     def value(self, which: int) -> float:
         """Metric of run `which` on all its examples."""
@@ -147,7 +153,10 @@ class _Stat:
         """Metric of run `which` on each row of `idx` (B x n example indices, resamples of its examples)."""
         if self.metric == "macro_f1":
             return self.macro[which].rows(idx)
-        means = self.values[which][idx].mean(axis=1)
+        if self.weights is not None and self.products is not None:
+            means = self.products[which][idx].sum(axis=1) / self.weights[which][idx].sum(axis=1)
+        else:
+            means = self.values[which][idx].mean(axis=1)
         return np.exp(means) if self.metric == "perplexity" else means
 
     def rows_mixed(self, swap: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -160,7 +169,12 @@ class _Stat:
             mixed_a, mixed_b = np.where(swap, pb, pa), np.where(swap, pa, pb)
             return first.of_codes(ref, mixed_a, weighted=False), first.of_codes(ref, mixed_b, weighted=False)
         a, b = self.values
-        ma, mb = np.where(swap, b, a).mean(axis=1), np.where(swap, a, b).mean(axis=1)
+        if self.weights is not None and self.products is not None:  # token-weighted: swap numerators and weights
+            (pa, pb), (wa, wb) = self.products, self.weights
+            ma = np.where(swap, pb, pa).sum(axis=1) / np.where(swap, wb, wa).sum(axis=1)
+            mb = np.where(swap, pa, pb).sum(axis=1) / np.where(swap, wa, wb).sum(axis=1)
+        else:
+            ma, mb = np.where(swap, b, a).mean(axis=1), np.where(swap, a, b).mean(axis=1)
         return (np.exp(ma), np.exp(mb)) if self.metric == "perplexity" else (ma, mb)
 
 

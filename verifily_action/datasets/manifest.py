@@ -28,6 +28,7 @@ TASK_ROLES: dict[str | None, tuple[str, ...]] = {
     "classification": ("text", "label"),
     "sft": ("prompt", "response"),
     "seq2seq": ("prompt", "response"),
+    "pretrain": ("text",),
     None: ("text",),
 }
 

@@ -2,8 +2,9 @@
 
 One seeded matrix of resample indices (B x n) is drawn per set of examples and shared by all its metrics, so the
 intervals of one slice are computed from the same resamples. Mean metrics (accuracy, exact match, token F1, ROUGE-L,
-loss) are the row means of the per-example scores gathered through that matrix; perplexity is exp of the loss's
-resampled means; macro-F1 comes from per-resample, per-label counts (`metrics.MacroF1`, O(n) per resample).
+loss) are the row means of the per-example scores gathered through that matrix (pretrain's loss: token-weighted,
+metrics.weighted_rows); perplexity is exp of the loss's resampled means; macro-F1 comes from per-resample, per-label
+counts (`metrics.MacroF1`, O(n) per resample).
 
 Why every macro-F1 interval contains its estimate. Macro-F1 is a mean over labels, and a resample does not show the
 same labels as the data: a label on one row is missing from 37% of resamples. The old computation averaged each
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .metrics import MacroF1
+from .metrics import MacroF1, weighted_rows
 
 DEFAULT_RESAMPLES = 1000
 # Bound the index matrix's size (resamples x n int64): large eval sets are resampled in chunks of rows.
@@ -91,7 +92,7 @@ def resample_stats(
             raise ValueError("macro_f1 needs references and predictions")
         macro = MacroF1(references, predictions, label_scope)
     for idx in _index_chunks(rng, n, resamples):
-        means = {key: scores[key][idx].mean(axis=1) for key in mean_keys}
+        means = {key: weighted_rows(scores, key, idx) for key in mean_keys}  # pretrain's loss: token-weighted
         for m in wanted:
             if m == "macro_f1":
                 assert macro is not None

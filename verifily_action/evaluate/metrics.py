@@ -16,6 +16,11 @@ rouge-score's default tokenizer (no stemmer), and the loss on the references.
 `loss` is the mean over examples of each example's mean token cross-entropy, and `perplexity = exp(loss)`: a
 per-example mean (not a token-weighted one) so that every metric but macro-F1 is a mean of per-example scores, which
 is what the bootstrap and the paired comparison resample.
+
+Pretrain (raw documents of very different lengths): `loss` and `perplexity` only, token-weighted as pre-training
+reports them: loss = sum over documents of (mean token loss x scored tokens) / all scored tokens, perplexity =
+exp(loss). The per-example scores carry each document's token count (`TOKENS`), and every resample (bootstrap,
+paired bootstrap, permutation test) takes the same ratio over the documents it draws (`weighted_rows`).
 """
 
 from __future__ import annotations
@@ -30,22 +35,32 @@ import numpy as np
 
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "micro_f1")
 GENERATION_METRICS = ("exact_match", "token_f1", "rouge_l", "loss", "perplexity")
+PRETRAIN_METRICS = ("perplexity", "loss")
 ALL_METRICS = CLASSIFICATION_METRICS + GENERATION_METRICS
 DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy", "macro_f1"),
     "sft": ("exact_match", "token_f1", "rouge_l", "loss"),
     "seq2seq": ("exact_match", "token_f1", "rouge_l", "loss"),
+    "pretrain": PRETRAIN_METRICS,
 }
 DIRECTIONS: dict[str, str] = {m: "higher" for m in ALL_METRICS} | {"loss": "lower", "perplexity": "lower"}
 # Metrics that are a plain mean of one per-example score (the bootstrap resamples those scores directly).
 MEAN_METRICS = ("accuracy", "micro_f1", "exact_match", "token_f1", "rouge_l", "loss")
 # The per-example score written to predictions.jsonl for pairing runs example by example.
-PRIMARY_SCORE = {"classification": "accuracy", "sft": "token_f1", "seq2seq": "token_f1"}
+PRIMARY_SCORE = {"classification": "accuracy", "sft": "token_f1", "seq2seq": "token_f1", "pretrain": "loss"}
+TOKENS = "tokens"  # pretrain: each document's scored tokens, the weight of its loss (not a metric)
+
+
+def allowed_metrics(task: str) -> tuple[str, ...]:
+    """The metrics a task can report."""
+    if task == "classification":
+        return CLASSIFICATION_METRICS
+    return PRETRAIN_METRICS if task == "pretrain" else GENERATION_METRICS
 
 
 def metrics_for(task: str, requested: Sequence[str] | None = None) -> list[str]:
     """The metric names to report for a task: `requested` (validated against the task) or the task's defaults."""
-    allowed = CLASSIFICATION_METRICS if task == "classification" else GENERATION_METRICS
+    allowed = allowed_metrics(task)
     if not requested:
         return list(DEFAULT_METRICS[task])
     bad = [m for m in requested if m not in allowed]
@@ -281,9 +296,14 @@ def per_example_scores(
     references: Sequence[str],
     predictions: Sequence[str],
     losses: Sequence[float | None] | None = None,
+    tokens: Sequence[int] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Per-example scores whose means are the MEAN_METRICS (only those that apply to the task and inputs)."""
-    if task == "classification":
+    """Per-example scores whose means are the MEAN_METRICS (only those that apply to the task and inputs).
+    pretrain: the loss and, from `tokens`, each document's weight (TOKENS)."""
+    out: dict[str, np.ndarray]
+    if task == "pretrain":
+        out = {} if tokens is None else {TOKENS: np.asarray(tokens, dtype=float)}
+    elif task == "classification":
         correct = np.fromiter(
             (r == p for r, p in zip(references, predictions, strict=True)), dtype=float, count=len(references)
         )
@@ -334,12 +354,22 @@ def from_scores(
             if references is None or predictions is None:
                 raise ValueError("macro_f1 needs references and predictions")
             out[name] = macro_f1(references, predictions, label_scope)
-        elif name == "perplexity":
+        elif name in ("perplexity", "loss"):
             if "loss" not in scores:
-                raise ValueError("perplexity needs a loss for every example")
-            out[name] = math.exp(float(scores["loss"].mean()))
+                raise ValueError(f"{name} needs a loss for every example")
+            mean = float(weighted_rows(scores, "loss", np.arange(len(scores["loss"]))[None, :])[0])
+            out[name] = math.exp(mean) if name == "perplexity" else mean
         elif name in scores:
             out[name] = float(scores[name].mean())
         else:
             raise ValueError(f"metric {name!r} is not available for these inputs (loss needs a loss per example)")
     return out
+
+
+def weighted_rows(scores: dict[str, np.ndarray], key: str, idx: np.ndarray) -> np.ndarray:
+    """The mean of `scores[key]` over each row of `idx` (B x n example indices); the loss of documents that carry
+    token counts (TOKENS, pretrain) is weighted by them: sum(loss x tokens) / sum(tokens) per row."""
+    if key != "loss" or TOKENS not in scores:
+        return scores[key][idx].mean(axis=1)
+    weights = scores[TOKENS]
+    return (scores[key] * weights)[idx].sum(axis=1) / weights[idx].sum(axis=1)

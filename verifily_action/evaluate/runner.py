@@ -30,7 +30,7 @@ from ..runs.files import disk_full_error, is_disk_full, write_text_atomic
 from ..runs.folder import load_run, recover, replace_run
 from ..runs.layout import ADAPTER, TOKENIZER
 from ..runs.lock import run_lock
-from . import bootstrap, hard, metrics, slices
+from . import bootstrap, hard, metrics, pretrain, slices
 
 SCHEMA = "eval_results.schema.json"
 
@@ -121,7 +121,10 @@ def _infer(task: str, run: Any, rows: Any, batch_size: int, max_new_tokens: int)
         task, base_model_dir(run), run.dir / ADAPTER, run.dir / TOKENIZER, max_length=cfg.training.max_length
     )
     cols = set(rows.column_names)
-    if task == "classification":
+    if task == "pretrain" and "text" in cols:  # documents scored whole (evaluate/pretrain.py); nothing generated
+        inputs, refs = [str(x) for x in rows["text"]], [""] * len(rows)
+        out = pretrain.score_documents(lm, inputs, batch_size)
+    elif task == "classification":
         inputs = [str(x) for x in rows["text"]]
         refs = [str(x) for x in rows["label"]]
         out = inference.classify(lm, inputs, refs, batch_size)
@@ -139,9 +142,10 @@ def _infer(task: str, run: Any, rows: Any, batch_size: int, max_new_tokens: int)
         inputs = refs = [str(x) for x in rows["text"]]
         out = inference.generate_causal(lm, [""] * len(refs), refs, batch_size, max_new_tokens, generate=False)
     else:
+        need = "a text field" if task == "pretrain" else "prompt and response fields"
         raise VerifilyError(
-            f"{task} evaluation needs prompt and response fields; the eval rows have {', '.join(sorted(cols))}",
-            hint="map them with the config's `fields:` (fields.prompt, fields.response)",
+            f"{task} evaluation needs {need}; the eval rows have {', '.join(sorted(cols))}",
+            hint="map them with the config's `fields:` (fields.text; fields.prompt, fields.response)",
         )
     out.extra["device"] = lm.device
     out.extra["label_map"] = lm.label_map
@@ -182,10 +186,9 @@ def score(
     """Everything in eval_results.json that follows from the per-example records (no model needed).
     `slice_macro_f1` (eval.slice_macro_f1): the labels a slice's macro-F1 averages over; the whole set's averages
     over every label seen."""
-    refs = [r["reference"] for r in records]
-    preds = [r["prediction"] for r in records]
-    losses = [r["loss"] for r in records]
-    scores = metrics.per_example_scores(task, refs, preds, losses)
+    refs, preds = [r.get("reference", "") for r in records], [r.get("prediction", "") for r in records]
+    losses, tokens = [r["loss"] for r in records], [r.get("tokens", 0) for r in records]  # tokens: pretrain's weights
+    scores = metrics.per_example_scores(task, refs, preds, losses, tokens if task == "pretrain" else None)
     boot = {"resamples": resamples, "confidence": confidence, "seed": seed}
     out: dict[str, Any] = {"overall": _block(metric_names, scores, refs, preds, "all_labels", **boot)}
     if "macro_f1" in metric_names:
@@ -207,7 +210,8 @@ def score(
         out["confusion_matrix"] = metrics.confusion_matrix(refs, preds)
     else:
         out["per_class"] = out["confusion_matrix"] = None
-    out["failure_breakdown"] = hard.failure_breakdown(records, slices.keys_of(slices.normalize(slice_by)))
+    keys = slices.keys_of(slices.normalize(slice_by))  # pretrain has no right or wrong, so no failures to break down
+    out["failure_breakdown"] = [] if task == "pretrain" else hard.failure_breakdown(records, keys)
     return out
 
 
@@ -293,7 +297,10 @@ def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome:
 
     batch_size = opts.batch_size or ecfg.batch_size
     out, refs, inputs = _infer(task, run, rows, batch_size, ecfg.max_new_tokens)
-    records = build_records(task, list(rows["id"]), tags, refs, out.predictions, out.losses)
+    if task == "pretrain":
+        records = pretrain.build_records(list(rows["id"]), tags, out.losses, out.extra["tokens"])
+    else:
+        records = build_records(task, list(rows["id"]), tags, refs, out.predictions, out.losses)
     if task != "classification" and any(r["loss"] is None for r in records):
         # A prompt filling the whole window leaves no reference token to score (training drops such rows too).
         metric_names = [m for m in metric_names if m not in ("loss", "perplexity")]

@@ -83,7 +83,8 @@ def _predictions(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     with open(path, encoding="utf-8") as f:
-        return {str(r["id"]): str(r["prediction"]) for r in map(json.loads, filter(str.strip, f))}
+        # pretrain predicts nothing: its rows' loss is what a reproduction must give again
+        return {str(r["id"]): str(r.get("prediction", r.get("loss"))) for r in map(json.loads, filter(str.strip, f))}
 
 
 def _sha(path: Path) -> str | None:

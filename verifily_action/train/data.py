@@ -6,6 +6,7 @@ Rows with only `text` train on the whole text. The encoding is the one eval scor
 tokenizer's special tokens, then `response + eos` without them.
 seq2seq: source = `format_prompt(prompt)`, target = response (labels; padding masked to -100 by the collator).
 classification: text -> ids, label string -> class id through the label map (sorted labels of the train split).
+pretrain: documents + EOS packed into max_length blocks, nothing truncated (train/pretrain.py).
 Padding is dynamic (each batch to its longest row); a `length` column lets the Trainer group similar lengths.
 Tokens/s counts real tokens through a forward pre-hook (the dataloader prefetches, so counting at collate time
 would run a batch ahead). Rows are tokenized whole to count what truncation cuts, so transformers' warning "Token
@@ -73,9 +74,10 @@ class TokenStats:
     tokens: int = 0
     max_length: int = 0
     longest: int = 0
+    blocks: int | None = None  # pretrain: max_length blocks the documents were packed into
 
     def to_dict(self) -> dict[str, int]:
-        return asdict(self)
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass
@@ -146,12 +148,17 @@ def _encode(task: str, rows: Any, tokenizer: Any, max_length: int, label_map: di
         cols = {"input_ids": src, "labels": tgt}
     elif task == "sft":
         cols = _encode_sft(rows, tokenizer, max_length, stats)
+    elif task == "pretrain":
+        from .pretrain import encode_documents
+
+        _need(rows, ("text",), task)
+        cols, packed = encode_documents(rows, tokenizer, max_length, stats)
     else:
         raise ValueError(task)
     cols["attention_mask"] = [[1] * len(x) for x in cols["input_ids"]]
     cols["length"] = [len(x) for x in cols["input_ids"]]
     stats.tokens = sum(cols["length"])
-    notes = []
+    notes = [packed] if task == "pretrain" else []
     if stats.truncated:
         notes.append(
             f"{stats.truncated} of {stats.rows} rows are longer than max_length {max_length} tokens and were "

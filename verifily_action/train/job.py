@@ -274,6 +274,7 @@ def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[st
     from ..datasets import check_data, load_split
     from . import data as D
     from .models import load_tokenizer
+    from .pretrain import refuse_empty_documents
     from .trainer import build_and_train
 
     cfg = plan.cfg
@@ -288,6 +289,8 @@ def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[st
     if cfg.eval_dataset and eval_rows is not None:  # the eval rows come from another version: check against those
         splits, others = [cfg.train_split], [(plan.eval_manifest, cfg.eval_split)]
     checked = check_data(plan.manifest, splits=splits, others=others)
+    if cfg.task == "pretrain":  # an empty document is an error (file:line), where other tasks note it
+        refuse_empty_documents(checked)
     report = checked.to_dict()
     used = [plan.manifest.splits[cfg.train_split]]
     if eval_rows is not None:

@@ -21,6 +21,7 @@ from ..runs.cache import find_cached, run_key
 from ..runs.files import read_json
 from ..runs.layout import CONFIG, PARTIAL, RUN_META, final_dir_for
 from .models import ResolvedModel, hash_model, resolve_model
+from .pretrain import check_causal_lm
 
 
 @dataclass
@@ -112,13 +113,13 @@ def estimate_steps(cfg: TrainConfig, rows: int | None) -> int | None:
 def count_trainable(plan: Plan) -> None:
     """The dry run's exact numbers: load the train split (a bad row fails the dry run as it would fail training)
     and count the rows training keeps, encoding them as training does where rows can be left out (sft with a
-    prompt: one that fills max_length leaves nothing to learn)."""
+    prompt: one that fills max_length leaves nothing to learn) or become other rows (pretrain: max_length blocks)."""
     from ..datasets import load_split
 
     cfg = plan.cfg
     rows = load_split(plan.manifest, cfg.train_split, fields=fields_override(cfg))
     plan.train_rows = plan.trainable_rows = len(rows)
-    if cfg.task == "sft" and {"prompt", "response"} <= set(rows.column_names):
+    if cfg.task == "pretrain" or (cfg.task == "sft" and {"prompt", "response"} <= set(rows.column_names)):
         from .data import encode
         from .models import load_tokenizer
 
@@ -210,6 +211,8 @@ def make_plan(opts: TrainOptions) -> Plan:
     _refuse_empty(manifest, cfg.train_split)
     base = Path(cfg.source_path).resolve().parent if cfg.source_path and resume_dir is None else None
     model = resolve_model(cfg.model, base)
+    if cfg.task == "pretrain":
+        check_causal_lm(model)  # an encoder-decoder or a classifier: one clear error before anything is hashed
     if resume_dir is not None:
         meta = read_json(resume_dir / RUN_META)
         model = replace(model, path=Path(meta.get("model_path") or model.path))
@@ -284,7 +287,9 @@ def describe(plan: Plan) -> str:
     """The dry run's answer as text."""
     s = summary(plan)
     rows = "?" if s["rows"] is None else str(s["rows"])
-    if s["trainable_rows"] is not None and s["trainable_rows"] != s["rows"]:
+    if s["task"] == "pretrain" and s["trainable_rows"] is not None:
+        rows += f" (documents, packed into {s['trainable_rows']} blocks of max_length)"
+    elif s["trainable_rows"] is not None and s["trainable_rows"] != s["rows"]:
         rows += f" ({s['rows'] - s['trainable_rows']} left out: the prompt fills max_length)"
     steps = "?" if s["steps"] is None else str(s["steps"])
     lines = [

@@ -78,6 +78,32 @@ def test_windows_score_every_token_but_the_first_exactly_once():
             assert all(e - s <= limit for s, e in spans)
 
 
+def test_loss_and_perplexity_are_token_weighted_for_pretrain_only():
+    import numpy as np
+
+    from verifily_action.compare import paired
+    from verifily_action.evaluate import bootstrap, metrics
+
+    losses, tokens = [1.0, 2.0, 4.0], [1, 3, 4]
+    weighted = (1 * 1 + 2 * 3 + 4 * 4) / 8
+    scores = metrics.per_example_scores("pretrain", [""] * 3, [""] * 3, losses, tokens)
+    assert metrics.from_scores(["loss", "perplexity"], scores) == pytest.approx(
+        {"loss": weighted, "perplexity": math.exp(weighted)}
+    )
+    out = paired.Outcomes(scores, ["1", "3", "4"], [""] * 3)
+    assert paired.point("perplexity", out) == pytest.approx(math.exp(weighted))
+    # every bootstrap resample takes the same ratio: its values stay within the documents' own losses
+    stats = bootstrap.resample_stats(["loss"], scores, resamples=200)["loss"]
+    assert stats.min() >= 1.0 and stats.max() <= 4.0 and abs(np.median(stats) - weighted) < 0.6
+    # the paired test swaps a document's loss together with its tokens: swapping every document swaps the runs
+    other = paired.Outcomes(metrics.per_example_scores("pretrain", [""] * 3, [""] * 3, [0.5, 1.0, 1.0], tokens), [], [])
+    stat = paired._Stat("loss", [out, other])
+    ma, mb = stat.rows_mixed(np.ones((1, 3), dtype=bool))
+    assert ma[0] == pytest.approx((0.5 + 3 + 4) / 8) and mb[0] == pytest.approx(weighted)
+    plain = metrics.per_example_scores("sft", ["a"] * 3, ["a"] * 3, losses)  # other tasks: a mean per example
+    assert metrics.from_scores(["loss"], plain)["loss"] == pytest.approx(7 / 3)
+
+
 # ---------------------------------------------------------------- end to end
 
 
@@ -193,6 +219,9 @@ def test_compare_pairs_two_pretrain_runs_and_lower_perplexity_is_better(cli, wor
     row = next(r for r in comparison["rows"] if r["slice"] == {} and r["metric"] == "perplexity")
     delta = row["deltas"][0]
     before, after = (v["value"] for v in row["values"])
+    # compare recomputes each run's perplexity from predictions.jsonl, token-weighted as eval did
+    assert before == pytest.approx(_results(short)[0]["overall"]["perplexity"]["value"], rel=1e-9)
+    assert after == pytest.approx(_results(long)[0]["overall"]["perplexity"]["value"], rel=1e-9)
     assert delta["delta"] == pytest.approx(after - before) and delta["delta"] < 0
     assert delta["method"] == "paired" and delta["test"] == "paired_permutation"
     assert delta["ci_low"] <= delta["delta"] <= delta["ci_high"] < 0
@@ -202,9 +231,13 @@ def test_compare_pairs_two_pretrain_runs_and_lower_perplexity_is_better(cli, wor
     assert gate.returncode == 1, gate.stdout + gate.stderr
 
 
-def test_pretrain_run_verifies(cli, world):
+def test_pretrain_run_verifies_and_the_dry_run_counts_blocks(cli, world):
     out = cli("reproduce", "--verify-only", str(world["runs"]["long"]))
     assert out.returncode == 0, out.stdout + out.stderr
+    blocks = json.loads((world["runs"]["long"] / "run_meta.json").read_text())["truncation"]["train"]["blocks"]
+    dry = cli("train", "--config", str(world["dir"] / "long.yaml"), "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert f"split train: 40 documents, packed into {blocks} blocks of max_length\n" in dry.stdout
 
 
 # ---------------------------------------------------------------- bad input

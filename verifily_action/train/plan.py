@@ -287,15 +287,16 @@ def describe(plan: Plan) -> str:
     """The dry run's answer as text."""
     s = summary(plan)
     rows = "?" if s["rows"] is None else str(s["rows"])
+    unit = "rows"
     if s["task"] == "pretrain" and s["trainable_rows"] is not None:
-        rows += f" (documents, packed into {s['trainable_rows']} blocks of max_length)"
+        unit = f"documents, packed into {s['trainable_rows']} blocks of max_length"
     elif s["trainable_rows"] is not None and s["trainable_rows"] != s["rows"]:
         rows += f" ({s['rows'] - s['trainable_rows']} left out: the prompt fills max_length)"
     steps = "?" if s["steps"] is None else str(s["steps"])
     lines = [
         f"task: {s['task']}",
         f"model: {s['model']} -> {s['model_path']}",
-        f"dataset: {s['dataset']} ({s['manifest']}), split {s['split']}: {rows} rows",
+        f"dataset: {s['dataset']} ({s['manifest']}), split {s['split']}: {rows} {unit}",
         f"eval: {s['eval_dataset']}, split {s['eval_split']}",
         f"steps: {steps} (batch {s['batch_size']} x accumulation {s['gradient_accumulation_steps']}, "
         + (f"max_steps {s['max_steps']})" if s["max_steps"] is not None else f"{s['epochs']:g} epochs)"),

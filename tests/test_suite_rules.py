@@ -14,7 +14,7 @@ from .paths import SHARED_DATA_ENV
 pytestmark = pytest.mark.unit
 
 TESTS = Path(__file__).resolve().parent
-TIERS = {"unit", "integration", "container", "gpu"}  # pyproject.toml's markers
+TIERS = {"unit", "integration", "container", "gpu", "llm"}  # pyproject.toml's markers
 PLUGINS = ("conftest.py", "github_fake.py", "action_helpers.py", "shared_data.py")  # where fixtures are defined
 NOQA_REDEFINED = "noqa: " + "F811"  # spelled apart so this file does not match itself
 

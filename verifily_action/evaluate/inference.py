@@ -45,6 +45,7 @@ class LoadedModel:
     device: str
     label_map: dict[str, int] | None = None  # classification: label -> class id, as trained
     max_length: int = 512
+    verbalizers: dict[str, str] | None = None  # classifier label_tokens: label -> verbalizer text (a causal LM)
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -62,6 +63,15 @@ def read_label_map(adapter_dir: Path) -> dict[str, int] | None:
     # Accept {"label2id": {...}} or a plain {label: id} mapping.
     mapping = data.get("label2id", data) if isinstance(data, dict) else {}
     return {str(k): int(v) for k, v in mapping.items()}
+
+
+def read_verbalizers(adapter_dir: Path) -> dict[str, str] | None:
+    """label -> verbalizer text when the run classifies by label tokens (train/label_tokens.py), else None."""
+    path = adapter_dir / LABEL_MAP
+    data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not isinstance(data, dict) or data.get("classifier") != "label_tokens":
+        return None
+    return {str(k): str(v) for k, v in (data.get("label_tokens") or {}).items()}
 
 
 def load_for_eval(
@@ -94,9 +104,12 @@ def load_for_eval(
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else None
     tok_src = tokenizer_dir if tokenizer_dir.is_dir() else base_model
     tokenizer = AutoTokenizer.from_pretrained(str(tok_src))
-    label_map = None
+    label_map = verbalizers = None
     kwargs: dict[str, Any] = {"dtype": dtype} if dtype is not None else {}
-    if task == "classification":
+    if task == "classification" and (verbalizers := read_verbalizers(adapter_dir)) is not None:
+        label_map = read_label_map(adapter_dir)  # label tokens: a causal LM scores each label's tokens
+        base = AutoModelForCausalLM.from_pretrained(base_model, **kwargs)
+    elif task == "classification":
         label_map = read_label_map(adapter_dir)
         if not label_map:
             raise VerifilyError(
@@ -123,7 +136,7 @@ def load_for_eval(
         model = model.merge_and_unload()
     model.to(device)
     model.eval()
-    return LoadedModel(task, model, tokenizer, device, label_map, max_length)
+    return LoadedModel(task, model, tokenizer, device, label_map, max_length, verbalizers)
 
 
 # ---------------------------------------------------------------- batching
@@ -199,6 +212,11 @@ def _truncation(limit: int, inputs: set[int], references: set[int], longest: int
 def classify(lm: LoadedModel, texts: Sequence[str], references: Sequence[str], batch_size: int) -> Outputs:
     """Predicted labels and the cross-entropy of each reference label (None for a label the model never saw)."""
     import torch
+
+    if lm.verbalizers is not None:  # classifier label_tokens: the labels' summed log-probs, nothing generated
+        from .label_tokens import classify as classify_by_tokens
+
+        return classify_by_tokens(lm, texts, references, batch_size)
 
     tok = lm.tokenizer
     enc, lengths = tokenize_rows(tok, texts, lm.max_length)

@@ -301,6 +301,8 @@ def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome:
         records = pretrain.build_records(list(rows["id"]), tags, out.losses, out.extra["tokens"])
     else:
         records = build_records(task, list(rows["id"]), tags, refs, out.predictions, out.losses)
+        for rec, probs in zip(records, out.extra.get("probabilities") or (), strict=False):
+            rec["probabilities"] = probs  # classification by label tokens: calibrated over the labels
     if task != "classification" and any(r["loss"] is None for r in records):
         # A prompt filling the whole window leaves no reference token to score (training drops such rows too).
         metric_names = [m for m in metric_names if m not in ("loss", "perplexity")]

@@ -190,6 +190,9 @@ def merged_card(run: Run, label_map: dict[str, int] | None, adapter_sha: str | N
     ds = meta.get("dataset") or {}
     task = str(meta.get("task"))
     auto = AUTO_CLASS.get(task, "AutoModelForSequenceClassification")
+    by_tokens = task == "classification" and run.config.classifier == "label_tokens"
+    if by_tokens:  # a causal LM that writes the label (train/label_tokens.py): no classification head
+        auto = "AutoModelForCausalLM"
     lines = [
         "---",
         "library_name: transformers",
@@ -209,6 +212,13 @@ def merged_card(run: Run, label_map: dict[str, int] | None, adapter_sha: str | N
     ]
     if label_map:
         lines += ["", "## Labels", ""] + [f"- {i}: `{lab}`" for lab, i in sorted(label_map.items(), key=lambda x: x[1])]
+    if by_tokens:
+        from ..evaluate.inference import read_verbalizers
+
+        verbs = read_verbalizers(run.dir / ADAPTER) or {}
+        lines += ["", "Classified by label tokens: the prediction is the label whose text below has the highest "
+                  "summed log-probability after the prompt `<text>` + `\\nLabel:` (probabilities: a softmax over the "
+                  "labels' sums)."] + [f"- `{lab}`: {text!r}" for lab, text in sorted(verbs.items())]  # fmt: skip
     lines += [
         "",
         "## Use",

@@ -122,16 +122,29 @@ def _ids(tokenizer: Any, texts: list[str], max_length: int, stats: TokenStats) -
     return ids, set(long)
 
 
-def encode(task: str, rows: Any, tokenizer: Any, max_length: int, label_map: dict[str, int] | None = None) -> Encoded:
-    """Tokenize a split (a datasets.Dataset with canonical columns) for `task`."""
+def encode(
+    task: str,
+    rows: Any,
+    tokenizer: Any,
+    max_length: int,
+    label_map: dict[str, int] | None = None,
+    verbalizers: Any = None,
+) -> Encoded:
+    """Tokenize a split (a datasets.Dataset with canonical columns) for `task`; classification with `verbalizers`
+    (train/label_tokens.py) encodes prompt + label tokens, the loss on the label's tokens only."""
     with _quiet_length_warning(tokenizer, max_length):
-        return _encode(task, rows, tokenizer, max_length, label_map)
+        return _encode(task, rows, tokenizer, max_length, label_map, verbalizers)
 
 
-def _encode(task: str, rows: Any, tokenizer: Any, max_length: int, label_map: dict[str, int] | None) -> Encoded:
+def _encode(task: str, rows: Any, tokenizer: Any, max_length: int, label_map: Any, verbalizers: Any) -> Encoded:
     stats = TokenStats(rows=len(rows), max_length=max_length)
     cols: dict[str, list[Any]]
-    if task == "classification":
+    if task == "classification" and verbalizers is not None:
+        from .label_tokens import encode as encode_label_tokens
+
+        _need(rows, ("text", "label"), task)
+        cols = encode_label_tokens(rows, tokenizer, max_length, label_map, verbalizers, stats)
+    elif task == "classification":
         _need(rows, ("text", "label"), task)
         assert label_map is not None
         ids, cut = _ids(tokenizer, [str(t) for t in rows["text"]], max_length, stats)

@@ -49,7 +49,7 @@ from ..runs.layout import (
     partial_dir,
 )
 from ..runs.lock import run_lock
-from . import trackers, trainlog
+from . import label_tokens, trackers, trainlog
 from .plan import Plan, TrainOptions, cached_run, fields_override, make_plan, unfinished_hint
 
 Echo = Callable[[str], None]
@@ -310,7 +310,8 @@ def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[st
                     f"{n} eval rows have labels the train split never has: "
                     + ", ".join(f"{lab!r} ({c})" for lab, c in unseen.items())
                 )
-    enc = D.encode(cfg.task, rows, tokenizer, cfg.training.max_length, label_map)
+    verbalizers = label_tokens.for_config(cfg, tokenizer, label_map)  # classifier label_tokens; else None
+    enc = D.encode(cfg.task, rows, tokenizer, cfg.training.max_length, label_map, verbalizers)
     notes += enc.notes
     for note in notes[len(meta.get("notes") or []) :] + _data_notes(checked):
         echo(f"note: {note}")
@@ -364,7 +365,7 @@ def save_outputs(run_dir: Path, model: Any, tokenizer: Any, meta: dict[str, Any]
     adapter = run_dir / ADAPTER
     model.save_pretrained(str(adapter), safe_serialization=True)
     if meta.get("label_map"):
-        write_json_atomic(adapter / LABEL_MAP, {"label2id": meta["label_map"]})
+        write_json_atomic(adapter / LABEL_MAP, label_tokens.label_map_file(plan.cfg, meta["label_map"], tokenizer))
     write_text_atomic(adapter / "README.md", model_card(meta, plan.config_dict, metrics))
     tokenizer.save_pretrained(str(run_dir / TOKENIZER))
     shutil.rmtree(run_dir / CHECKPOINTS, ignore_errors=True)

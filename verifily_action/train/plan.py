@@ -20,6 +20,7 @@ from ..errors import Problem, VerifilyError
 from ..runs.cache import find_cached, run_key
 from ..runs.files import read_json
 from ..runs.layout import CONFIG, PARTIAL, RUN_META, final_dir_for
+from .label_tokens import check_plan
 from .models import ResolvedModel, hash_model, resolve_model
 from .pretrain import check_causal_lm
 
@@ -213,6 +214,7 @@ def make_plan(opts: TrainOptions) -> Plan:
     model = resolve_model(cfg.model, base)
     if cfg.task == "pretrain":
         check_causal_lm(model)  # an encoder-decoder or a classifier: one clear error before anything is hashed
+    check_plan(cfg, model, manifest, fields_override(cfg))  # classifier label_tokens: model kind, verbalizers
     if resume_dir is not None:
         meta = read_json(resume_dir / RUN_META)
         model = replace(model, path=Path(meta.get("model_path") or model.path))

@@ -13,6 +13,7 @@ from typing import Any
 
 from .data import TokenCounter, collator
 from .device import pick_device, resolve_precision
+from .label_tokens import lm_task
 from .lora import apply_lora, missing_modules, quantization_config
 
 
@@ -72,8 +73,9 @@ def load_base(cfg: Any, model_ref: Any, tokenizer: Any, label_map: dict[str, int
     set_seed(cfg.training.seed)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     qconf = quantization_config(cfg.quantization, dtype or torch.float32)
+    task = lm_task(cfg)  # classification by label tokens trains a causal LM, batched as sft
     model = load_model(
-        cfg.task,
+        task,
         model_ref,
         tokenizer,
         label_map=label_map,
@@ -84,11 +86,11 @@ def load_base(cfg: Any, model_ref: Any, tokenizer: Any, label_map: dict[str, int
         attn_implementation=None if cfg.training.attention == "auto" else cfg.training.attention,
     )
     extra: list[str] = []
-    if cfg.task == "classification":
+    if task == "classification":
         extra = missing_modules(_missing_keys(model, model_ref.path))
     model = apply_lora(
         model,
-        cfg.task,
+        task,
         cfg.lora,
         quantized=qconf is not None,
         gradient_checkpointing=cfg.training.gradient_checkpointing,
@@ -147,7 +149,7 @@ def build_and_train(
     device = pick_device()
     precision = resolve_precision(cfg.training.precision, device)
     model = load_base(cfg, model_ref, tokenizer, label_map, precision)
-    coll = collator(cfg.task, tokenizer, model, packing=cfg.training.packing)
+    coll = collator(lm_task(cfg), tokenizer, model, packing=cfg.training.packing)
     args = training_arguments(cfg, ckpt_dir, precision, device)
     counter = TokenCounter()
     counter.attach(model)

@@ -35,7 +35,7 @@ def _key(data: bytes) -> int:
 
 @dataclass
 class Finding:
-    check: str  # empty_text | duplicate | leakage
+    check: str  # empty_text | duplicate | leakage | identical_pair
     file: str
     line: int
     detail: str
@@ -54,6 +54,8 @@ class DataReport:
     empty_text: dict[str, int] = field(default_factory=dict)
     duplicates: dict[str, int] = field(default_factory=dict)  # rows repeating an earlier row of the same split
     leakage: dict[str, int] = field(default_factory=dict)  # "train/eval" -> rows of the later split seen earlier
+    # dpo rows whose chosen equals rejected: nothing to prefer, left out of training and eval (a note, not a finding)
+    identical_pairs: dict[str, int] = field(default_factory=dict)
     examples: list[Finding] = field(default_factory=list)
     row_problems: list[Problem] = field(default_factory=list)  # invalid rows (first few); they are not checked
     row_problem_total: int = 0
@@ -76,6 +78,7 @@ class DataReport:
             "empty_text": self.empty_text,
             "duplicates": self.duplicates,
             "leakage": self.leakage,
+            **({"identical_pairs": self.identical_pairs} if self.identical_pairs else {}),
             "findings": self.findings,
             "examples": [f.to_dict() for f in self.examples],
             "row_problem_total": self.row_problem_total,
@@ -92,6 +95,9 @@ class DataReport:
         for pair, n in self.leakage.items():
             a, b = pair.split("/")
             out.append(f"leakage {pair}: {n} rows of {b} have the same text as a row of {a}")
+        for s, n in self.identical_pairs.items():
+            if n:
+                out.append(f"{s}: {n} rows with chosen equal to rejected (dpo leaves them out)")
         return out
 
 
@@ -136,9 +142,10 @@ def check_data(
         col = collectors.setdefault(id(m), Collector())
         spec = row_spec(m)
         text_role = next((r for r in ("text", "prompt") if spec.fields.get(r)), None)
-        text_roles = [r for r in ("text", "prompt", "response") if spec.fields.get(r)]
+        text_roles = [r for r in ("text", "prompt", "response", "chosen", "rejected") if spec.fields.get(r)]
+        pairs = bool(spec.fields.get("chosen") and spec.fields.get("rejected"))
         k = keys[label] = _SplitKeys(has_text=text_role is not None)
-        rows = empty = 0
+        rows = empty = same = 0
         first_file = len(col.file_rows)
         for fi, entry in enumerate(m.require_split(split)):
             shown = display_path(m, entry)
@@ -150,12 +157,17 @@ def check_data(
                 if blank:
                     empty += 1
                     example("empty_text", shown, line, f"{'/'.join(blank)} is empty or whitespace only")
+                if pairs and row["chosen"] == row["rejected"]:
+                    same += 1
+                    example("identical_pair", shown, line, "chosen equals rejected: nothing to prefer")
                 k.content.append(_key(canonical_json({r: row[r] for r in spec.content_roles})))
                 k.text.append(_key(normalize_text(row[text_role]).encode()) if text_role else 0)
                 k.where.append((fi << 40) | line)
         check_not_empty(m, split, col, first_file)
         report.rows[label] = rows
         report.empty_text[label] = empty
+        if pairs:
+            report.identical_pairs[label] = same
         report.duplicates[label] = _duplicates(np, k, example)
     labels = list(keys)
     for i, a in enumerate(labels):

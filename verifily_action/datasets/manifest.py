@@ -20,8 +20,10 @@ from ..schemas import load_schema, validator
 
 SCHEMA = "dataset.schema.json"
 MANIFEST_NAMES = ("manifest.yaml", "manifest.yml", "manifest.json")
-ROLES = ("id", "text", "prompt", "response", "label", "tags")
-CONTENT_ROLES = ("text", "prompt", "response", "label")  # the roles that become canonical columns
+ROLES = ("id", "text", "prompt", "response", "label", "chosen", "rejected", "tags")
+CONTENT_ROLES = ("text", "prompt", "response", "label", "chosen", "rejected")  # the roles that become canonical columns
+# dpo's roles appear in a manifest's `fields` only when mapped, so every other dataset's hash stays as it was
+PAIR_ROLES = ("chosen", "rejected")
 
 # Roles used when a manifest has no `fields`: id and tags always, plus what the task needs.
 TASK_ROLES: dict[str | None, tuple[str, ...]] = {
@@ -29,6 +31,7 @@ TASK_ROLES: dict[str | None, tuple[str, ...]] = {
     "sft": ("prompt", "response"),
     "seq2seq": ("prompt", "response"),
     "pretrain": ("text",),
+    "dpo": ("prompt", "chosen", "rejected"),
     None: ("text",),
 }
 
@@ -117,7 +120,7 @@ class Manifest:
 
 def default_fields(task: str | None) -> dict[str, str | None]:
     roles = ("id", "tags", *TASK_ROLES.get(task, TASK_ROLES[None]))
-    return {r: (r if r in roles else None) for r in ROLES}
+    return {r: (r if r in roles else None) for r in ROLES if r in roles or r not in PAIR_ROLES}
 
 
 def find_manifest(folder: Path) -> Path | None:
@@ -173,6 +176,7 @@ def _build(data: dict[str, Any], path: Path, src: yamlsource.Source | None) -> M
     if "fields" in data:
         given = data["fields"]
         fields = {r: given.get(r, r if r in ("id", "tags") else None) for r in ROLES}
+        fields = {r: k for r, k in fields.items() if k is not None or r not in PAIR_ROLES}
     splits = {
         s: [FileEntry(f["path"], f.get("sha256"), f.get("rows")) for f in spec["files"]]
         for s, spec in data["splits"].items()

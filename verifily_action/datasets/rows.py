@@ -112,7 +112,7 @@ class RowSpec:
 
     @property
     def content_roles(self) -> tuple[str, ...]:
-        return tuple(r for r in ("text", "prompt", "response", "label") if self.fields.get(r))
+        return tuple(r for r in ("text", "prompt", "response", "label", "chosen", "rejected") if self.fields.get(r))
 
 
 def content_id(row: dict[str, Any], roles: tuple[str, ...]) -> str:
@@ -339,7 +339,7 @@ def _canonical(row: dict[str, Any], spec: RowSpec, display: str, line: int, col:
             out["id"] = str(v)
         else:
             bad(f"field {id_key!r} (id) must be a non-empty string or an integer, got {_kind(v)}")
-    for role in ("text", "prompt", "response"):
+    for role in ("text", "prompt", "response", "chosen", "rejected"):
         key = spec.fields.get(role)
         if not key:
             continue

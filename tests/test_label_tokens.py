@@ -150,6 +150,7 @@ def test_prediction_is_the_argmax_of_the_summed_label_log_probs(trained):
     model.eval()
     texts = {r["id"]: r["text"] for r in cls_rows(32, 1)}
     suffix = tok(SUFFIX, add_special_tokens=False)["input_ids"]
+    tol = 0.05 if torch.cuda.is_available() else 1e-4  # eval runs in bf16 on a GPU, this check in fp32 on the CPU
     preds = _predictions(run)
     assert len(preds) == 32
     for rec in preds:
@@ -160,9 +161,11 @@ def test_prediction_is_the_argmax_of_the_summed_label_log_probs(trained):
             with torch.no_grad():
                 logp = model(input_ids=torch.tensor([prompt + verb])).logits[0].float().log_softmax(-1)
             summed[label] = sum(float(logp[len(prompt) - 1 + j, t]) for j, t in enumerate(verb))
-        assert rec["prediction"] == max(summed, key=summed.get)
         z = math.log(sum(math.exp(s) for s in summed.values()))
-        assert rec["probabilities"] == pytest.approx({k: math.exp(s - z) for k, s in summed.items()}, abs=1e-4)
+        probs = {k: math.exp(s - z) for k, s in summed.items()}
+        assert rec["probabilities"] == pytest.approx(probs, abs=tol)
+        if abs(probs["positive"] - probs["negative"]) > 2 * tol:
+            assert rec["prediction"] == max(summed, key=summed.get)
         assert sum(rec["probabilities"].values()) == pytest.approx(1.0, abs=1e-6)
         assert rec["correct"] == (rec["prediction"] == rec["reference"])
 

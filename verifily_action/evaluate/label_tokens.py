@@ -1,10 +1,10 @@
 """Prediction for classification by label tokens (train/label_tokens.py): score every label, generate nothing.
 
 Each row's prompt (encoded exactly as training encodes it) is followed in turn by every label's verbalizer tokens;
-one right-padded forward pass over the rows × labels gives, per label, the sum of its tokens' log-probabilities
-given the prompt. The prediction is the label with the highest sum; the probabilities are a softmax over the sums
-(calibrated over the label set, so they add up to 1), and the loss is the cross-entropy of the reference label under
-those probabilities (as the head path's loss is under its softmax).
+right-padded forward passes over the rows × labels (about eval.batch_size sequences each) give, per label, the sum
+of its tokens' log-probabilities given the prompt. The prediction is the label with the highest sum; the
+probabilities are a softmax over the sums (calibrated over the label set, so they add up to 1), and the loss is the
+cross-entropy of the reference label under those probabilities (as the head path's loss is under its softmax).
 """
 
 from __future__ import annotations
@@ -39,8 +39,10 @@ def label_log_probs(model: Any, prompts: Sequence[Sequence[int]], verbs: Sequenc
         att[row, : len(s)] = 1
         labels[row, n_prompt : len(s)] = torch.tensor(s[n_prompt:])
     device = next(model.parameters()).device
-    logits = model(input_ids=ids.to(device), attention_mask=att.to(device)).logits[:, :-1].float()
-    target = labels[:, 1:].to(device)
+    # Only the positions that predict a verbalizer token count: slice before casting (vocabularies are large).
+    start = min(len(p) for p in prompts) - 1
+    logits = model(input_ids=ids.to(device), attention_mask=att.to(device)).logits[:, start:-1].float()
+    target = labels[:, start + 1 :].to(device)
     nll = torch.nn.functional.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100, reduction="none")
     return (-nll.sum(dim=1)).reshape(len(prompts), len(verbs))
 
@@ -60,7 +62,8 @@ def classify(lm: LoadedModel, texts: Sequence[str], references: Sequence[str], b
         preds: list[str] = [""] * len(texts)
         losses: list[float | None] = [None] * len(texts)
         probs: list[dict[str, float]] = [{} for _ in texts]
-        for batch in length_sorted_batches([len(p) for p in prompts], batch_size):
+        rows = max(1, batch_size // max(len(labels), 1))  # a forward pass holds about batch_size sequences
+        for batch in length_sorted_batches([len(p) for p in prompts], rows):
             scores = label_log_probs(lm.model, [prompts[i] for i in batch], verbs, pad)
             logp = torch.log_softmax(scores, dim=-1)
             for i, row in zip(batch, logp.exp().tolist(), strict=True):

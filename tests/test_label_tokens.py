@@ -92,6 +92,9 @@ def test_encoding_masks_everything_but_the_label_tokens(trained):
     v = label_tokens.build(tok, label_map, MAPPING)
     good, day = (tok(MAPPING[k], add_special_tokens=False)["input_ids"] for k in ("positive", "negative"))
     assert len(good) == 2 and len(day) == 1 and v.ids == [day, good]  # class-id order: negative, positive
+    # a label the mapping leaves out (or no mapping at all) is verbalized by its own text after a space
+    assert label_tokens.verbalizer_texts(["negative", "positive"], {"positive": " good"}) == [" negative", " good"]
+    assert label_tokens.build(tok, label_map, None).texts == [" negative", " positive"]
     rows = datasets.Dataset.from_list(
         [
             {"text": "The movie was great.", "label": "positive"},
@@ -137,6 +140,12 @@ def test_label_tokens_learn_and_compare_with_the_head(trained, cli):
                          "label_tokens": MAPPING, "suffix": SUFFIX}  # fmt: skip
     keys = [json.loads((r / "run_meta.json").read_text())["run_key"] for r in (tok_run, head_run)]
     assert keys[0] != keys[1]
+    from verifily_action.runs.cache import key_config
+
+    assert key_config({"classifier": "label_tokens", "label_tokens": MAPPING}) == {  # another mapping, another key
+        "classifier": "label_tokens",
+        "label_tokens": MAPPING,
+    }
 
 
 def test_prediction_is_the_argmax_of_the_summed_label_log_probs(trained):

@@ -227,12 +227,14 @@ def test_classifier_keys_only_where_they_mean_something(cli, tmp_path):
     assert out.returncode == 2 and "label_tokens is read by `classifier: label_tokens` only" in out.stderr
 
 
-def test_attribution_refuses_and_export_merges_a_causal_lm(trained, cli, tmp_path):
+def test_attribution_and_export_of_a_label_tokens_run(trained, cli, tmp_path):
     run = trained.runs["tokens"]
-    for method in ("knn-shapley", "tracin"):
-        out = cli("attribute", "--run", str(run), "--method", method)
-        assert out.returncode == 2, out.stderr
-        assert "classifies by label tokens" in out.stderr and "Traceback" not in out.stderr
+    out = cli("attribute", "--run", str(run), "--method", "tracin")
+    assert out.returncode == 2, out.stderr
+    assert "classifies by label tokens" in out.stderr and "knn-shapley" in out.stderr and "Traceback" not in out.stderr
+    out = cli("attribute", "--run", str(run), "--method", "knn-shapley", "--json")
+    assert out.returncode == 0, out.stderr  # embeddings from the run's causal LM (the adapter merged)
+    assert len(list(run.glob("attribution/knn-shapley/*"))) > 0
     out = cli("export", "--run", str(run), "--merged", str(tmp_path / "merged"))
     assert out.returncode == 0, out.stderr
     config = json.loads((tmp_path / "merged" / "config.json").read_text())

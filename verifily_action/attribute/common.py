@@ -167,15 +167,16 @@ def write_files(run_dir: Path, method: str, files: dict[str, str]) -> str:
 
 
 def refuse_label_tokens(run: Any, method: str) -> None:
-    """knn-shapley and tracin read a classification run's head (its embeddings, its label loss): one clear error
-    for a run that classifies by label tokens (`classifier: label_tokens`, a causal LM without a head)."""
+    """tracin differentiates a classification run's loss through its head: one clear error for a run that
+    classifies by label tokens (`classifier: label_tokens`, a causal LM without a head; its snapshots do not record
+    the verbalizers). knn-shapley needs no head: it embeds with the run's model, a causal LM's hidden states too."""
     cfg = run.config
     if cfg.task == "classification" and cfg.classifier == "label_tokens":
         raise VerifilyError(
             f"--method {method} values classification runs with a head; run {run.dir} classifies by label tokens "
             "(classifier: label_tokens)",
-            hint="use --method loo or segment-shapley (they retrain the run's config), or train with "
-            "`classifier: head`",
+            hint="use --method knn-shapley (it embeds with the run's causal LM), loo or segment-shapley (they retrain "
+            "the run's config), or train with `classifier: head`",
         )
 
 

@@ -1,6 +1,7 @@
 """Text embeddings from a run's own model, for KNN-Shapley: the encoder's last hidden states with the run's adapter
 applied (merged), mean-pooled over the real tokens and L2-normalized (Euclidean order = cosine order). `base=True`
-embeds with the base model alone (the adapter left out), e.g. to value rows before any training."""
+embeds with the base model alone (the adapter left out), e.g. to value rows before any training. A run that
+classifies by label tokens (`classifier: label_tokens`) embeds with its causal LM's last hidden states the same way."""
 
 from __future__ import annotations
 

@@ -113,7 +113,6 @@ def _attribute(run_dir: Path, opts: AttributeOptions) -> Attribution:
             f"KNN-Shapley values classification runs; this run's task is {task}",
             hint="for generation tasks use --method tracin",
         )
-    common.refuse_label_tokens(first, "knn-shapley")
     run = check_run(run_dir)
     ecfg = run.config.eval
     confidence = opts.confidence if opts.confidence is not None else ecfg.confidence

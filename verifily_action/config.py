@@ -27,6 +27,8 @@ class FieldsConfig:
     prompt: str | None
     response: str | None
     label: str | None
+    chosen: str | None
+    rejected: str | None
     tags: str | None
 
 
@@ -60,6 +62,7 @@ class TrainingConfig:
     packing: bool
     attention: str
     compile: bool
+    dpo_beta: float  # task dpo (train/dpo.py)
 
 
 @dataclass(frozen=True)
@@ -200,7 +203,7 @@ def _cross_field(src: yamlsource.Source) -> list[Problem]:
     data = src.data
     training = data.get("training") if isinstance(data.get("training"), dict) else {}
     out = []
-    if training.get("packing") is True and data.get("task") in ("seq2seq", "classification", "pretrain"):
+    if training.get("packing") is True and data.get("task") in ("seq2seq", "classification", "pretrain", "dpo"):
         line, col = src.where(("training", "packing"))
         why = "group_by_length already keeps padding low for this task"
         if data["task"] == "pretrain":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ class EvalRun:
     losses: list[float | None]
     gates: list[str] = field(default_factory=list)  # the run config's `gates`
     tokens: list[int] | None = None  # pretrain: each document's scored tokens (the weight of its loss)
+    margins: list[float] | None = None  # dpo: each pair's reward margin (evaluate/preference.py)
     _scores: dict[str, np.ndarray] | None = None
 
     @property
@@ -60,7 +62,12 @@ class EvalRun:
         """The examples `idx` (default all); `label_scope`: the labels their macro-F1 averages over."""
         if self._scores is None:
             self._scores = task_metrics.per_example_scores(
-                self.task, self.references, self.predictions, self.losses if self.has_losses() else None, self.tokens
+                self.task,
+                self.references,
+                self.predictions,
+                self.losses if self.has_losses() else None,
+                self.tokens,
+                self.margins,
             )
         out = Outcomes(self._scores, self.references, self.predictions, label_scope)
         return out if idx is None else out.subset(idx)
@@ -156,7 +163,10 @@ def _read_predictions(path: Path, task: str) -> list[dict[str, Any]]:
             except ValueError as e:
                 raise VerifilyError(f"{path}:{lineno}: not valid JSON: {e}", hint="evaluate the run again") from e
             # pretrain scores documents: a row holds the document's loss and tokens, no reference or prediction
-            need = ("id", "tokens", "loss") if task == "pretrain" else ("id", "reference", "prediction")
+            # dpo: a pair's reward margin is its score (the reference and prediction say chosen / rejected)
+            need = {"pretrain": ("id", "tokens", "loss"), "dpo": ("id", "reference", "prediction", "margin")}.get(
+                task, ("id", "reference", "prediction")
+            )
             if not isinstance(row, dict) or not set(need) <= set(row):
                 raise VerifilyError(
                     f"{path}:{lineno}: a prediction row needs {', '.join(need[:-1])} and {need[-1]}",
@@ -181,6 +191,9 @@ def _row_problem(row: dict[str, Any]) -> str | None:
     tokens = row.get("tokens", 1)
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 1:
         return f"`tokens` must be a positive integer, not {tokens!r}"
+    margin = row.get("margin", 0.0)
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or not math.isfinite(margin):
+        return f"`margin` must be a finite number, not {margin!r}"
     return None
 
 
@@ -230,6 +243,7 @@ def load_eval_run(run_dir: Path, meta: dict[str, Any], eval_name: str, name: str
         losses=[r.get("loss") for r in rows],
         gates=config_gates(run_dir),
         tokens=[int(r["tokens"]) for r in rows] if pretrain else None,
+        margins=[float(r["margin"]) for r in rows] if results.get("task") == "dpo" else None,
     )
 
 

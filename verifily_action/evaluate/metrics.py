@@ -21,6 +21,9 @@ Pretrain (raw documents of very different lengths): `loss` and `perplexity` only
 reports them: loss = sum over documents of (mean token loss x scored tokens) / all scored tokens, perplexity =
 exp(loss). The per-example scores carry each document's token count (`TOKENS`), and every resample (bootstrap,
 paired bootstrap, permutation test) takes the same ratio over the documents it draws (`weighted_rows`).
+
+DPO (preference pairs, evaluate/preference.py): each row's margin m = beta x ((log pi(chosen) - log ref(chosen)) -
+(log pi(rejected) - log ref(rejected))); `preference_accuracy` is the mean of [m > 0], `reward_margin` the mean of m.
 """
 
 from __future__ import annotations
@@ -36,25 +39,33 @@ import numpy as np
 CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "micro_f1")
 GENERATION_METRICS = ("exact_match", "token_f1", "rouge_l", "loss", "perplexity")
 PRETRAIN_METRICS = ("perplexity", "loss")
-ALL_METRICS = CLASSIFICATION_METRICS + GENERATION_METRICS
+DPO_METRICS = ("preference_accuracy", "reward_margin")
+ALL_METRICS = CLASSIFICATION_METRICS + GENERATION_METRICS + DPO_METRICS
 DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
     "classification": ("accuracy", "macro_f1"),
     "sft": ("exact_match", "token_f1", "rouge_l", "loss"),
     "seq2seq": ("exact_match", "token_f1", "rouge_l", "loss"),
     "pretrain": PRETRAIN_METRICS,
+    "dpo": DPO_METRICS,
 }
 DIRECTIONS: dict[str, str] = {m: "higher" for m in ALL_METRICS} | {"loss": "lower", "perplexity": "lower"}
 # Metrics that are a plain mean of one per-example score (the bootstrap resamples those scores directly).
-MEAN_METRICS = ("accuracy", "micro_f1", "exact_match", "token_f1", "rouge_l", "loss")
+MEAN_METRICS = ("accuracy", "micro_f1", "exact_match", "token_f1", "rouge_l", "loss", *DPO_METRICS)
 # The per-example score written to predictions.jsonl for pairing runs example by example.
-PRIMARY_SCORE = {"classification": "accuracy", "sft": "token_f1", "seq2seq": "token_f1", "pretrain": "loss"}
+PRIMARY_SCORE = {
+    "classification": "accuracy",
+    "sft": "token_f1",
+    "seq2seq": "token_f1",
+    "pretrain": "loss",
+    "dpo": "reward_margin",
+}
 TOKENS = "tokens"  # pretrain: each document's scored tokens, the weight of its loss (not a metric)
 
 
 def allowed_metrics(task: str) -> tuple[str, ...]:
     """The metrics a task can report."""
-    if task == "classification":
-        return CLASSIFICATION_METRICS
+    if task in ("classification", "dpo"):
+        return CLASSIFICATION_METRICS if task == "classification" else DPO_METRICS
     return PRETRAIN_METRICS if task == "pretrain" else GENERATION_METRICS
 
 
@@ -297,11 +308,15 @@ def per_example_scores(
     predictions: Sequence[str],
     losses: Sequence[float | None] | None = None,
     tokens: Sequence[int] | None = None,
+    margins: Sequence[float] | None = None,
 ) -> dict[str, np.ndarray]:
     """Per-example scores whose means are the MEAN_METRICS (only those that apply to the task and inputs).
-    pretrain: the loss and, from `tokens`, each document's weight (TOKENS)."""
+    pretrain: the loss and, from `tokens`, each document's weight (TOKENS). dpo: from each row's reward `margins`."""
     out: dict[str, np.ndarray]
-    if task == "pretrain":
+    if task == "dpo":
+        m = np.asarray(margins if margins is not None else [], dtype=float)
+        out = {"preference_accuracy": (m > 0).astype(float), "reward_margin": m}
+    elif task == "pretrain":
         out = {} if tokens is None else {TOKENS: np.asarray(tokens, dtype=float)}
     elif task == "classification":
         correct = np.fromiter(
@@ -320,6 +335,16 @@ def per_example_scores(
     if losses is not None and len(losses) and all(x is not None for x in losses):
         out["loss"] = np.asarray(losses, dtype=float)
     return out
+
+
+def record_scores(task: str, records: Sequence[dict]) -> tuple[list[str], list[str], dict[str, np.ndarray]]:
+    """The references, predictions and `per_example_scores` of predictions.jsonl records (pretrain's rows have no
+    reference or prediction: ""), pretrain's token weights and dpo's margins included."""
+    refs, preds = [r.get("reference", "") for r in records], [r.get("prediction", "") for r in records]
+    losses = [r.get("loss") for r in records]
+    tokens = [int(r.get("tokens", 0)) for r in records] if task == "pretrain" else None
+    margins = [float(r["margin"]) for r in records] if task == "dpo" else None
+    return refs, preds, per_example_scores(task, refs, preds, losses, tokens, margins)
 
 
 def compute(

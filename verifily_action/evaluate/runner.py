@@ -30,7 +30,7 @@ from ..runs.files import disk_full_error, is_disk_full, write_text_atomic
 from ..runs.folder import load_run, recover, replace_run
 from ..runs.layout import ADAPTER, TOKENIZER
 from ..runs.lock import run_lock
-from . import bootstrap, hard, metrics, pretrain, slices
+from . import bootstrap, hard, metrics, preference, pretrain, slices
 
 SCHEMA = "eval_results.schema.json"
 
@@ -186,9 +186,7 @@ def score(
     """Everything in eval_results.json that follows from the per-example records (no model needed).
     `slice_macro_f1` (eval.slice_macro_f1): the labels a slice's macro-F1 averages over; the whole set's averages
     over every label seen."""
-    refs, preds = [r.get("reference", "") for r in records], [r.get("prediction", "") for r in records]
-    losses, tokens = [r["loss"] for r in records], [r.get("tokens", 0) for r in records]  # tokens: pretrain's weights
-    scores = metrics.per_example_scores(task, refs, preds, losses, tokens if task == "pretrain" else None)
+    refs, preds, scores = metrics.record_scores(task, records)  # pretrain's token weights, dpo's margins
     boot = {"resamples": resamples, "confidence": confidence, "seed": seed}
     out: dict[str, Any] = {"overall": _block(metric_names, scores, refs, preds, "all_labels", **boot)}
     if "macro_f1" in metric_names:
@@ -296,9 +294,12 @@ def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome:
     slices.build_slices(tags, slice_by, cross, ecfg.min_slice_size, warn=lambda w: _stderr(f"warning: {w}"))
 
     batch_size = opts.batch_size or ecfg.batch_size
-    out, refs, inputs = _infer(task, run, rows, batch_size, ecfg.max_new_tokens)
+    infer = preference.infer if task == "dpo" else _infer  # dpo: pairs against the adapter-disabled base
+    out, refs, inputs = infer(task, run, rows, batch_size, ecfg.max_new_tokens)
     if task == "pretrain":
         records = pretrain.build_records(list(rows["id"]), tags, out.losses, out.extra["tokens"])
+    elif task == "dpo":
+        records = out.extra["records"]
     else:
         records = build_records(task, list(rows["id"]), tags, refs, out.predictions, out.losses)
         for rec, probs in zip(records, out.extra.get("probabilities") or (), strict=False):

@@ -83,8 +83,9 @@ def _predictions(path: Path) -> dict[str, str]:
     if not path.is_file():
         return {}
     with open(path, encoding="utf-8") as f:
-        # pretrain predicts nothing: its rows' loss is what a reproduction must give again
-        return {str(r["id"]): str(r.get("prediction", r.get("loss"))) for r in map(json.loads, filter(str.strip, f))}
+        # pretrain predicts nothing: its rows' loss is what a reproduction must give again; dpo: each pair's margin
+        rows = map(json.loads, filter(str.strip, f))
+        return {str(r["id"]): str(r.get("margin", r.get("prediction", r.get("loss")))) for r in rows}
 
 
 def _sha(path: Path) -> str | None:

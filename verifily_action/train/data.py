@@ -7,6 +7,7 @@ tokenizer's special tokens, then `response + eos` without them.
 seq2seq: source = `format_prompt(prompt)`, target = response (labels; padding masked to -100 by the collator).
 classification: text -> ids, label string -> class id through the label map (sorted labels of the train split).
 pretrain: documents + EOS packed into max_length blocks, nothing truncated (train/pretrain.py).
+dpo: (prompt, chosen, rejected) token ids for TRL's DPOTrainer (train/dpo.py).
 Padding is dynamic (each batch to its longest row); a `length` column lets the Trainer group similar lengths.
 Tokens/s counts real tokens through a forward pre-hook (the dataloader prefetches, so counting at collate time
 would run a batch ahead). Rows are tokenized whole to count what truncation cuts, so transformers' warning "Token
@@ -161,6 +162,11 @@ def _encode(task: str, rows: Any, tokenizer: Any, max_length: int, label_map: An
         cols = {"input_ids": src, "labels": tgt}
     elif task == "sft":
         cols = _encode_sft(rows, tokenizer, max_length, stats)
+    elif task == "dpo":  # preference pairs, in TRL's columns (train/dpo.py)
+        from .dpo import encode_pairs
+
+        _need(rows, ("prompt", "chosen", "rejected"), task)
+        return encode_pairs(rows, tokenizer, max_length)
     elif task == "pretrain":
         from .pretrain import encode_documents
 

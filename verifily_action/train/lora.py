@@ -27,7 +27,13 @@ AUTO_TARGETS: dict[str, list[str]] = {
     "phi": ["q_proj", "k_proj", "v_proj", "dense", "fc1", "fc2"],
 }
 HEADS = ("classifier", "score", "lm_head", "pooler", "qa_outputs")
-TASK_TYPES = {"sft": "CAUSAL_LM", "pretrain": "CAUSAL_LM", "seq2seq": "SEQ_2_SEQ_LM", "classification": "SEQ_CLS"}
+TASK_TYPES = {
+    "sft": "CAUSAL_LM",
+    "pretrain": "CAUSAL_LM",
+    "dpo": "CAUSAL_LM",
+    "seq2seq": "SEQ_2_SEQ_LM",
+    "classification": "SEQ_CLS",
+}
 
 
 def check_quantization(quantization: str) -> None:

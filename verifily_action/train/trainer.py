@@ -143,6 +143,10 @@ def build_and_train(
     from .callbacks import CheckpointCallback, InterruptCallback, LogCallback
     from .snapshots import SnapshotCallback
 
+    if cfg.task == "dpo":  # TRL's DPOTrainer; the reference is the base with the adapter disabled (train/dpo.py)
+        from .dpo import build_and_train as train_dpo
+
+        return train_dpo(cfg, model_ref, tokenizer, train_ds, ckpt_dir, log_path, resume_from, echo)
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")

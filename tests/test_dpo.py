@@ -109,6 +109,25 @@ def test_data_checks_count_identical_pairs_and_a_missing_field_is_one_clear_erro
     assert "train.jsonl:3" in out.stderr and "missing field 'chosen' (chosen)" in out.stderr, out.stderr
 
 
+def test_dpo_config_carries_the_runs_training_arguments(tmp_path):
+    """DPOConfig is the run's TrainingArguments (the one mapping of `training:`) plus beta; TRL's own defaults (bf16,
+    gradient checkpointing, its learning rate, truncation) do not leak in."""
+    import dataclasses
+
+    from verifily_action.config import load_config
+    from verifily_action.train.trainer import training_arguments
+
+    training = {"warmup_ratio": 0.1, "scheduler": "cosine", "max_steps": 7, "learning_rate": 0.001, "dpo_beta": 0.3}
+    cfg = load_config(write_config(tmp_path / "t.yaml", task="dpo", model="m", dataset="d@v1", training=training))
+    base = training_arguments(cfg, tmp_path, "fp32", "cpu")
+    dpo = T.dpo_config(cfg, tmp_path, "fp32", "cpu")
+    for f in dataclasses.fields(base):
+        if f.init:
+            assert str(getattr(dpo, f.name)) == str(getattr(base, f.name)), f.name
+    assert dpo.beta == 0.3 and dpo.max_length is None and not dpo.bf16 and not dpo.gradient_checkpointing
+    assert dpo.learning_rate == 0.001 and dpo.max_steps == 7 and not dpo.precompute_ref_log_probs
+
+
 # ---------------------------------------------------------------- the AlpacaEval preference pairs
 
 

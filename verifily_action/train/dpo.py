@@ -106,9 +106,6 @@ def dpo_config(cfg: Any, output_dir: Path, precision: str, device: str) -> Any:
 
     base = training_arguments(cfg, output_dir, precision, device)
     kwargs = {f.name: getattr(base, f.name) for f in dataclasses.fields(base) if f.init}
-    kwargs["lr_scheduler_type"] = cfg.training.scheduler
-    kwargs["warmup_steps"] = min(float(cfg.training.warmup_ratio), 0.999999) if cfg.training.warmup_ratio else 0
-    kwargs.pop("accelerator_config", None)
     return DPOConfig(**kwargs, beta=float(cfg.training.dpo_beta), max_length=None, precompute_ref_log_probs=False)
 
 

@@ -228,3 +228,12 @@ def test_a_failure_midway_leaves_nothing(cli, runs, tmp_path, monkeypatch):
     assert res.returncode == 3 and "simulated failure" in res.stderr, res.stderr
     assert list(tmp_path.iterdir()) == []  # no OUT, no scratch folder, not even the parent it made
     assert (run / HASHES).read_bytes() == hashes
+
+
+def test_every_task_has_the_auto_class_its_card_names():
+    """The merged card tells users which Auto class loads the model: every task the config schema allows has one."""
+    from verifily_action.export.bundle import AUTO_CLASS
+    from verifily_action.schemas import load_schema
+
+    tasks = load_schema("train.schema.json")["properties"]["task"]["enum"]
+    assert sorted(AUTO_CLASS) == sorted(tasks)

@@ -182,14 +182,20 @@ def write_merged(run: Run, dest: Path, echo: Echo) -> None:
     (dest / CARD).write_text(merged_card(run, lm.label_map, adapter_sha), encoding="utf-8")
 
 
-AUTO_CLASS = {"sft": "AutoModelForCausalLM", "seq2seq": "AutoModelForSeq2SeqLM"}
+AUTO_CLASS = {
+    "sft": "AutoModelForCausalLM",
+    "pretrain": "AutoModelForCausalLM",
+    "dpo": "AutoModelForCausalLM",
+    "seq2seq": "AutoModelForSeq2SeqLM",
+    "classification": "AutoModelForSequenceClassification",  # with a head; label_tokens runs are causal LMs
+}
 
 
 def merged_card(run: Run, label_map: dict[str, int] | None, adapter_sha: str | None) -> str:
     meta: dict[str, Any] = run.meta
     ds = meta.get("dataset") or {}
     task = str(meta.get("task"))
-    auto = AUTO_CLASS.get(task, "AutoModelForSequenceClassification")
+    auto = AUTO_CLASS[task]
     by_tokens = task == "classification" and run.config.classifier == "label_tokens"
     if by_tokens:  # a causal LM that writes the label (train/label_tokens.py): no classification head
         auto = "AutoModelForCausalLM"

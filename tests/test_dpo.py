@@ -229,6 +229,10 @@ def test_training_raises_preference_accuracy_and_margin_over_the_baseline_in_com
         assert delta["significant"] and delta["improved"], json.dumps(delta)
         found[metric] = (before, after)
     assert found["preference_accuracy"][1] >= 0.9 and found["reward_margin"][1] > 0.1, found
+    # the margin is not a rate: its change is shown in its own units, not in points
+    text = cli("compare", "--runs", f"{base},{trained}", "--no-config-gates").stdout
+    line = next(x for x in text.splitlines() if x.startswith("reward margin overall improved: 0.000 → "))
+    assert "pts" not in line and "preference accuracy overall improved: 0.00 → " in text, text
     print(f"\nbaseline vs trained (held out, n={results['n']}): {found}")
 
 

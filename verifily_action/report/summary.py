@@ -6,7 +6,7 @@ the comparison could have seen where it matters, then slices present in one run 
     macro-F1 on origin=sst2, n=200: changes under 4.1 pts cannot be seen here (80% power) — add eval rows
 
 "Significant" is after false-discovery control: q < 1 - confidence (compare/fdr.py). Metrics bounded in [0, 1] are
-shown with changes in points (hundredths); loss and perplexity in their own units.
+shown with changes in points (hundredths); loss, perplexity and dpo's reward margin in their own units.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ DISPLAY = {
     "rouge_l": "ROUGE-L",
     "loss": "loss",
     "perplexity": "perplexity",
+    "preference_accuracy": "preference accuracy",
+    "reward_margin": "reward margin",
 }
-UNBOUNDED = ("loss", "perplexity")  # not in [0, 1]: no "points"
+UNBOUNDED = ("loss", "perplexity", "reward_margin")  # not in [0, 1]: no "points"
 
 
 def metric_name(metric: str) -> str:
@@ -47,7 +49,7 @@ def fmt_value(metric: str, value: float | None) -> str:
 
 
 def fmt_change(metric: str, value: float | None, unit: bool = True) -> str:
-    """+4.0 pts (bounded metrics) or +0.012 (loss, perplexity); a real minus sign."""
+    """+4.0 pts (bounded metrics) or +0.012 (loss, perplexity, reward margin); a real minus sign."""
     if value is None:
         return "–"
     text = f"{value:+.3f}" if metric in UNBOUNDED else f"{value * 100:+.1f}" + (" pts" if unit else "")

@@ -31,6 +31,9 @@ META_ENTRY = "run_meta:canonical"  # run_meta.json's own fields (all but root_ha
 DATASET = "dataset:"
 MODEL = "model:"
 MODEL_REVISION = "model:revision"
+MODEL_GGUF = "model:gguf"  # the sha256 of the GGUF file the base model folder was converted from (train/gguf.py)
+MODEL_NOT_FILES = (MODEL_REVISION, MODEL_GGUF)  # model entries that name no file of the model folder
+GGUF_SOURCE = "gguf.json"  # in a folder converted from a GGUF: its name, sha256 and the converter's version
 # A dataset reference as `Manifest.ref` writes it (name and version as schemas/dataset.schema.json allows them).
 REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}@[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -67,7 +70,7 @@ def _data_path_problem(path: str) -> str | None:
 
 def name_problem(name: str) -> str | None:
     """Why an entry name is not allowed in a chain; None when it is a file path or a known input."""
-    if name in (CONFIG_ENTRY, META_ENTRY, MODEL_REVISION):
+    if name in (CONFIG_ENTRY, META_ENTRY, *MODEL_NOT_FILES):
         return None
     if name.startswith(DATASET):
         ref, _, sub = name[len(DATASET) :].partition("/")
@@ -133,7 +136,7 @@ def missing_problems(entries: dict[str, str], meta: dict[str, Any], run_dir: Pat
     for name in names:
         if name not in entries:
             problems.append(Problem(f"{HASHES} has no entry {name!r}, which every run records", file=hashes, hint=FIX))
-    if not any(n.startswith(MODEL) and n != MODEL_REVISION for n in entries):
+    if not any(n.startswith(MODEL) and n not in MODEL_NOT_FILES for n in entries):
         problems.append(
             Problem(f"{HASHES} has no entry for the base model's files ({MODEL}<file>)", file=hashes, hint=FIX)
         )

@@ -26,7 +26,17 @@ from typing import Any
 from ..errors import Problem, VerifilyError
 from ..hashing import sha256_file
 from .chain import verify_chain
-from .entries import CONFIG_ENTRY, META_ENTRY, is_file_entry, name_problem, scan
+from .entries import (
+    CONFIG_ENTRY,
+    GGUF_SOURCE,
+    META_ENTRY,
+    MODEL,
+    MODEL_GGUF,
+    MODEL_NOT_FILES,
+    is_file_entry,
+    name_problem,
+    scan,
+)
 from .layout import CONFIG, HASHES, RUN_META, SEALS, SIGNATURE, SIGNATURES, SIGSTORE_BUNDLE, is_scratch
 
 
@@ -135,13 +145,28 @@ def _check_datasets(run_dir: Path, entries: dict[str, str], root: str | Path | N
 
 
 def _check_model(meta: dict[str, Any], entries: dict[str, str], report: VerifyReport) -> None:
-    files = {k[len("model:") :]: v for k, v in entries.items() if k.startswith("model:") and k != "model:revision"}
+    files = {k[len(MODEL) :]: v for k, v in entries.items() if k.startswith(MODEL) and k not in MODEL_NOT_FILES}
     if not files:
         return
     folder = Path(str(meta.get("model_path") or ""))
     if not meta.get("model_path") or not folder.is_dir():
         report.notes.append(f"base model folder not found: {len(files)} model hash(es) not rechecked")
         return
+    if MODEL_GGUF in entries:  # the folder converted from a GGUF names its source's hash (train/gguf.py)
+        source = folder / GGUF_SOURCE
+        try:
+            got_gguf = json.loads(source.read_text(encoding="utf-8")).get("sha256")
+        except (OSError, ValueError, AttributeError):
+            got_gguf = None
+        report.checked += 1
+        if got_gguf != entries[MODEL_GGUF]:
+            report.problems.append(
+                Problem(
+                    f"{MODEL_GGUF}: the model folder was not converted from the GGUF {HASHES} records "
+                    f"({entries[MODEL_GGUF][:16]}…)",
+                    file=str(source),
+                )  # fmt: skip
+            )
     for rel, want in sorted(files.items()):
         f = folder / rel
         if not f.is_file():

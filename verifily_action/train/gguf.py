@@ -18,10 +18,11 @@ import shutil
 from pathlib import Path
 
 from ..errors import VerifilyError
+from ..runs.entries import GGUF_SOURCE
 
 SUFFIX = ".gguf"
 CONVERTER = 1  # bump when the conversion changes what it writes: a new folder (and run key) follows
-SOURCE_FILE = "gguf.json"  # in the converted folder: the GGUF's name, sha256 and this converter's version
+SOURCE_FILE = GGUF_SOURCE  # in the converted folder: the GGUF's name, sha256 and this converter's version
 
 
 def gguf_file(path: Path, name: str) -> Path | None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import VerifilyError
 from ..hashing import sha256_file, sha256_json
+from ..runs.entries import MODEL_GGUF
 from . import gguf
 
 EMBEDDED_ALIASES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
@@ -175,7 +176,7 @@ def hash_model(model: ResolvedModel) -> tuple[str, dict[str, str]]:
     if model.revision:
         entries["model:revision"] = model.revision
     if model.gguf_sha256:
-        entries["model:gguf"] = model.gguf_sha256
+        entries[MODEL_GGUF] = model.gguf_sha256
     return sha256_json(entries), entries
 
 

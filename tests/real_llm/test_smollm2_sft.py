@@ -12,6 +12,7 @@ import random
 import pytest
 
 from tests.builders import write_config, write_dataset
+from tests.cli_runner import run_cli
 
 pytestmark = pytest.mark.llm
 
@@ -63,30 +64,69 @@ def alpaca(tmp_path_factory, smollm2, shared_data):
     return root
 
 
-def _run(cli, root, gguf, name, training):
+def _run(root, gguf, name, training):
     cfg = write_config(
         root / f"{name}.yaml", task="sft", model=str(gguf), dataset="alpaca@v1", datasets_root=str(root / "datasets"),
         output_dir=str(root / "runs"), run_name=name, lora={"r": 16, "alpha": 32},
         training={"batch_size": 8, "max_length": MAX_TOKENS + 16, **training}, eval=EVAL,
     )  # fmt: skip
-    out = cli("train", "--config", str(cfg))
+    out = run_cli("train", "--config", str(cfg))
     assert out.returncode == 0, out.stderr
     run = root / "runs" / name
-    assert cli("eval", "--run", str(run)).returncode == 0
+    assert run_cli("eval", "--run", str(run)).returncode == 0
     return run
 
 
-def test_sft_on_real_instructions_beats_the_base_model(cli, alpaca, smollm2, smollm2_gguf):
+@pytest.fixture(scope="module")
+def runs(alpaca, smollm2_gguf, model_cache, tmp_path_factory):
+    """(baseline run, trained run): the converted model as it is (`max_steps: 0`), and after one epoch of sft. A
+    module fixture is set up before the per-test isolation of tests/conftest.py: it sets the same here."""
+    cache = tmp_path_factory.mktemp("llm-caches")
+    with pytest.MonkeyPatch.context() as mp:
+        for flag in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
+            mp.setenv(flag, "1")
+        mp.setenv("HF_HOME", str(cache / "hf"))
+        mp.setenv("HF_DATASETS_CACHE", str(cache / "hf" / "datasets"))
+        mp.setenv("VERIFILY_CACHE", str(cache / "verifily"))
+        mp.setenv("VERIFILY_MODEL_CACHE", str(model_cache))
+        base = _run(alpaca, smollm2_gguf, "base", {"max_steps": 0})
+        trained = _run(alpaca, smollm2_gguf, "trained", {"epochs": 1, "learning_rate": 0.002})
+    return base, trained
+
+
+def test_sft_on_real_instructions_beats_the_base_model(cli, runs, smollm2, smollm2_gguf):
     from verifily_action.hashing import sha256_file
 
-    base = _run(cli, alpaca, smollm2_gguf, "base", {"max_steps": 0})
+    base, trained = runs
     chain = json.loads((base / "hashes.json").read_text())
     assert sha256_file(smollm2_gguf) in json.dumps(chain)  # model:gguf: the run key and chain cover the GGUF
     assert json.loads((base / "run_meta.json").read_text())["model_path"] == str(smollm2)
-    trained = _run(cli, alpaca, smollm2_gguf, "trained", {"epochs": 1, "learning_rate": 0.002})
     out = cli("compare", "--runs", f"{base},{trained}", "-f", "json")
     assert out.returncode in (0, 1), out.stderr
     overall = {r["metric"]: r["deltas"][0] for r in json.loads(out.stdout)["rows"] if not r["slice"]}
     print("base -> trained, overall:", {m: round(d["delta"], 4) for m, d in overall.items()})
     assert overall["loss"]["delta"] < 0 and overall["loss"]["significant"], overall["loss"]
     assert overall["token_f1"]["delta"] > 0 and overall["rouge_l"]["delta"] > 0, overall
+
+
+def test_the_trained_run_exports_merged_and_computes_what_the_adapter_does(cli, runs, smollm2, tmp_path):
+    """`verifily export --merged` of the real model's trained run: the merged folder loads with plain transformers
+    and gives the logits of the base model with the run's adapter applied."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run = runs[1]
+    out = cli("export", "--run", str(run), "--merged", str(tmp_path / "merged"))
+    assert out.returncode == 0, out.stderr
+    card = (tmp_path / "merged" / "README.md").read_text()
+    assert json.loads((run / "run_meta.json").read_text())["root_hash"] in card
+    tok = AutoTokenizer.from_pretrained(tmp_path / "merged")
+    ids = tok("Give three tips for staying healthy.", return_tensors="pt")["input_ids"]
+    merged = AutoModelForCausalLM.from_pretrained(tmp_path / "merged").eval()
+    adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(smollm2), str(run / "adapter")).eval()
+    base = AutoModelForCausalLM.from_pretrained(smollm2).eval()
+    with torch.no_grad():
+        want, got, before = adapted(ids).logits, merged(ids).logits, base(ids).logits
+    assert torch.allclose(got, want, atol=1e-3), (got - want).abs().max()
+    assert (before - want).abs().max() > 1e-2  # the adapter changed the model: the check above has teeth

@@ -342,3 +342,15 @@ def test_packing_is_refused_for_dpo(cli, world, tmp_path):
                        datasets_root=str(world["root"]), training={"packing": True})  # fmt: skip
     out = cli("validate", str(cfg))
     assert out.returncode == 2 and "packing works for task sft only, not dpo" in out.stderr, out.stdout + out.stderr
+
+
+def test_an_encoder_decoder_is_refused_before_anything_is_written(cli, world, tmp_path):
+    from tests.tiny_models import make_tiny_t5
+
+    cfg = write_config(tmp_path / "t.yaml", task="dpo", model=str(make_tiny_t5(tmp_path / "t5")), dataset="pref@v1",
+                       datasets_root=str(world["root"]), output_dir=str(tmp_path / "runs"),
+                       training={"max_length": 80, "max_steps": 1})  # fmt: skip
+    out = cli("train", "--config", str(cfg))
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "task dpo needs a decoder-only causal LM" in out.stderr and "encoder-decoder" in out.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())

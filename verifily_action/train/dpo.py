@@ -121,13 +121,12 @@ def build_and_train(
 ) -> Outcome:
     """train.trainer.build_and_train for task dpo: the same base + LoRA, callbacks and baseline (max_steps 0)."""
     import transformers
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from .callbacks import CheckpointCallback, InterruptCallback, LogCallback
     from .data import TokenCounter
     from .device import pick_device, resolve_precision
     from .snapshots import SnapshotCallback
-    from .trainer import Outcome, load_base  # noqa: F811 (the class itself, not only its annotation)
+    from .trainer import load_base, run_trainer
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
@@ -157,17 +156,5 @@ def build_and_train(
     peft_model = trainer.accelerator.unwrap_model(trainer.model)
     if "ref" in peft_model.peft_config:  # the copy of a fresh adapter is the base: disable the adapter instead
         peft_model.delete_adapter("ref")
-    for cb in (PrinterCallback, ProgressCallback):
-        trainer.remove_callback(cb)
     echo(f"device {device}, precision {precision}, {len(train_ds)} pairs, beta {cfg.training.dpo_beta}")
-    stop_cb.install()
-    try:
-        if cfg.training.max_steps == 0:  # a baseline run: the adapter as initialised, nothing trained
-            echo("max_steps 0: a baseline run, nothing trained")
-            return Outcome(trainer.model, 0, False, {})
-        result = trainer.train(resume_from_checkpoint=resume_from)
-    finally:
-        stop_cb.uninstall()
-        log_cb.close()
-    summary = dict(log_cb.summary or getattr(result, "metrics", {}) or {})
-    return Outcome(trainer.model, trainer.state.global_step, stop_cb.requested, summary)
+    return run_trainer(trainer, cfg, log_cb, stop_cb, resume_from, echo)

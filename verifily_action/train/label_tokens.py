@@ -16,7 +16,6 @@ before anything is written; so is an encoder or encoder-decoder model (they have
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -128,21 +127,11 @@ def label_map_file(cfg: Any, label_map: Mapping[str, int], tokenizer: Any) -> di
 def check_model(cfg: Any, model: Any) -> None:
     """`classifier: label_tokens` needs a decoder-only causal LM: refuse an encoder-decoder or an encoder-only
     checkpoint from its config.json, before anything is loaded."""
+    from .models import not_causal_lm
+
     if not uses_label_tokens(cfg):
         return
-    try:
-        config = json.loads((model.path / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # not a plain Hugging Face folder: loading it reports what is wrong
-    if not isinstance(config, dict):
-        return
-    archs = [str(a) for a in config.get("architectures") or []]
-    why = None
-    if config.get("is_encoder_decoder"):
-        why = f"an encoder-decoder model ({config.get('model_type', '?')})"
-    elif not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
-        why = f"not a decoder-only causal LM (model_type {config.get('model_type', '?')}, architectures: "
-        why += f"{', '.join(archs) or 'none'})"
+    why = not_causal_lm(model)
     if why:
         raise VerifilyError(
             f"classifier: label_tokens needs a decoder-only causal LM to score label tokens, but {model.name!r} is "

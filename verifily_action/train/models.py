@@ -110,6 +110,24 @@ def _from_hub(repo_id: str) -> ResolvedModel:
     return ResolvedModel(repo_id, _check_folder(folder, repo_id), hub_id=repo_id, revision=revision)
 
 
+def not_causal_lm(model: ResolvedModel) -> str | None:
+    """Why the model's config.json says it is not a decoder-only causal LM (an encoder-decoder, or architectures of
+    which none is a causal LM), for the tasks that need one (pretrain, dpo, label-token classification); None when
+    it is one, or when its config cannot tell (loading then reports what is wrong)."""
+    try:
+        config = json.loads((model.path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    archs = [str(a) for a in config.get("architectures") or []]
+    if config.get("is_encoder_decoder"):
+        return f"an encoder-decoder model ({config.get('model_type', '?')})"
+    if archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return f"not a causal language model (its architectures: {', '.join(archs)})"
+    return None
+
+
 # ---------------------------------------------------------------- hashing
 
 

@@ -212,8 +212,8 @@ def make_plan(opts: TrainOptions) -> Plan:
     _refuse_empty(manifest, cfg.train_split)
     base = Path(cfg.source_path).resolve().parent if cfg.source_path and resume_dir is None else None
     model = resolve_model(cfg.model, base)
-    if cfg.task == "pretrain":
-        check_causal_lm(model)  # an encoder-decoder or a classifier: one clear error before anything is hashed
+    if cfg.task in ("pretrain", "dpo"):
+        check_causal_lm(cfg.task, model)  # an encoder-decoder or a classifier: one clear error before hashing
     check_plan(cfg, model, manifest, fields_override(cfg))  # classifier label_tokens: model kind, verbalizers
     if resume_dir is not None:
         meta = read_json(resume_dir / RUN_META)

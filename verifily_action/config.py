@@ -41,6 +41,12 @@ class LoraConfig:
 
 
 @dataclass(frozen=True)
+class DataConfig:
+    streaming: bool  # train/streaming.py
+    shuffle_buffer: int
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     epochs: float
     max_steps: int | None
@@ -105,6 +111,7 @@ class TrainConfig:
     quantization: str
     classifier: str  # classification: head | label_tokens (train/label_tokens.py)
     label_tokens: dict[str, str] | None  # classifier label_tokens: label -> verbalizer text (keys: the labels)
+    data: DataConfig
     training: TrainingConfig
     eval: EvalConfig
     output_dir: str
@@ -127,6 +134,7 @@ class TrainConfig:
 SECTIONS: dict[str, type] = {
     "fields": FieldsConfig,
     "lora": LoraConfig,
+    "data": DataConfig,
     "training": TrainingConfig,
     "eval": EvalConfig,
     "attribute": AttributeConfig,
@@ -228,7 +236,27 @@ def _cross_field(src: yamlsource.Source) -> list[Problem]:
         hint = "add `classifier: label_tokens`, or remove `label_tokens`"
         out.append(Problem("label_tokens is read by `classifier: label_tokens` only", src.path, line, col,
                            "$.label_tokens", hint))  # fmt: skip
-    return out + _slice_problems(src)
+    return out + _streaming_problems(src) + _slice_problems(src)
+
+
+def _streaming_problems(src: yamlsource.Source) -> list[Problem]:
+    """`data.streaming` needs max_steps (an iterable has no length to count epochs by) and a task that encodes row
+    by row (pretrain packs documents across rows; dpo's TRL trainer tokenizes the whole split itself)."""
+    data = src.data
+    if not (isinstance(data.get("data"), dict) and data["data"].get("streaming") is True):
+        return []
+    line, col = src.where(("data", "streaming"))
+    training = data.get("training") if isinstance(data.get("training"), dict) else {}
+    out = []
+    if training.get("max_steps") is None:
+        out.append(Problem("data.streaming needs training.max_steps: a stream has no length to count epochs by",
+                           src.path, line, col, "$.data.streaming",
+                           "set `training: {max_steps: N}` (steps x batch_size x gradient_accumulation_steps rows "
+                           "are read), or remove `streaming: true`"))  # fmt: skip
+    if data.get("task") in ("pretrain", "dpo"):
+        out.append(Problem(f"data.streaming works for tasks sft, seq2seq and classification, not {data['task']}",
+                           src.path, line, col, "$.data.streaming", "remove `streaming: true`"))  # fmt: skip
+    return out
 
 
 def _slice_problems(src: yamlsource.Source) -> list[Problem]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import re
 from array import array
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -86,6 +86,26 @@ class DataReport:
             "warnings": [w.to_dict() for w in self.warnings],
         }
 
+    def notes(self) -> list[str]:
+        """The non-zero counts, one line each, the last saying where the locations are: a training run's notes."""
+        from ..runs.layout import RUN_META
+
+        def rows(n: int) -> str:
+            return f"{n} row{'s' * (n != 1)}"
+
+        out = [f"data check: {s}: {rows(n)} with empty text" for s, n in self.empty_text.items() if n]
+        out += [f"data check: {s}: {rows(n)} repeating an earlier row (duplicates)"
+                for s, n in self.duplicates.items() if n]  # fmt: skip
+        for pair, n in self.leakage.items():
+            if n:
+                a, b = pair.split("/")
+                out.append(f"data check: {b}: {rows(n)} with the same text as a row of {a} (leakage)")
+        if out and any(":" in s for s in self.rows):  # a split of another version (eval_dataset) took part
+            out[-1] += f"; the run's {RUN_META} (data_report) lists where"
+        elif out:
+            out[-1] += f"; `verifily dataset verify {self.ref}` shows where"
+        return out
+
     def summary_lines(self) -> list[str]:
         out = []
         for s, n in self.rows.items():
@@ -119,13 +139,17 @@ def check_data(
     splits: list[str] | None = None,
     others: Sequence[tuple[Manifest, str]] = (),
     hash_failed: Collection[str] = (),
+    on_row: Callable[[str, dict[str, Any]], None] | None = None,
+    ids_per_split: bool = False,
 ) -> DataReport:
     """Run the data checks over `splits` (default: all, in manifest order), plus `others`: splits of other dataset
     versions used with this one (a run's separate eval dataset), named `<ref>:<split>`, so a train row that reappears
     in another version's eval split counts as leakage too. Files are not hash-verified here: call `load_split` (or
     `dataset verify`) for that. Invalid rows, empty splits and files whose row count differs from the manifest's
     are `row_problems`; `hash_failed` names files (as displayed) whose hash the caller found changed, so their row
-    counts are not checked as well (the count is one more symptom of the same change)."""
+    counts are not checked as well (the count is one more symptom of the same change). `on_row(label, row)` sees
+    every valid row, so a caller learns more in the same pass (train/streaming.py: the label set); `ids_per_split`
+    checks ids for duplicates within each split, as `load_split` does, instead of across the version's splits."""
     import numpy as np
 
     names = list(splits) if splits is not None else manifest.split_names()
@@ -139,7 +163,7 @@ def check_data(
             report.examples.append(Finding(check, file, line, detail))
 
     for label, m, split in parts:
-        col = collectors.setdefault(id(m), Collector())
+        col = collectors.setdefault(hash((id(m), split)) if ids_per_split else id(m), Collector())
         spec = row_spec(m)
         text_role = next((r for r in ("text", "prompt") if spec.fields.get(r)), None)
         text_roles = [r for r in ("text", "prompt", "response", "chosen", "rejected") if spec.fields.get(r)]
@@ -153,6 +177,8 @@ def check_data(
             expected = None if shown in hash_failed else entry.rows
             for line, row in scan_file(m.file_path(entry), shown, spec, col, expected):
                 rows += 1
+                if on_row is not None:
+                    on_row(label, row)
                 blank = [r for r in text_roles if not row[r].strip()]
                 if blank:
                     empty += 1

@@ -249,35 +249,17 @@ def execute(plan: Plan, opts: TrainOptions, echo: Echo = print) -> TrainResult:
     return TrainResult(final, meta)
 
 
-def _data_notes(report: Any) -> list[str]:
-    """The data checks' non-zero counts, one line each (run_meta.json's data_report lists where)."""
-
-    def rows(n: int) -> str:
-        return f"{n} row{'s' * (n != 1)}"
-
-    out = [f"data check: {s}: {rows(n)} with empty text" for s, n in report.empty_text.items() if n]
-    out += [
-        f"data check: {s}: {rows(n)} repeating an earlier row (duplicates)" for s, n in report.duplicates.items() if n
-    ]
-    for pair, n in report.leakage.items():
-        if n:
-            a, b = pair.split("/")
-            out.append(f"data check: {b}: {rows(n)} with the same text as a row of {a} (leakage)")
-    if out and any(":" in s for s in report.rows):  # a split of another version (eval_dataset) took part
-        out[-1] += f"; the run's {RUN_META} (data_report) lists where"
-    elif out:
-        out[-1] += f"; `verifily dataset verify {report.ref}` shows where"
-    return out
-
-
 def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[str, Any]:
     from ..datasets import check_data, load_split
     from . import data as D
     from .models import load_tokenizer
     from .pretrain import refuse_empty_documents
-    from .trainer import build_and_train
 
     cfg = plan.cfg
+    if cfg.data.streaming:  # an iterable over the verified files, checked in one pass (train/streaming.py)
+        from .streaming import prepare
+
+        return train_from(plan, run_dir, echo, **prepare(plan, run_dir, meta, echo))
     notes: list[str] = list(meta.get("notes") or [])
     fields = fields_override(cfg)
     rows = load_split(plan.manifest, cfg.train_split, fields=fields)
@@ -313,7 +295,7 @@ def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[st
     verbalizers = label_tokens.for_config(cfg, tokenizer, label_map)  # classifier label_tokens; else None
     enc = D.encode(cfg.task, rows, tokenizer, cfg.training.max_length, label_map, verbalizers)
     notes += enc.notes
-    for note in notes[len(meta.get("notes") or []) :] + _data_notes(checked):
+    for note in notes[len(meta.get("notes") or []) :] + checked.notes():
         echo(f"note: {note}")
     if not enc.columns["input_ids"]:
         raise VerifilyError(
@@ -329,6 +311,18 @@ def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[st
         unseen_eval_labels=unseen,
         notes=notes,
     )
+    return train_from(plan, run_dir, echo, meta, D.to_dataset(enc), tokenizer, label_map)
+
+
+def train_from(
+    plan: Plan, run_dir: Path, echo: Echo, meta: dict[str, Any], train_ds: Any, tokenizer: Any, label_map: Any,
+    late: Callable[[], dict[str, Any]] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Train on `train_ds` (from the last checkpoint when resuming), save the outputs and seal the run. `late`: what
+    run_meta.json learns only from training (a stream's truncation counts)."""
+    from .trainer import build_and_train
+
+    cfg = plan.cfg
     ckpt = trainlog.last_checkpoint(run_dir / CHECKPOINTS) if plan.resume_dir is not None else None
     log_path = run_dir / TRAIN_LOG
     if plan.resume_dir is not None:
@@ -341,7 +335,7 @@ def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[st
     with trackers.env(**trackers.tracker_env(cfg, run_dir)):
         try:
             outcome = build_and_train(
-                cfg, plan.model, tokenizer, D.to_dataset(enc), label_map, run_dir / CHECKPOINTS, log_path, ckpt, echo
+                cfg, plan.model, tokenizer, train_ds, label_map, run_dir / CHECKPOINTS, log_path, ckpt, echo
             )
         finally:
             trackers.close_trackers(cfg)
@@ -353,7 +347,7 @@ def _run(plan: Plan, run_dir: Path, meta: dict[str, Any], echo: Echo) -> dict[st
     whole = trainlog.mean_loss(log_path)
     if whole is not None:
         metrics["train_loss"] = whole
-    meta = update_meta(run_dir, metrics=metrics)
+    meta = update_meta(run_dir, metrics=metrics, **(late() if late else {}))
     save_outputs(run_dir, outcome.model, tokenizer, meta, plan, metrics)
     return finish(run_dir, plan)
 

@@ -173,7 +173,8 @@ def build_and_train(
             CheckpointCallback(cfg.training.checkpoint_minutes),
         ],
     )
-    echo(f"device {device}, precision {precision}, {len(train_ds)} rows")
+    rows = f"{len(train_ds)} rows" if hasattr(train_ds, "__len__") else "streamed rows"  # data.streaming
+    echo(f"device {device}, precision {precision}, {rows}")
     return run_trainer(trainer, cfg, log_cb, stop_cb, resume_from, echo)
 
 

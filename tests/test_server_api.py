@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -17,9 +18,10 @@ from verifily_action.datasets.manifest import load_manifest
 from verifily_action.hashing import sha256_bytes
 from verifily_action.remote.client import Client
 from verifily_action.remote.pull import pull
+from verifily_action.server.database import head_revision
 
 from . import pg_server
-from .builders import cls_rows, write_config, write_dataset
+from .builders import cls_rows, sealed_run, write_config, write_dataset
 from .server_proc import Server, init_server
 
 pytestmark = pytest.mark.integration
@@ -92,7 +94,7 @@ def test_only_health_answers_without_a_token(server):
     for method, path in routes:
         if path == "/health":
             continue
-        url = server.url + path.format(sha="0" * 64, tid="x", name="reviews", version="v1")
+        url = server.url + re.sub(r"\{\w+\}", "0" * 64, path)  # every path parameter: a well-formed hash
         for headers in ({}, {"Authorization": "Bearer vf_0123456789abcdef_wrong"}):
             r = requests.request(method, url, headers=headers, timeout=30)
             assert r.status_code == 401, (method, path, headers, r.status_code)
@@ -351,6 +353,91 @@ def test_the_server_refuses_a_database_that_init_has_not_made(cli, postgres, tmp
     pg = cli("server", "--db", empty, "--store", str(store))
     assert pg.returncode == 2 and "is empty" in pg.stderr and "Traceback" not in pg.stderr
     init = cli("server", "init", "--db", empty, "--store", str(store))
-    assert init.returncode == 0 and "created (revision v0001)" in init.stdout and "admin token" in init.stdout
+    assert init.returncode == 0 and f"created (revision {head_revision()})" in init.stdout, init.stdout
+    assert "admin token" in init.stdout
     again = cli("server", "init", "--db", empty, "--store", str(store))
     assert "up to date" in again.stdout and "admin token" not in again.stdout
+
+
+def test_init_migrates_a_database_made_by_an_older_version(cli, postgres, tmp_path):
+    """A database at the first revision (datasets only) is refused by the server, then brought to the newest
+    revision (the run store's tables) by `server init`, keeping its tokens."""
+    from sqlalchemy import inspect
+
+    from verifily_action.server.database import make_engine, migrate
+
+    old = postgres.create_database("made_by_v0001")
+    engine = make_engine(old)
+    try:
+        assert migrate(engine, "v0001") == (None, "v0001")
+        assert "runs" not in inspect(engine).get_table_names()
+    finally:
+        engine.dispose()
+    refused = cli("server", "--db", old, "--store", str(tmp_path / "store"))
+    assert refused.returncode == 2 and "is at revision v0001" in refused.stderr
+    done = cli("server", "init", "--db", old, "--store", str(tmp_path / "store"))
+    assert done.returncode == 0 and f"migrated (revision {head_revision()})" in done.stdout, done.stdout
+    engine = make_engine(old)
+    try:
+        assert {"runs", "run_files", "model_versions", "model_stages"} <= set(inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def _run_files(run: Path) -> dict[str, bytes]:
+    return {p.relative_to(run).as_posix(): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_runs_are_pushed_verified_and_pulled_by_version_and_stage(cli, server, tokens, tmp_path):
+    first, second = sealed_run(tmp_path / "a", "run"), sealed_run(tmp_path / "b", "run")  # two roots, two chains
+    env = _env(server, tokens["acme_write"], tmp_path)
+    pushed = cli("push", "--run", str(first), "--tag", "sentiment@v1", "--stage", "production", env=env)
+    assert pushed.returncode == 0, pushed.stderr
+    assert "sentiment@v1 ->" in pushed.stdout and "sentiment@production ->" in pushed.stdout
+    out = tmp_path / "pulled-1"
+    got = cli("pull", "sentiment@production", "--out", str(out), env=_env(server, tokens["acme_read"], tmp_path))
+    assert got.returncode == 0 and "verified" in got.stdout, got.stderr
+    assert _run_files(out) == _run_files(first)
+
+    assert cli("push", "--run", str(second), "--tag", "sentiment@v2", "--stage", "production", env=env).returncode == 0
+    moved = cli("pull", "sentiment@production", "--out", str(tmp_path / "pulled-2"), env=env)
+    assert moved.returncode == 0 and _run_files(tmp_path / "pulled-2") == _run_files(second)  # the stage moved
+    fixed = cli("push", "--run", str(second), "--tag", "sentiment@v1", env=env)
+    assert fixed.returncode == 2 and "versions never change" in fixed.stderr
+    v1 = cli("pull", "sentiment@v1", "--out", str(tmp_path / "pulled-3"), env=env)
+    assert v1.returncode == 0 and _run_files(tmp_path / "pulled-3") == _run_files(first)
+
+    read_only = cli("push", "--run", str(first), env=_env(server, tokens["acme_read"], tmp_path))
+    assert read_only.returncode == 2 and "needs a write token" in read_only.stderr
+    other_org = cli(
+        "pull", "sentiment@v1", "--out", str(tmp_path / "x"), env=_env(server, tokens["globex_read"], tmp_path)
+    )
+    assert other_org.returncode == 2 and "404" in other_org.stderr and not (tmp_path / "x").exists()
+
+
+def test_a_tampered_run_is_refused_and_nothing_is_recorded(cli, server, tokens, tmp_path):
+    run = sealed_run(tmp_path, "run")
+    meta = json.loads((run / "run_meta.json").read_text())
+    weights = run / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(b"other weights")
+    env = _env(server, tokens["acme_write"], tmp_path)
+    client_side = cli("push", "--run", str(run), "--tag", "tampered@v1", env=env)
+    assert client_side.returncode == 2 and "hash chain does not hold" in client_side.stderr
+    # past the client's own check: the server rebuilds the folder from the uploaded bytes and recomputes the chain
+    token = tokens["acme_write"]
+    files = {}
+    for rel, data in _run_files(run).items():
+        sha = sha256_bytes(data)
+        if _upload(server, token, sha, data).status_code not in (200,):
+            raise AssertionError(rel)
+        files[rel] = sha
+    r = requests.put(
+        f"{server.url}/api/v1/runs/{meta['root_hash']}",
+        json={"files": files, "model": "tampered", "version": "v1"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    assert r.status_code == 422 and "hash chain does not hold" in r.json()["error"], r.text
+    assert "adapter/adapter_model.safetensors" in json.dumps(r.json()["problems"])
+    assert _get(server, f"/api/v1/runs/{meta['root_hash']}", tokens["acme_read"]).status_code == 404
+    assert _get(server, "/api/v1/models/tampered/v1", tokens["acme_read"]).status_code == 404

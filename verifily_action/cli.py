@@ -13,7 +13,20 @@ import sys
 import typer
 
 from . import __version__, telemetry
-from .commands import attribute, compare, dataset, evaluate, export, keys, remote, reproduce, server, train, validate
+from .commands import (
+    attribute,
+    compare,
+    dataset,
+    evaluate,
+    export,
+    keys,
+    models,
+    remote,
+    reproduce,
+    server,
+    train,
+    validate,
+)
 from .errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USER, VerifilyError
 
 app = typer.Typer(
@@ -26,7 +39,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-COMMANDS = (validate, train, evaluate, compare, reproduce, dataset, remote, keys, attribute, export, server)
+COMMANDS = (validate, train, evaluate, compare, reproduce, dataset, remote, keys, attribute, export, server, models)
 for _module in COMMANDS:
     _module.register(app)
 

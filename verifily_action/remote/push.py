@@ -46,14 +46,14 @@ def push(
     result = PushResult(m.ref, m.dataset_hash(), created=False)
     result.skipped = [h for h in paths if h not in missing]
     for sha in missing:
-        result.resumed_bytes += _upload(client, sha, paths[sha], chunk_bytes, on_chunk)
+        result.resumed_bytes += upload(client, sha, paths[sha], chunk_bytes, on_chunk)
         result.uploaded.append(sha)
     body = client.call("PUT", f"/api/v1/datasets/{m.name}/{m.version}", json={"manifest": m.data})
     result.created = bool(body["created"])
     return result
 
 
-def _upload(client: Client, sha: str, path: Any, chunk_bytes: int, on_chunk: Callable[[str, int], None] | None) -> int:
+def upload(client: Client, sha: str, path: Any, chunk_bytes: int, on_chunk: Callable[[str, int], None] | None) -> int:
     """Send one file from where the server's upload of it stands; returns the bytes it already had."""
     state = client.call("GET", f"/api/v1/uploads/{sha}")
     if state["complete"]:

@@ -72,6 +72,7 @@ class TokenRequest(BaseModel):
 def create_app(db_url: str, store: str | Path | BlobStore, rate_limit: int = RATE_LIMIT_PER_MINUTE) -> FastAPI:
     from .database import make_engine
     from .datasets_api import router
+    from .runs_api import router as runs_router
 
     app = FastAPI(title="Verifily server", docs_url=None, redoc_url=None, openapi_url=None)
     engine = make_engine(db_url)
@@ -122,4 +123,5 @@ def create_app(db_url: str, store: str | Path | BlobStore, rate_limit: int = RAT
         return {"id": tid, "revoked": True}
 
     app.include_router(router)
+    app.include_router(runs_router)
     return app

@@ -73,14 +73,14 @@ def current_revision(engine: Any) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def migrate(engine: Any) -> tuple[str | None, str]:
-    """Upgrade to the newest revision; (revision before, revision after)."""
+def migrate(engine: Any, target: str = "head") -> tuple[str | None, str]:
+    """Upgrade to `target` (the newest revision unless a test asks for an older one); (revision before, after)."""
     from alembic import command
 
     before = _connect_or_explain(engine, current_revision)
     with engine.begin() as conn:
-        command.upgrade(_alembic_config(conn), "head")
-    return before, head_revision()
+        command.upgrade(_alembic_config(conn), target)
+    return before, head_revision() if target == "head" else target
 
 
 def check_current(engine: Any, url: str) -> None:

@@ -93,6 +93,7 @@ def upload_complete(
 ) -> dict[str, Any]:
     sha = _sha(sha)
     if _held(s, caller.org, sha):
+        request.app.state.store.discard(caller.org, sha)  # bytes sent again for a file already here
         return {"sha256": sha, "stored": False}
     try:
         size = request.app.state.store.finish(caller.org, sha)

@@ -66,3 +66,44 @@ class DatasetFile(Base):
     path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
     rows: Mapped[int] = mapped_column(BigInteger)
+
+
+class Run(Base):
+    """A run folder, by the root hash of its chain: pushed only after the server recomputed that chain."""
+
+    __tablename__ = "runs"
+    org: Mapped[str] = mapped_column(String(64), primary_key=True)
+    root_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(256))  # run_meta.json's id
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(32))
+
+
+class RunFile(Base):
+    __tablename__ = "run_files"
+    org: Mapped[str] = mapped_column(String(64), primary_key=True)
+    root_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
+
+
+class ModelVersion(Base):
+    """`model@version` -> a run. Set once: a version never changes."""
+
+    __tablename__ = "model_versions"
+    org: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[str] = mapped_column(String(128), primary_key=True)
+    root_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ModelStage(Base):
+    """`model@stage` (production, staging, …) -> a version. Moves whenever a push names the stage."""
+
+    __tablename__ = "model_stages"
+    org: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(128), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

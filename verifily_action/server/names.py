@@ -52,3 +52,20 @@ def has_nul(value: object) -> bool:
     if isinstance(value, list):
         return any(has_nul(v) for v in value)
     return False
+
+
+def check_rel_path(value: str) -> str:
+    """A file's path inside a run folder: relative, forward slashes, no empty, `.` or `..` part, no NUL."""
+    parts = value.split("/") if isinstance(value, str) else [""]
+    if (
+        not value
+        or "\x00" in value
+        or "\\" in value
+        or value.startswith("/")
+        or (len(value) > 1 and value[1] == ":")
+        or any(p in ("", ".", "..") for p in parts)
+    ):
+        raise VerifilyError(
+            f"path {value!r} is not a relative path inside the run folder", hint="no '..', no leading '/', no NUL"
+        )
+    return value

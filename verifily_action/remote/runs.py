@@ -1,0 +1,102 @@
+"""`verifily push --run RUN` and `verifily pull MODEL@REF`: a sealed run folder to the server's run store (its
+files by content hash, as `dataset push` sends them; the server recomputes the chain and refuses a tampered run),
+and back: fetched into a temporary folder, its chain verified here too, then renamed into place."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import VerifilyError
+from ..hashing import sha256_file
+from ..server.settings import CHUNK_BYTES
+from .client import Client
+from .push import upload
+
+
+@dataclass
+class RunPush:
+    root_hash: str
+    run_id: str
+    created: bool
+    uploaded: int
+    skipped: int
+    version: str | None
+    stage: str | None
+
+
+def push_run(run_dir: Path, client: Client, tag: str | None = None, stage: str | None = None) -> RunPush:
+    from ..runs.entries import scan
+    from ..runs.verify import verify_run
+
+    report = verify_run(run_dir, inputs=False)  # refuse here what the server would refuse, with the same reasons
+    if not report.ok or not report.root_hash:
+        raise VerifilyError(
+            f"{run_dir}: the run's hash chain does not hold; not pushed",
+            hint="`verifily reproduce --verify-only RUN` lists what changed",
+            problems=report.problems,
+        )
+    model, version = _split(tag) if tag else (None, None)
+    if stage and not tag:
+        raise VerifilyError("--stage needs --tag MODEL@VERSION (a stage points at a version)")
+    files = {rel: sha256_file(run_dir / rel) for rel in scan(run_dir).files}
+    missing = client.call("POST", "/api/v1/blobs/missing", json={"hashes": sorted(set(files.values()))})["missing"]
+    by_hash = {sha: run_dir / rel for rel, sha in files.items()}
+    for sha in missing:
+        upload(client, sha, by_hash[sha], CHUNK_BYTES, None)
+    body = {"files": files, "model": model, "version": version, "stage": stage}
+    got = client.call("PUT", f"/api/v1/runs/{report.root_hash}", json=body)
+    return RunPush(
+        report.root_hash,
+        got["run_id"],
+        bool(got["created"]),
+        len(missing),
+        len(set(files.values())) - len(missing),
+        got.get("version"),
+        got.get("stage"),
+    )
+
+
+def _split(ref: str) -> tuple[str, str]:
+    from ..server.names import check_name
+
+    name, at, version = ref.partition("@")
+    if not at:
+        raise VerifilyError(f"{ref!r} is not MODEL@VERSION", hint="e.g. --tag sentiment@v3")
+    return check_name(name, "model"), check_name(version, "version")
+
+
+def pull_model(client: Client, ref: str, out: Path | None) -> tuple[Path, dict[str, Any]]:
+    """Fetch `model@version` or `model@stage` into `out` (default ./runs/<run id>); returns (folder, info)."""
+    from ..runs.verify import verify_run
+    from ..server.names import check_name, check_rel_path
+
+    model, version = _split(ref)
+    info = client.call("GET", f"/api/v1/models/{model}/{version}")
+    dest = out or Path("runs") / check_name(info["run_id"], "run id")
+    if dest.exists():
+        raise VerifilyError(f"{dest} exists", hint="pass --out with a new folder, or move that one away")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.pulling-", dir=dest.parent))
+    try:
+        for rel, sha in info["files"].items():
+            target = tmp / check_rel_path(rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            r = client.call("GET", f"/api/v1/blobs/{sha}", stream=True)
+            with open(target, "wb") as f:
+                for block in r.iter_content(1024 * 1024):
+                    f.write(block)
+        report = verify_run(tmp, inputs=False)
+        if not report.ok or report.root_hash != info["root_hash"]:
+            raise VerifilyError(
+                f"{ref}: the fetched run does not verify (root {report.root_hash}, expected {info['root_hash']})",
+                problems=report.problems,
+            )
+        os.rename(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest, info

@@ -34,6 +34,7 @@ class Server:
 
     def start(self, *extra: str) -> Server:
         self.port = free_port()
+        self.store.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.store.parent / f"server-{self.port}.log", "wb")  # noqa: SIM115 - the process keeps it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "verifily_action.cli", "server", "--db", self.db, "--store", str(self.store)]

@@ -75,6 +75,13 @@ def data_root(tmp_path_factory):
     return root
 
 
+def _pushed(srv: Server, token: str, data_root: Path, version: str) -> None:
+    """reviews@<version> on the server (pushed here unless an earlier test did), so a test can run alone."""
+    from verifily_action.remote.push import push
+
+    push(load_manifest(data_root / "reviews" / version / "manifest.yaml"), Client(srv.url, token))
+
+
 def _get(srv: Server, path: str, token: str | None) -> requests.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return requests.get(srv.url + path, headers=headers, timeout=30)
@@ -257,6 +264,7 @@ def test_names_and_paths_that_leave_the_dataset_are_refused(server, tokens, name
 
 
 def test_a_version_is_immutable(server, tokens, data_root):
+    _pushed(server, tokens["acme_write"], data_root, "v1")
     m = load_manifest(data_root / "reviews" / "v1" / "manifest.yaml")
     changed = json.loads(json.dumps(m.data))
     changed["splits"]["eval"]["files"][0]["rows"] = 11
@@ -264,9 +272,11 @@ def test_a_version_is_immutable(server, tokens, data_root):
     assert r.status_code == 409 and "versions never change" in r.json()["error"]
 
 
-def test_name_at_version_is_pulled_through_the_cache_when_verifily_server_is_set(
+def test_name_at_version_is_pulled_through_the_cache_from_verifily_server_or_the_config(
     cli, server, tokens, data_root, tmp_path, monkeypatch
 ):
+    for version in ("v1", "v2"):
+        _pushed(server, tokens["acme_write"], data_root, version)
     monkeypatch.setenv("VERIFILY_SERVER", server.url)
     monkeypatch.setenv("VERIFILY_TOKEN", tokens["acme_read"])
     from verifily_action.datasets import resolve
@@ -282,16 +292,20 @@ def test_name_at_version_is_pulled_through_the_cache_when_verifily_server_is_set
     missing = cli("dataset", "info", "nothing@v9")
     assert missing.returncode == 2 and "404" in missing.stderr
 
-    # train resolves its dataset the same way: a dry run plans on the pulled version (v2: not cached yet)
+    # train resolves its dataset the same way, here from the config's `server:` (v2: not cached yet)
+    monkeypatch.delenv("VERIFILY_SERVER")
     config = write_config(
         tmp_path / "train.yaml", task="classification", model="all-MiniLM-L6-v2", dataset="reviews@v2",
-        datasets_root=str(tmp_path / "no-local-datasets"), training={"epochs": 1, "batch_size": 8},
+        datasets_root=str(tmp_path / "no-local-datasets"), server=server.url, training={"epochs": 1, "batch_size": 8},
     )  # fmt: skip
     plan = cli("train", "--config", str(config), "--dry-run", "--json")
     assert plan.returncode == 0, plan.stdout + plan.stderr
     v2 = load_manifest(data_root / "reviews" / "v2" / "manifest.yaml").dataset_hash()
     got = json.loads(plan.stdout)
     assert Path(got["manifest"]).parent == (cache_folder() / v2).resolve() and got["rows"] == 40
+    bad = write_config(tmp_path / "bad.yaml", task="classification", model="m", dataset="d@v1", server="ftp://x")
+    refused = cli("validate", str(bad))
+    assert refused.returncode == 2 and "$.server" in refused.stderr
 
 
 def test_a_push_killed_mid_upload_is_not_visible_and_resumes(server, tokens, tmp_path):

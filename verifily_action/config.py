@@ -103,6 +103,7 @@ class TrainConfig:
     model: str
     dataset: str
     datasets_root: str
+    server: str | None  # a Verifily server `name@version` datasets come from (remote/pull.py), or None
     train_split: str
     eval_dataset: str | None
     eval_split: str

@@ -2,8 +2,9 @@
 
 The root comes from the caller (config `datasets_root` or `--datasets-root`), else `VERIFILY_DATASETS`, else
 `./datasets`; `search_roots` is the one rule for where the stages look. An unknown name or version is an error
-that lists what exists (and the closest match). With VERIFILY_SERVER set, `name@version` comes from that server
-instead, through a local cache keyed by dataset hash and checked on every use (`remote.pull.pull_cached`).
+that lists what exists (and the closest match). With VERIFILY_SERVER set (or a config's `server:`), `name@version`
+comes from that server instead, through a local cache keyed by dataset hash and checked on every use
+(`remote.pull.pull_cached`).
 """
 
 from __future__ import annotations
@@ -71,9 +72,12 @@ def is_path_ref(ref: str) -> bool:
     )
 
 
-def resolve(ref: str, root: str | Path | None = None, *, from_server: bool = True) -> Manifest:
-    """Load the manifest that `ref` names: `name@version` under the datasets root (or from VERIFILY_SERVER's
-    server unless `from_server` is False, as for `dataset push`), or a manifest path."""
+def resolve(
+    ref: str, root: str | Path | None = None, *, server: str | None = None, from_server: bool = True
+) -> Manifest:
+    """Load the manifest that `ref` names: `name@version` under the datasets root, or from a server
+    (VERIFILY_SERVER, else `server`, a config's `server:`) unless `from_server` is False (as for `dataset push`),
+    or a manifest path."""
     ref = str(ref).strip()
     if is_path_ref(ref):
         return load_manifest(ref)
@@ -85,10 +89,11 @@ def resolve(ref: str, root: str | Path | None = None, *, from_server: bool = Tru
             hint=_listing(base, ref.split("@")[0]) or "e.g. ds_demo@v1, or path/to/manifest.yaml",
         )
     name, version = m["name"], m["version"]
-    if from_server and os.environ.get(ENV_SERVER):
+    url = os.environ.get(ENV_SERVER) or server
+    if from_server and url:
         from ..remote.pull import pull_cached
 
-        return pull_cached(name, version, os.environ[ENV_SERVER])
+        return pull_cached(name, version, url)
     if not base.is_dir():
         raise VerifilyError(
             f"datasets root {base} does not exist (looking for {ref})",

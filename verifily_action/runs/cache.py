@@ -33,6 +33,7 @@ Echo = Callable[[str], None]
 # Config keys that name where things are, not what they are (content hashes cover the rest).
 KEY_EXCLUDED = (
     "output_dir", "cache_dir", "run_name", "datasets_root", "model", "dataset", "eval_dataset", "gates", "attribute",
+    "server",  # where datasets come from; their hashes are in the key
 )  # fmt: skip
 KEY_SETTINGS_EXCLUDED = {
     "training": ("checkpoint_minutes",),

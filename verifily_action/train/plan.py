@@ -87,7 +87,7 @@ def _resolve_dataset(ref: str, cfg: TrainConfig, root: str | None) -> Any:
         p = resolve_path(cfg, ref)
         if p.exists():
             ref = str(p)
-    return resolve(ref, root)
+    return resolve(ref, root, server=cfg.server)
 
 
 def _rows(manifest: Any, split: str) -> int | None:

@@ -98,6 +98,11 @@ class AttributeConfig:
 
 
 @dataclass(frozen=True)
+class DistributedConfig:
+    strategy: str  # ddp | fsdp, under a multi-process launch (train/ranks.py)
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     task: str
     model: str
@@ -119,6 +124,7 @@ class TrainConfig:
     cache_dir: str | None
     run_name: str | None
     report_to: str
+    distributed: DistributedConfig
     attribute: AttributeConfig
     gates: list[str]  # compare's gate rules (verifily_action.compare.gates), checked when this run is compared
     # Where the config came from (not part of the schema; never written to config.yaml)
@@ -138,6 +144,7 @@ SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "training": TrainingConfig,
     "eval": EvalConfig,
+    "distributed": DistributedConfig,
     "attribute": AttributeConfig,
 }
 

@@ -72,7 +72,9 @@ def register(app: typer.Typer) -> None:
             discover_max_candidates=discover_max,
         )
         from ..runs.signature import configured_key
+        from ..train.ranks import one_process
 
+        one_process("eval")  # not sharded over ranks yet: under torchrun, every rank would write the same files
         configured_key()  # a VERIFILY_SIGNING_KEY that cannot sign fails now, not after evaluating
         outcome = evaluate_run(run, opts)
         for note in notes(outcome.results):

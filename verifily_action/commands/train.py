@@ -42,6 +42,13 @@ def register(app: typer.Typer) -> None:
             help="Print the result as JSON on stdout: the plan with --dry-run, else the run folder and key; errors "
             "too (with their file, line and JSON path).",
         ),
+        nproc: int | None = typer.Option(
+            None,
+            "--nproc",
+            metavar="N",
+            help="Train with N processes (one per GPU, else per CPU core) started through torchrun; "
+            "docs/distributed.md.",
+        ),
     ) -> None:
         """Fine-tune a LoRA/QLoRA adapter; writes a run folder with its hash chain (cached by run key)."""
         from ..errors import VerifilyError
@@ -56,8 +63,13 @@ def register(app: typer.Typer) -> None:
             force=force,
             resume=resume,
             dry_run=dry_run,
+            world_size=nproc,
         )
         try:
+            if nproc is not None:
+                from ..train.launch import check_nproc
+
+                check_nproc(nproc)  # before any planning: the machine cannot hold N processes
             if dry_run:
                 plan = make_plan(opts)
                 if as_json:
@@ -67,14 +79,19 @@ def register(app: typer.Typer) -> None:
                 typer.echo(describe(plan))
                 return
             from ..runs.signature import configured_key
-            from ..train.job import train as run_train
+            from ..train import launch, ranks
 
             configured_key()  # a VERIFILY_SIGNING_KEY that cannot sign fails now, not after training
+            if nproc is not None:  # checked here, then trained by N processes under torchrun
+                code = launch.run(opts, nproc, as_json, echo=lambda s: typer.echo(s, err=True))
+                raise typer.Exit(code=code)
 
             # stdout carries only the run folder (scripts do `RUN=$(verifily train ...)`); libraries that print
             # while importing or training (transformers prints a WANDB notice) go to stderr with the progress.
             with contextlib.redirect_stdout(sys.stderr):
-                result = run_train(opts, echo=lambda s: typer.echo(s, err=True))
+                result = ranks.train(opts, echo=lambda s: typer.echo(s, err=True))
+            if not ranks.world().main:  # rank 0 prints the result
+                return
         except VerifilyError as e:
             if not as_json:
                 raise

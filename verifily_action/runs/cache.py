@@ -34,6 +34,7 @@ Echo = Callable[[str], None]
 KEY_EXCLUDED = (
     "output_dir", "cache_dir", "run_name", "datasets_root", "model", "dataset", "eval_dataset", "gates", "attribute",
     "server",  # where datasets come from; their hashes are in the key
+    "distributed",  # one process ignores it; a multi-process run's key adds world size and strategy (train/plan.py)
 )  # fmt: skip
 KEY_SETTINGS_EXCLUDED = {
     "training": ("checkpoint_minutes",),

@@ -24,6 +24,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from ..runs.files import append_line
+from .ranks import agree
 
 
 def _fmt_eta(seconds: float) -> str:
@@ -157,6 +158,8 @@ class CheckpointCallback(TrainerCallback):
         last_step = state.global_step >= state.max_steps
         if self.interval is not None and not last_step and self.clock() - self.last >= self.interval:
             control.should_save = True
+        # a multi-process run saves and stops where any rank asked to (its clock, its Ctrl-C), or the ranks hang
+        control.should_save, control.should_training_stop = agree(control.should_save, control.should_training_stop)
         if control.should_save or control.should_training_stop or last_step:
             control.should_log = True  # the Trainer logs before it saves: the checkpoint starts a new window
         return control

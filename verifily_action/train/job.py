@@ -49,7 +49,7 @@ from ..runs.layout import (
     partial_dir,
 )
 from ..runs.lock import run_lock
-from . import label_tokens, trackers, trainlog
+from . import label_tokens, ranks, trackers, trainlog
 from .plan import Plan, TrainOptions, cached_run, fields_override, make_plan, unfinished_hint
 
 Echo = Callable[[str], None]
@@ -183,6 +183,7 @@ def _start(plan: Plan, run_dir: Path) -> dict[str, Any]:
         "metrics": None,
         "notes": [],
         "resumed_from": None,
+        "distributed": plan.distributed,
     }
     write_json_atomic(run_dir / RUN_META, meta)
     return meta
@@ -221,6 +222,7 @@ def execute(plan: Plan, opts: TrainOptions, echo: Echo = print) -> TrainResult:
         echo(f"resuming {run_dir}")
     echo(f"training {cfg.task} {cfg.model} on {plan.manifest.ref} -> {run_dir}")
     try:
+        ranks.announce(run_dir)  # under a multi-process launch the other ranks train with this folder now
         meta = _run(plan, run_dir, meta, echo)
     except (Interrupted, KeyboardInterrupt):
         _mark(run_dir, status="interrupted", error="interrupted (Ctrl-C)")

@@ -20,6 +20,7 @@ from ..errors import Problem, VerifilyError
 from ..runs.cache import find_cached, run_key
 from ..runs.files import read_json
 from ..runs.layout import CONFIG, PARTIAL, RUN_META, final_dir_for
+from . import ranks
 from .label_tokens import check_plan
 from .models import ResolvedModel, hash_model, resolve_model
 from .pretrain import check_causal_lm
@@ -37,6 +38,7 @@ class TrainOptions:
     force: bool = False
     resume: str | None = None
     dry_run: bool = False
+    world_size: int | None = None  # processes that will train (`--nproc`); None: this launch's (WORLD_SIZE)
 
 
 @dataclass
@@ -59,6 +61,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     cache_dir: Path | None = None  # the run cache folder (absolute), or None
     trainable_rows: int | None = None  # rows left after encoding (a dry run counts them; None: not counted)
+    distributed: dict[str, Any] = field(default_factory=dict)  # world size, strategy, global batch (train/ranks.py)
 
 
 def _datasets_root(cfg: TrainConfig, opts: TrainOptions) -> str:
@@ -99,15 +102,16 @@ def _rows(manifest: Any, split: str) -> int | None:
     return sum(int(f.rows) for f in files)
 
 
-def estimate_steps(cfg: TrainConfig, rows: int | None) -> int | None:
+def estimate_steps(cfg: TrainConfig, rows: int | None, world_size: int = 1) -> int | None:
     """Optimizer steps the Trainer will take, as transformers 5 computes them: batches per epoch (the last one
-    partial), optimizer steps per epoch rounded up (a partial accumulation still steps), at least one."""
+    partial), optimizer steps per epoch rounded up (a partial accumulation still steps), at least one. Under
+    `world_size` processes each step takes a batch on every rank."""
     t = cfg.training
     if t.max_steps is not None:
         return int(t.max_steps)
     if rows is None:
         return None
-    per_epoch = max(math.ceil(math.ceil(rows / t.batch_size) / t.gradient_accumulation_steps), 1)
+    per_epoch = max(math.ceil(math.ceil(rows / (t.batch_size * world_size)) / t.gradient_accumulation_steps), 1)
     return math.ceil(per_epoch * t.epochs)
 
 
@@ -126,7 +130,7 @@ def count_trainable(plan: Plan) -> None:
 
         tokenizer, _ = load_tokenizer(plan.model)
         plan.trainable_rows = len(encode(cfg.task, rows, tokenizer, cfg.training.max_length).columns["input_ids"])
-    plan.steps = estimate_steps(cfg, plan.trainable_rows)
+    plan.steps = estimate_steps(cfg, plan.trainable_rows, plan.distributed["world_size"])
 
 
 def _refuse_empty(manifest: Any, split: str) -> None:
@@ -215,8 +219,10 @@ def make_plan(opts: TrainOptions) -> Plan:
     if cfg.task in ("pretrain", "dpo"):
         check_causal_lm(cfg.task, model)  # an encoder-decoder or a classifier: one clear error before hashing
     check_plan(cfg, model, manifest, fields_override(cfg))  # classifier label_tokens: model kind, verbalizers
-    if resume_dir is not None:
-        meta = read_json(resume_dir / RUN_META)
+    meta = read_json(resume_dir / RUN_META) if resume_dir is not None else None
+    dist = ranks.settings(cfg, opts.world_size)
+    ranks.check(cfg, dist, meta, resume_dir)  # the strategy runs here; a resume keeps its world size
+    if meta is not None:
         model = replace(model, path=Path(meta.get("model_path") or model.path))
     model_hash, model_entries = hash_model(model)
     dataset_hash = manifest.dataset_hash()
@@ -229,6 +235,7 @@ def make_plan(opts: TrainOptions) -> Plan:
         model_hash=model_hash,
         version=__version__,
     )
+    key = ranks.run_key(key, dist)
     if resume_dir is not None:
         name = final_dir_for(resume_dir).name
         out = resume_dir.parent
@@ -238,7 +245,8 @@ def make_plan(opts: TrainOptions) -> Plan:
     rows = _rows(manifest, cfg.train_split)
     plan = Plan(
         cfg, config_dict, manifest, eval_manifest, model, model_hash, model_entries, dataset_hash, eval_hash,
-        key, name, out, rows, estimate_steps(cfg, rows), resume_dir, cache_dir=cache_dir,
+        key, name, out, rows, estimate_steps(cfg, rows, dist["world_size"]), resume_dir, cache_dir=cache_dir,
+        distributed=dist,
     )  # fmt: skip
     if opts.dry_run:
         count_trainable(plan)
@@ -273,6 +281,7 @@ def summary(plan: Plan) -> dict[str, Any]:
         "steps": plan.steps,
         "batch_size": t.batch_size,
         "gradient_accumulation_steps": t.gradient_accumulation_steps,
+        "distributed": plan.distributed,
         "max_steps": t.max_steps,
         "epochs": t.epochs,
         "lora": {"r": cfg.lora.r, "alpha": cfg.lora.alpha, "target_modules": cfg.lora.target_modules},

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from . import ranks
 from .data import TokenCounter, collator
 from .device import pick_device, resolve_precision
 from .label_tokens import lm_task
@@ -60,6 +61,7 @@ def training_arguments(cfg: Any, output_dir: Path, precision: str, device: str) 
         dataloader_num_workers=0,
         eval_strategy="no",
         torch_compile=bool(t.compile),
+        **ranks.strategy_args(cfg),  # under a multi-process launch: fsdp through accelerate's plugin
     )
 
 
@@ -195,4 +197,5 @@ def run_trainer(trainer: Any, cfg: Any, log_cb: Any, stop_cb: Any, resume_from: 
         stop_cb.uninstall()
         log_cb.close()
     summary = dict(log_cb.summary or getattr(result, "metrics", {}) or {})
-    return Outcome(trainer.model, trainer.state.global_step, stop_cb.requested, summary)
+    # under FSDP the adapter is gathered from every rank's shards (all ranks take part)
+    return Outcome(ranks.gathered(trainer), trainer.state.global_step, stop_cb.requested, summary)

@@ -1,0 +1,82 @@
+"""`verifily train --nproc N`: check what N processes would train, then start them through torchrun.
+
+Everything that can be wrong is found here, in one process, before any training process starts: N against the
+machine (GPUs when CUDA is there, else CPU cores), the config, the strategy on this device, a resume's world size
+(`plan.make_plan` with `world_size=N`). Then torchrun (`python -m torch.distributed.run --standalone
+--nproc_per_node N -m verifily_action.cli train ...`) runs the same command line without `--nproc` on every rank,
+and its exit code is this command's.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import VerifilyError
+
+
+def capacity() -> tuple[int, str]:
+    """How many training processes this machine can hold, and of what: CUDA GPUs, else CPU cores."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.device_count(), "CUDA GPUs"
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, "CPU cores"
+
+
+def check_nproc(nproc: int) -> None:
+    have, what = capacity()
+    if nproc < 1 or nproc > have:
+        raise VerifilyError(
+            f"--nproc {nproc}: this machine has {have} {what}",
+            hint=f"give --nproc between 1 and {have} (one process per {what[:-1].split()[-1].lower()})",
+        )
+    if os.environ.get("WORLD_SIZE"):
+        raise VerifilyError(
+            "--nproc inside a launch that already started several processes (WORLD_SIZE is set)",
+            hint="drop --nproc: torchrun or accelerate launch already started the ranks",
+        )
+
+
+def command(nproc: int, argv: list[str]) -> list[str]:
+    """The torchrun command line: this command's arguments, `--nproc N` taken out."""
+    return [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        "-m", "verifily_action.cli", "train", *argv,
+    ]  # fmt: skip
+
+
+def arguments(opts: Any, as_json: bool) -> list[str]:
+    """The `train` arguments each rank gets: the options given, `--nproc` left out."""
+    out: list[str] = []
+    for flag, value in (
+        ("--config", opts.config), ("--dataset", opts.dataset), ("--datasets-root", opts.datasets_root),
+        ("--output-dir", opts.output_dir), ("--cache-dir", opts.cache_dir), ("--resume", opts.resume),
+    ):  # fmt: skip
+        if value is not None:
+            out += [flag, str(value)]
+    return out + ["--force"] * opts.force + ["--json"] * as_json
+
+
+def run(opts: Any, nproc: int, as_json: bool, echo: Callable[[str], None]) -> int:
+    """Check, then train with `nproc` processes; returns torchrun's exit code."""
+    from .plan import make_plan
+
+    check_nproc(nproc)
+    opts.world_size = nproc
+    plan = make_plan(opts)  # config, data, model, strategy, resume world size: one clear error before any start
+    echo(
+        f"starting {nproc} processes (torchrun, {plan.distributed['strategy']}), global batch "
+        f"{plan.distributed['global_batch']}, run key {plan.run_key[:16]}"
+    )
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    proc = subprocess.Popen(command(nproc, arguments(opts, as_json)), env=env)
+    while True:
+        try:
+            return proc.wait()
+        except KeyboardInterrupt:  # the ranks and torchrun got the same Ctrl-C: wait for them to stop
+            continue

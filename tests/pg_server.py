@@ -7,6 +7,7 @@ missing) and every command runs through `runuser`.
 
 from __future__ import annotations
 
+import atexit
 import glob
 import os
 import shutil
@@ -74,7 +75,8 @@ class Postgres:
         return self.url(name)
 
     def stop(self) -> None:
-        self.run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+        if self.data.is_dir():  # once: the fixture's teardown, else the atexit hook
+            self.run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
@@ -107,4 +109,5 @@ def start() -> Postgres:
         log = (folder / "log").read_text(errors="replace") if (folder / "log").exists() else ""
         pg.stop()
         raise RuntimeError(f"postgres did not start: {started.stderr}\n{log}")
+    atexit.register(pg.stop)  # a test run that dies before its fixture's teardown still stops the cluster
     return pg

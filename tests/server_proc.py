@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import signal
@@ -44,6 +45,7 @@ class Server:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
+        atexit.register(self.kill)  # never outlives the test run, whatever stops it
         deadline = time.monotonic() + 120  # start-up wait, not a measurement
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

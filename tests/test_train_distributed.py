@@ -192,3 +192,15 @@ def test_two_local_nodes_rendezvous_and_finish_a_run(two, assets, tmp_path):
     assert meta(run)["run_key"] == meta(two)["run_key"]  # the same run as two processes on one node
     assert max_diff(weights(run), weights(two)) < 1e-6
     assert yaml.safe_load((run / "config.yaml").read_text())["distributed"] == {"strategy": "ddp"}
+
+
+def test_an_error_rank_0_finds_ends_every_rank_with_its_exit_code(assets, tmp_path):
+    """A folder in the way of the run is found by rank 0 (it alone looks at the output folder): it tells the other
+    rank, both stop with the same error, and `--nproc` exits 2 as the one-process CLI does (torchrun itself says 1)."""
+    cfg = config(tmp_path, assets, batch_size=4)
+    (tmp_path / "runs" / "r").mkdir(parents=True)
+    r = launch("-m", "verifily_action.cli", "train", "--config", str(cfg), "--nproc", "2")
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert r.stderr.count("already exists and is not a readable run") == 2  # rank 0's error, and rank 1's copy
+    assert "Traceback" not in r.stderr
+    assert list((tmp_path / "runs").iterdir()) == [tmp_path / "runs" / "r"]  # nothing written

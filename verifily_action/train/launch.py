@@ -2,9 +2,10 @@
 
 Everything that can be wrong is found here, in one process, before any training process starts: N against the
 machine (GPUs when CUDA is there, else CPU cores), the config, the strategy on this device, a resume's world size
-(`plan.make_plan` with `world_size=N`). Then torchrun (`python -m torch.distributed.run --standalone
---nproc_per_node N -m verifily_action.cli train ...`) runs the same command line without `--nproc` on every rank,
-and its exit code is this command's.
+(`plan.make_plan` with `world_size=N`). Then torchrun (`torch.distributed.run --standalone --nproc_per_node N -m
+verifily_action.cli train ...`, through `torchrun` below) runs the same command line without `--nproc` on every
+rank. torchrun exits 1 whatever failed; this command exits as the CLI does: with a rank's VerifilyError code (2,
+130; each rank writes it into VERIFILY_RANK_EXIT_DIR), else 3 for a rank that crashed or was killed.
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from ..errors import VerifilyError
+from ..errors import EXIT_INTERNAL, EXIT_INTERRUPTED, VerifilyError
+from .ranks import EXIT_DIR_ENV
 
 
 def capacity() -> tuple[int, str]:
@@ -44,7 +48,7 @@ def check_nproc(nproc: int) -> None:
 def command(nproc: int, argv: list[str]) -> list[str]:
     """The torchrun command line: this command's arguments, `--nproc N` taken out."""
     return [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+        sys.executable, "-m", "verifily_action.train.launch", "--standalone", f"--nproc_per_node={nproc}",
         "-m", "verifily_action.cli", "train", *argv,
     ]  # fmt: skip
 
@@ -74,9 +78,42 @@ def run(opts: Any, nproc: int, as_json: bool, echo: Callable[[str], None]) -> in
     )
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    proc = subprocess.Popen(command(nproc, arguments(opts, as_json)), env=env)
-    while True:
-        try:
-            return proc.wait()
-        except KeyboardInterrupt:  # the ranks and torchrun got the same Ctrl-C: wait for them to stop
-            continue
+    with tempfile.TemporaryDirectory(prefix="verifily-ranks-") as codes:
+        env[EXIT_DIR_ENV] = codes
+        proc = subprocess.Popen(command(nproc, arguments(opts, as_json)), env=env)
+        while True:
+            try:
+                rc = proc.wait()
+                break
+            except KeyboardInterrupt:  # the ranks and torchrun got the same Ctrl-C: wait for them to stop
+                continue
+        return exit_code(rc, Path(codes), echo)
+
+
+def exit_code(rc: int, codes: Path, echo: Callable[[str], None]) -> int:
+    """torchrun exits 1 whatever failed; this command exits as the CLI does: a rank's VerifilyError code (2 bad
+    input, 130 interrupted), else 3 for a rank that crashed or was killed (its error is above)."""
+    if rc == 0:
+        return 0
+    recorded = sorted(int(f.read_text(encoding="utf-8")) for f in codes.glob("rank-*"))
+    if recorded:
+        return recorded[0] if EXIT_INTERRUPTED not in recorded else EXIT_INTERRUPTED
+    echo(f"error: a training process failed (torchrun exit {rc}); its error is above")
+    return EXIT_INTERNAL
+
+
+def torchrun(argv: list[str]) -> int:
+    """torchrun (`torch.distributed.run`) without its traceback: when a rank fails it prints which rank, with what
+    exit code, then raises ChildFailedError; the ranks have printed their own errors already."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import main
+
+    try:
+        main(argv)
+    except ChildFailedError:
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(torchrun(sys.argv[1:]))

@@ -36,6 +36,7 @@ from ..runs.layout import CONFIG, RUN_META, TRAIN_LOG
 
 Echo = Callable[[str], None]
 TIMEOUT_ENV = "VERIFILY_DIST_TIMEOUT"
+EXIT_DIR_ENV = "VERIFILY_RANK_EXIT_DIR"  # set by `verifily train --nproc`: each rank's exit code of a VerifilyError
 _state: dict[str, Any] = {"announced": False}
 
 
@@ -128,11 +129,21 @@ def announce(run_dir: Path) -> None:
 def train(opts: Any, echo: Echo) -> Any:
     """`job.train` for this process: directly in one process, else as rank 0 or as another rank."""
     from . import job
-    from .plan import make_plan
 
     w = world()
     if w.size <= 1:
         return job.train(opts, echo)
+    try:
+        return _train_ranks(opts, echo, w)
+    except VerifilyError as e:  # `verifily train --nproc` exits with it, not with torchrun's own 1 (launch.py)
+        if os.environ.get(EXIT_DIR_ENV):
+            (Path(os.environ[EXIT_DIR_ENV]) / f"rank-{w.rank}").write_text(str(e.exit_code), encoding="utf-8")
+        raise
+
+
+def _train_ranks(opts: Any, echo: Echo, w: World) -> Any:
+    from .plan import make_plan
+
     init(w)
     signal.signal(signal.SIGTERM, _stopped)
     error: VerifilyError | None = None

@@ -103,8 +103,9 @@ def exit_code(rc: int, codes: Path, echo: Callable[[str], None]) -> int:
 
 
 def torchrun(argv: list[str]) -> int:
-    """torchrun (`torch.distributed.run`) without its traceback: when a rank fails it prints which rank, with what
-    exit code, then raises ChildFailedError; the ranks have printed their own errors already."""
+    """torchrun (`torch.distributed.run`) without its tracebacks: when a rank fails it prints which rank, with what
+    exit code, then raises ChildFailedError (on Ctrl-C, SignalException); the ranks have printed their own errors."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main
 
@@ -112,6 +113,8 @@ def torchrun(argv: list[str]) -> int:
         main(argv)
     except ChildFailedError:
         return 1
+    except SignalException as e:  # Ctrl-C: torchrun passed it on to the ranks, which saved and stopped
+        return 128 + int(e.sigval)
     return 0
 
 

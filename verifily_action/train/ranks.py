@@ -30,7 +30,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from ..errors import VerifilyError
+from ..errors import EXIT_INTERRUPTED, VerifilyError
 from ..runs.files import read_json
 from ..runs.layout import CONFIG, RUN_META, TRAIN_LOG
 
@@ -221,6 +221,8 @@ def _train_here(plan: Any, w: World, run_dir: Path, files: dict[str, str]) -> No
         if real.is_dir():
             (scratch / CHECKPOINTS).symlink_to(real, target_is_directory=True)
         job._run(plan, scratch, read_json(scratch / RUN_META), lambda s: None)
+    except job.Interrupted:  # Ctrl-C: every rank saved the same checkpoint and stopped; rank 0 says how to resume
+        raise VerifilyError(f"rank {w.rank}: training interrupted", exit_code=EXIT_INTERRUPTED) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

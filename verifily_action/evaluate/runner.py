@@ -30,7 +30,9 @@ from ..runs.files import disk_full_error, is_disk_full, write_text_atomic
 from ..runs.folder import load_run, recover, replace_run
 from ..runs.layout import ADAPTER, TOKENIZER
 from ..runs.lock import run_lock
-from . import bootstrap, hard, metrics, preference, pretrain, slices
+from . import bootstrap, hard, metrics, preference, pretrain, slices, streaming
+from .records import build_records as build_records  # where the tests build predictions.jsonl rows
+from .records import jsonl, records_for
 
 SCHEMA = "eval_results.schema.json"
 
@@ -46,6 +48,7 @@ class EvalOptions:
     seed: int = 0
     discover: bool = False  # worst-slice discovery (evaluate/discover.py), recorded as `discovery`
     discover_max_candidates: int | None = None  # default: eval.discover_max_candidates
+    streaming: bool | None = None  # chunk by chunk (evaluate/streaming.py); None: as the run trained (data.streaming)
 
 
 @dataclass
@@ -111,15 +114,22 @@ def base_model_dir(run: Any) -> str:
     return str(resolve_model(run.config.model).path)
 
 
-def _infer(task: str, run: Any, rows: Any, batch_size: int, max_new_tokens: int) -> tuple[Any, list[str], list[str]]:
-    """Run the model; returns (inference.Outputs, references, inputs shown in hard_examples.jsonl)."""
+def load_model(task: str, run: Any) -> Any:
+    from . import inference
+
+    dirs = (base_model_dir(run), run.dir / ADAPTER, run.dir / TOKENIZER)
+    return inference.load_for_eval(task, *dirs, max_length=run.config.training.max_length)
+
+
+def _infer(
+    task: str, run: Any, rows: Any, batch_size: int, max_new_tokens: int, lm: Any = None
+) -> tuple[Any, list[str], list[str]]:
+    """Run the model (`lm`, else the run's, loaded); returns (inference.Outputs, references, inputs shown in
+    hard_examples.jsonl)."""
     from ..train.data import format_prompt  # the exact prompt text training used
     from . import inference
 
-    cfg = run.config
-    lm = inference.load_for_eval(
-        task, base_model_dir(run), run.dir / ADAPTER, run.dir / TOKENIZER, max_length=cfg.training.max_length
-    )
+    lm = lm or load_model(task, run)
     cols = set(rows.column_names)
     if task == "pretrain" and "text" in cols:  # documents scored whole (evaluate/pretrain.py); nothing generated
         inputs, refs = [str(x) for x in rows["text"]], [""] * len(rows)
@@ -213,43 +223,7 @@ def score(
     return out
 
 
-def build_records(
-    task: str,
-    ids: Sequence[str],
-    tags: Sequence[Mapping[str, Any] | None],
-    refs: Sequence[str],
-    preds: Sequence[str],
-    losses: Sequence[float | None],
-) -> list[dict[str, Any]]:
-    """predictions.jsonl rows: id, tags, reference, prediction, score (the task's primary per-example score),
-    loss, correct (classification: label match; generation: exact match after SQuAD normalization)."""
-    records = []
-    for i, (ref, pred, loss) in enumerate(zip(refs, preds, losses, strict=True)):
-        if task == "classification":
-            sc = float(ref == pred)
-            correct = ref == pred
-        else:
-            sc = metrics.token_f1(ref, pred)
-            correct = metrics.exact_match(ref, pred) == 1.0
-        records.append(
-            {
-                "id": str(ids[i]),
-                "tags": {k: slices.tag_value(tags[i], k) for k in (tags[i] or {})},
-                "reference": ref,
-                "prediction": pred,
-                "score": sc,
-                "loss": loss,
-                "correct": bool(correct),
-            }
-        )
-    return records
-
-
 # ---------------------------------------------------------------- writing
-
-
-def _jsonl(rows: Sequence[Mapping[str, Any]]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
 
 
 def _stderr(line: str) -> None:
@@ -289,21 +263,19 @@ def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome:
     rows = load_split(manifest, split, fields=fields or None)
     if len(rows) == 0:
         raise VerifilyError(f"the {split} split of {manifest.ref} has no rows: nothing to evaluate")
-    tags = list(rows["tags"])  # one Arrow->Python conversion, not one per example
+    streamed = cfg.data.streaming if opts.streaming is None else opts.streaming
+    tags = streaming.tags(rows) if streamed else list(rows["tags"])  # one Arrow->Python conversion
     # Check slice keys before spending time on inference.
     slices.build_slices(tags, slice_by, cross, ecfg.min_slice_size, warn=lambda w: _stderr(f"warning: {w}"))
 
     batch_size = opts.batch_size or ecfg.batch_size
     infer = preference.infer if task == "dpo" else _infer  # dpo: pairs against the adapter-disabled base
-    out, refs, inputs = infer(task, run, rows, batch_size, ecfg.max_new_tokens)
-    if task == "pretrain":
-        records = pretrain.build_records(list(rows["id"]), tags, out.losses, out.extra["tokens"])
-    elif task == "dpo":
-        records = out.extra["records"]
+    scratch = worst = None
+    if streamed:
+        out, refs, records, worst, scratch = streaming.infer(task, run, rows, batch_size, ecfg, _infer, load_model)
     else:
-        records = build_records(task, list(rows["id"]), tags, refs, out.predictions, out.losses)
-        for rec, probs in zip(records, out.extra.get("probabilities") or (), strict=False):
-            rec["probabilities"] = probs  # classification by label tokens: calibrated over the labels
+        out, refs, inputs = infer(task, run, rows, batch_size, ecfg.max_new_tokens)
+        records = records_for(task, list(rows["id"]), tags, out, refs)
     if task != "classification" and any(r["loss"] is None for r in records):
         # A prompt filling the whole window leaves no reference token to score (training drops such rows too).
         metric_names = [m for m in metric_names if m not in ("loss", "perplexity")]
@@ -384,16 +356,24 @@ def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome:
     if errors:  # a bug in this module, not the user's input
         raise RuntimeError(f"{layout.EVAL_RESULTS} does not match its schema: {errors[0].message}")
 
-    worst = hard.hard_examples([dict(r, input=inputs[i]) for i, r in enumerate(records)], ecfg.hard_examples)
+    if worst is None:
+        worst = hard.hard_examples([dict(r, input=inputs[i]) for i, r in enumerate(records)], ecfg.hard_examples)
 
     def write(stage: Path) -> str:
         """The eval folder and the extended chain, in the copy of the run that replaces it."""
         out = layout.eval_dir(stage, name)
         out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(out / layout.PREDICTIONS, _jsonl(records))
-        write_text_atomic(out / layout.HARD_EXAMPLES, _jsonl(worst))
+        if scratch is not None:
+            streaming.place(scratch, out / layout.PREDICTIONS)
+        else:
+            write_text_atomic(out / layout.PREDICTIONS, jsonl(records))
+        write_text_atomic(out / layout.HARD_EXAMPLES, jsonl(worst))
         write_text_atomic(out / layout.EVAL_RESULTS, json.dumps(results, indent=2, ensure_ascii=False) + "\n")
         return add_artifacts(stage, [out / n for n in layout.EVAL_FILES])
 
-    root = replace_run(run.dir, write)
+    try:
+        root = replace_run(run.dir, write)
+    finally:
+        if scratch is not None:
+            scratch.unlink(missing_ok=True)
     return EvalOutcome(results, layout.eval_dir(run.dir, name), root)

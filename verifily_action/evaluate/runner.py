@@ -375,5 +375,5 @@ def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome:
         root = replace_run(run.dir, write)
     finally:
         if scratch is not None:
-            scratch.unlink(missing_ok=True)
+            scratch.close()
     return EvalOutcome(results, layout.eval_dir(run.dir, name), root)

@@ -8,7 +8,8 @@ keeps its reference and generated texts themselves, since token F1 / ROUGE-L and
 loss as float64 (8 B each) and one byte each for "has a loss" and "correct": 42 B a row for classification. Not
 kept: ids, inputs, label-token probabilities (written to predictions.jsonl only). Scoring builds transient per-row
 lists (references, predictions, losses, tags) and a float64 array per metric, and the bootstrap resamples in
-chunks of a fixed number of cells (`bootstrap`), so its memory does not grow with the rows. Hard examples: the worst
+chunks of at most 4M indices (`bootstrap._MAX_CELLS`: 32 MB of int64 and a float64 gather of the same size per
+metric), which stops growing at 4,000 rows (x 1,000 resamples). Hard examples: the worst
 k rows (with their inputs) are merged chunk by chunk — the same rows in the same order as ranking all rows at once
 (the ranking is a stable sort and the kept rows all come before the chunk's). The rows are read from the
 memory-mapped Arrow file `load_split` writes, CHUNK at a time.
@@ -22,7 +23,7 @@ import tempfile
 from array import array
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..runs.layout import TEMP_SUFFIX
 from ..train.streaming import Batch
@@ -101,39 +102,40 @@ def infer(task: str, run: Any, rows: Any, batch_size: int, ecfg: Any, infer_chun
     lm = load(task, run)
     cols = Columns()
     worst: list[dict[str, Any]] = []
-    fd, scratch = tempfile.mkstemp(prefix="verifily-predictions-", suffix=".jsonl")
+    # no name on disk: gone when closed (runner closes it after writing the run) or with the process
+    scratch = tempfile.TemporaryFile()  # noqa: SIM115
     seconds, truncation, extra = 0.0, None, {}
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for batch in rows.iter(batch_size=CHUNK):
-                chunk = Batch(batch)
-                out, refs, inputs = infer_chunk(task, run, chunk, batch_size, ecfg.max_new_tokens, lm)
-                recs = records_for(task, batch["id"], batch["tags"], out, refs)
-                f.write(jsonl(recs))
-                for rec in recs:
-                    cols.add(rec, shared_texts=task == "classification")
-                k = ecfg.hard_examples
-                chunk_worst = hard.hard_examples([dict(r, input=inputs[i]) for i, r in enumerate(recs)], k)
-                merged = hard.hard_examples(worst + chunk_worst, k)
-                worst = [{k: v for k, v in r.items() if k != "rank"} for r in merged]
-                seconds += out.seconds
-                truncation = _merge_truncation(truncation, out.extra["truncation"])
-                extra = out.extra
+        for batch in rows.iter(batch_size=CHUNK):
+            chunk = Batch(batch)
+            out, refs, inputs = infer_chunk(task, run, chunk, batch_size, ecfg.max_new_tokens, lm)
+            recs = records_for(task, batch["id"], batch["tags"], out, refs)
+            scratch.write(jsonl(recs).encode("utf-8"))
+            for rec in recs:
+                cols.add(rec, shared_texts=task == "classification")
+            keep = ecfg.hard_examples
+            chunk_worst = hard.hard_examples([dict(r, input=inputs[i]) for i, r in enumerate(recs)], keep)
+            merged = hard.hard_examples(worst + chunk_worst, keep)
+            worst = [{k: v for k, v in r.items() if k != "rank"} for r in merged]
+            seconds += out.seconds
+            truncation = _merge_truncation(truncation, out.extra["truncation"])
+            extra = out.extra
     except BaseException:
-        os.unlink(scratch)
+        scratch.close()
         raise
     summary = Outputs([], [], seconds, dict(extra, truncation=truncation))
     ranked = [dict(r, rank=i + 1) for i, r in enumerate(worst)]
-    return summary, cols.refs, cols, ranked, Path(scratch)
+    return summary, cols.refs, cols, ranked, scratch
 
 
-def place(scratch: Path, path: Path) -> None:
+def place(scratch: IO[bytes], path: Path) -> None:
     """Copy the predictions scratch file to `path` through a temporary name beside it and `os.replace` (the eval
     folder of a staged run may hold a hard link to the run's own file: never write through it)."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
-        with os.fdopen(fd, "wb") as dst, open(scratch, "rb") as src:
-            shutil.copyfileobj(src, dst, 4 * 1024 * 1024)
+        scratch.seek(0)
+        with os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(scratch, dst, 4 * 1024 * 1024)
             dst.flush()
             os.fsync(dst.fileno())
         os.replace(tmp, path)

@@ -21,7 +21,7 @@ ARTIFACT = "verifily-run"
 # what the comment image leaves out (docker/lock.py COMMENT_EXCLUDE): comment mode must not even try to import them
 HEAVY = (
     "torch", "transformers", "peft", "datasets", "accelerate", "safetensors", "matplotlib", "gguf", "scipy", "trl",
-    "fastapi", "uvicorn", "sqlalchemy", "alembic", "psycopg",
+    "fastapi", "uvicorn", "sqlalchemy", "alembic", "psycopg", "jinja2",
 )  # fmt: skip
 
 

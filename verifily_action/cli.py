@@ -22,6 +22,7 @@ from .commands import (
     keys,
     models,
     remote,
+    report,
     reproduce,
     server,
     train,
@@ -39,7 +40,21 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-COMMANDS = (validate, train, evaluate, compare, reproduce, dataset, remote, keys, attribute, export, server, models)
+COMMANDS = (
+    validate,
+    train,
+    evaluate,
+    compare,
+    reproduce,
+    dataset,
+    remote,
+    keys,
+    attribute,
+    export,
+    server,
+    models,
+    report,
+)
 for _module in COMMANDS:
     _module.register(app)
 

@@ -10,6 +10,7 @@ literally), and `prose` for our own sentences that quote data, whose `code spans
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _MENTION = re.compile(r"@(?=[A-Za-z0-9])")
 _HTML = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
@@ -78,3 +79,32 @@ def mermaid_label(text: str, max_len: int = 40) -> str:
     controls."""
     s = _BIDI.sub("", text).replace("<", "\u2039").replace(">", "\u203a")
     return re.sub(r'["`\\\n\r]', "'", s)[:max_len]
+
+
+# ---------------------------------------------------------------- HTML (the dashboard and `verifily report --html`)
+
+_JSON_IN_SCRIPT = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def html(text: object) -> Any:
+    """Text from data for an HTML page: `& < > " '` escaped (inert in element text and in quoted attributes alike),
+    bidirectional controls removed. A `markupsafe.Markup` (a template's own fragment) passes unchanged. The Jinja
+    environment of the dashboard calls this on every `{{ … }}` (dashboard/render.py), so no value reaches a page
+    unescaped."""
+    from markupsafe import Markup, escape
+
+    if isinstance(text, Markup):
+        return text
+    return escape(_BIDI.sub("", "" if text is None else str(text)))
+
+
+def json_script(data: object) -> Any:
+    """`data` as JSON for a `<script type="application/json">` block: `<`, `>`, `&`, the JS line separators and
+    bidirectional controls written as \\u escapes, so no value can end the block (`</script>`), open a comment or
+    reorder the page's source; JSON.parse gives the values back unchanged."""
+    import json
+
+    from markupsafe import Markup
+
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return Markup(_BIDI.sub(lambda m: f"\\u{ord(m[0]):04x}", "".join(_JSON_IN_SCRIPT.get(c, c) for c in text)))

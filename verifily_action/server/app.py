@@ -124,4 +124,7 @@ def create_app(db_url: str, store: str | Path | BlobStore, rate_limit: int = RAT
 
     app.include_router(router)
     app.include_router(runs_router)
+    from ..dashboard.web import install
+
+    install(app)  # the dashboard's pages under /ui/ (their own login; see dashboard/web.py)
     return app

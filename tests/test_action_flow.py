@@ -133,6 +133,13 @@ def test_pull_request_compares_with_the_downloaded_baseline_and_comments_once(fl
     with zipfile.ZipFile(io.BytesIO(r["upload"]["data"])) as z:
         root = json.loads(z.read("run_meta.json"))["root_hash"]
     assert body.rstrip().endswith(f" · root hash `{root}`"), body[-300:]
+    # the dashboard's page beside the run in the artifact, named by the comment: its chart holds this comparison
+    with zipfile.ZipFile(io.BytesIO(r["upload"]["data"])) as z:
+        page = z.read("verifily-report.html").decode()
+    assert "(dashboard: open `verifily-report.html` from it)" in body
+    chart = json.loads(re.search(r'<script type="application/json" id="delta-data">(.*?)</script>', page, re.S)[1])
+    deltas = [row["deltas"][0]["delta"] for row in comparison["rows"] if row["metric"] == chart["metrics"][0]["metric"]]
+    assert chart["metrics"][0]["series"][0]["deltas"] == deltas
     print(
         f"\nAction start-to-comment (python entrypoint.py, train 3 steps + eval 80 rows + baseline + compare): "
         f"{r['to_comment']:.1f}s of {r['seconds']:.1f}s total",
@@ -315,5 +322,6 @@ def test_workflow_run_job_comments_on_the_fork_pull_request(flow, fork):
     assert len(table) > 3 and table == [ln for ln in fork["job"]["summary"].splitlines() if ln.startswith("| ")]
     run_id, art = fork["job"]["run_id"], fork["artifact"]["id"]
     assert f"(https://github.com/{NAME}/actions/runs/{run_id}/artifacts/{art})" in body
+    assert "(dashboard: open `verifily-report.html` from it)" in body  # the fork's job added the page
     assert f"[run {flow['base_run']['id']}]" in body and "merge-base" in body and "⚠️" not in body
     assert body.split("\n", 1)[1].strip() in r["summary"].replace("\r", "")

@@ -31,3 +31,10 @@ def test_the_root_hash_is_shown_only_for_a_run_whose_chain_holds(tmp_path):
     assert verified_root(run) == (run / "run_meta.json").read_text().split('"root_hash": "')[1][:64]
     (run / "train_log.jsonl").write_text("edited\n")
     assert verified_root(run) is None
+
+
+def test_the_dashboard_page_is_named_only_beside_an_uploaded_artifact():
+    linked = compose("t", "b", html="verifily-report.html", **ARGS)
+    assert "(dashboard: open `verifily-report.html` from it)" in linked
+    assert "dashboard" not in compose("t", "b", html="verifily-report.html", **{**ARGS, "artifact_id": None})
+    assert "dashboard" not in compose("t", "b", **ARGS)

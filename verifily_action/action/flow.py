@@ -36,7 +36,7 @@ from ..github.server import NO_BASELINE_ON_GHES, ghes_notice, is_ghes
 from ..report import pr
 from ..runs.files import read_json
 from ..runs.layout import EVAL_RESULTS, RUN_META
-from . import ownership, signing
+from . import html_report, ownership, signing
 from .artifact import PR_CONTEXT, check_run, fetch_run, read_pr_context
 from .comment_checks import DEPENDABOT, comment_inputs, confirmed_pull_request
 from .inputs import Inputs, check_fail_on, fail_on_rules, read_inputs
@@ -129,6 +129,7 @@ def compose_report(
     artifact_id: int | None = None,
     note: str = "",
     run_dir: Path | None = None,
+    html: str | None = None,
 ) -> str:
     """The comment and the job summary (report.pr): `run_id` is the run that made the artifact, by default this one;
     `artifact_id` None when the upload failed; `run_dir` the reported run, whose root hash is shown when its chain
@@ -145,6 +146,7 @@ def compose_report(
         artifact_id=artifact_id,
         note=note,
         root_hash=verified_root(run_dir) if run_dir is not None else None,
+        html=html,
     )
 
 
@@ -208,11 +210,13 @@ def train_eval(inputs: Inputs, ctx: Context) -> int:
             print(base.reason)
         with wf.group("Compare"):
             outcome, base = _compare(run_dir, base, inputs)
+        html = html_report.build(run_dir, base, outcome.comparison_json)  # the baseline folder lives until here
     # before the report, which links the artifact; a failed upload is a warning and leaves `artifact-id` empty
     with wf.group("Upload artifact"):
-        artifact_id = _upload(run_dir, inputs, ctx, outcome.comparison_json)
+        artifact_id = _upload(run_dir, inputs, ctx, outcome.comparison_json, html)
     wf.set_outputs({"artifact-id": str(artifact_id or "")})  # at once: a later failure must not upload it again
-    report = compose_report(outcome, base, ctx, inputs, artifact_id=artifact_id, run_dir=run_dir)
+    html_file = html_report.REPORT_FILE if html and artifact_id else None
+    report = compose_report(outcome, base, ctx, inputs, artifact_id=artifact_id, run_dir=run_dir, html=html_file)
     wf.append_summary(report)
     comment_url = ""
     if pr is not None and inputs.comment:
@@ -238,7 +242,7 @@ def train_eval(inputs: Inputs, ctx: Context) -> int:
     return EXIT_OK
 
 
-def _upload(run_dir: Path, inputs: Inputs, ctx: Context, comparison: Path | None = None) -> int | None:
+def _upload(run_dir: Path, inputs: Inputs, ctx: Context, comparison: Path | None, html: bytes | None) -> int | None:
     """Upload the run folder (plus the comparison and the PR context) as the artifact; its id, or None (with a
     warning) when the upload failed: the report, the summary and the outputs do not depend on it."""
     from ..github.artifacts import upload_artifact
@@ -248,6 +252,8 @@ def _upload(run_dir: Path, inputs: Inputs, ctx: Context, comparison: Path | None
     extra = {}
     if comparison is not None and comparison.is_file():
         extra[COMPARISON] = comparison.read_bytes()  # next to the run folder, not in it: the run stays sealed
+    if html:
+        extra[html_report.REPORT_FILE] = html
     pr = ctx.event.pull_request
     if pr is not None:
         extra[PR_CONTEXT] = json.dumps(
@@ -323,8 +329,9 @@ def comment_mode(inputs: Inputs, ctx: Context) -> int:
         note = ""
         if wr.conclusion == "failure":
             note = f"⚠️ [The workflow run]({ctx.run_url(wr.id)}) failed (a gate, or a later step); see its log."
+        html = html_report.in_artifact(run_dir)  # the dashboard's page the pull request's job added
         report = compose_report(
-            outcome, base, ctx, inputs, run_id=wr.id, artifact_id=int(art["id"]), note=note, run_dir=run_dir
+            outcome, base, ctx, inputs, run_id=wr.id, artifact_id=int(art["id"]), note=note, run_dir=run_dir, html=html
         )
     wf.append_summary(report)
     url = _post(client, ctx, str(info["config"]), number, report, inputs.comment_author) if inputs.comment else ""

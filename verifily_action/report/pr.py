@@ -32,11 +32,14 @@ def compose(
     artifact_id: int | None,
     note: str = "",
     root_hash: str | None = None,
+    html: str | None = None,
 ) -> str:
     """The whole report. `artifact_id` None: the upload failed, so the artifact is named but not linked.
-    `root_hash`: the run's root hash when its chain holds (shown only when it is one: 64 hex digits)."""
+    `root_hash`: the run's root hash when its chain holds (shown only when it is one: 64 hex digits). `html`: the
+    dashboard's page in the artifact (`verifily report --html`), named after the link."""
     head = f"{note}\n\n{baseline}" if note else baseline
     artifact = f"artifact `{code_span(artifact_name)}`"
     artifact = f"[{artifact}]({run_url}/artifacts/{artifact_id})" if artifact_id else f"{artifact} (not uploaded)"
+    artifact += f" (dashboard: open `{code_span(html)}` from it)" if html and artifact_id else ""
     root = f" · root hash `{root_hash}`" if root_hash and _ROOT.fullmatch(root_hash) else ""
     return f"{TITLE}\n\n{head}\n\n{body.strip()}\n\n---\n[Workflow run]({run_url}) · {artifact}{root}\n"

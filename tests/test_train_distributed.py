@@ -132,7 +132,8 @@ def test_a_killed_rank_ends_every_rank_and_the_run_resumes(two, assets, tmp_path
     assert "rank 1: dying at step 5" in r.stderr
     partial = tmp_path / "runs" / "r.partial"
     m = meta(partial)
-    assert m["status"] == "failed"  # not `running` or `interrupted`: nothing looks resumable by mistake
+    # not `running` or `interrupted`: nothing looks resumable by mistake
+    assert m["status"] == "failed", r.stderr[-4000:]
     assert m["error"]
     assert not (tmp_path / "runs" / "r").exists()
     assert any(partial.glob("checkpoints/checkpoint-4/rng_state_1.pth"))  # rank 1's state, in rank 0's checkpoint

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,6 +111,8 @@ class PeerStopped(Exception):
 
 
 def _stopped(signum: int, frame: Any) -> None:
+    if sys.exc_info()[1] is not None:  # already ending with an error (a collective saw the peer go): let it record
+        return  # the run as failed; raising here could cut that write short and leave it `running`
     raise PeerStopped("stopped by the launcher (SIGTERM): another rank failed; see its error above")
 
 

@@ -11,8 +11,8 @@ import random
 
 import pytest
 
-from tests.builders import write_config, write_dataset
-from tests.cli_runner import run_cli
+from tests.builders import write_dataset
+from tests.real_llm.runs import isolated, overall_deltas, print_table, train_and_eval
 
 pytestmark = pytest.mark.llm
 
@@ -65,30 +65,16 @@ def alpaca(tmp_path_factory, smollm2, shared_data):
 
 
 def _run(root, gguf, name, training):
-    cfg = write_config(
-        root / f"{name}.yaml", task="sft", model=str(gguf), dataset="alpaca@v1", datasets_root=str(root / "datasets"),
-        output_dir=str(root / "runs"), run_name=name, lora={"r": 16, "alpha": 32},
+    return train_and_eval(
+        root, name, task="sft", model=gguf, dataset="alpaca@v1", lora={"r": 16, "alpha": 32},
         training={"batch_size": 8, "max_length": MAX_TOKENS + 16, **training}, eval=EVAL,
     )  # fmt: skip
-    out = run_cli("train", "--config", str(cfg))
-    assert out.returncode == 0, out.stderr
-    run = root / "runs" / name
-    assert run_cli("eval", "--run", str(run)).returncode == 0
-    return run
 
 
 @pytest.fixture(scope="module")
 def runs(alpaca, smollm2_gguf, model_cache, tmp_path_factory):
-    """(baseline run, trained run): the converted model as it is (`max_steps: 0`), and after one epoch of sft. A
-    module fixture is set up before the per-test isolation of tests/conftest.py: it sets the same here."""
-    cache = tmp_path_factory.mktemp("llm-caches")
-    with pytest.MonkeyPatch.context() as mp:
-        for flag in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE"):
-            mp.setenv(flag, "1")
-        mp.setenv("HF_HOME", str(cache / "hf"))
-        mp.setenv("HF_DATASETS_CACHE", str(cache / "hf" / "datasets"))
-        mp.setenv("VERIFILY_CACHE", str(cache / "verifily"))
-        mp.setenv("VERIFILY_MODEL_CACHE", str(model_cache))
+    """(baseline run, trained run): the converted model as it is (`max_steps: 0`), and after one epoch of sft."""
+    with isolated(tmp_path_factory, model_cache):
         base = _run(alpaca, smollm2_gguf, "base", {"max_steps": 0})
         trained = _run(alpaca, smollm2_gguf, "trained", {"epochs": 1, "learning_rate": 0.002})
     return base, trained
@@ -103,8 +89,10 @@ def test_sft_on_real_instructions_beats_the_base_model(cli, runs, smollm2, smoll
     assert json.loads((base / "run_meta.json").read_text())["model_path"] == str(smollm2)
     out = cli("compare", "--runs", f"{base},{trained}", "-f", "json")
     assert out.returncode in (0, 1), out.stderr
-    overall = {r["metric"]: r["deltas"][0] for r in json.loads(out.stdout)["rows"] if not r["slice"]}
-    print("base -> trained, overall:", {m: round(d["delta"], 4) for m, d in overall.items()})
+    report = json.loads(out.stdout)
+    overall = overall_deltas(report)
+    for metric in ("loss", "token_f1", "rouge_l"):
+        print_table(report, metric)
     assert overall["loss"]["delta"] < 0 and overall["loss"]["significant"], overall["loss"]
     assert overall["token_f1"]["delta"] > 0 and overall["rouge_l"]["delta"] > 0, overall
 

@@ -158,3 +158,36 @@ def test_streamed_eval_equals_the_in_memory_eval(straight, tmp_path, monkeypatch
         assert verify_chain(run) == []
     assert got[True][0]["n"] == 8 and got[True][0]["slices"] and got[True][0]["overall"]
     assert got[True] == got[False]
+
+
+def test_streamed_classification_learns_its_labels_in_the_check_pass(tmp_path, assets, cli):
+    """The label map and the eval split's unseen labels come from the one check pass, as a loaded split gives them;
+    a broken row is one clear error naming file:line, before any training."""
+    from tests.builders import cls_rows, write_config
+
+    ev = cls_rows(8, 1) + [{"id": "n1", "text": "meh", "label": "neutral", "tags": {"source": "human"}}]
+    write_dataset(tmp_path / "ds", "cls", "v1", {"train": cls_rows(24), "eval": ev}, **GENERATED)
+    common = {"task": "classification", "model": str(assets["model"]), "dataset": "cls@v1",
+              "datasets_root": str(tmp_path / "ds"), "output_dir": str(tmp_path / "runs")}  # fmt: skip
+    metas = []
+    for streaming in (True, False):
+        cfg = write_config(tmp_path / f"{streaming}.yaml", **common, run_name=f"c{streaming}",
+                           data={"streaming": streaming}, training={"max_steps": 2, "batch_size": 4})  # fmt: skip
+        metas.append(job.train(TrainOptions(config=cfg), **QUIET).meta)
+    for k in ("label_map", "unseen_eval_labels", "notes"):
+        assert metas[0][k] == metas[1][k], k
+    assert metas[0]["label_map"] == {"negative": 0, "positive": 1} and metas[0]["unseen_eval_labels"] == {"neutral": 1}
+
+    (tmp_path / "ds" / "cls" / "v1" / "train.jsonl").write_bytes(b'{"id": "x", "text": "hi"}\n')
+    from verifily_action.hashing import sha256_file
+
+    m = tmp_path / "ds" / "cls" / "v1" / "manifest.json"
+    doc = json.loads(m.read_text())
+    doc["splits"]["train"]["files"][0].update(sha256=sha256_file(m.parent / "train.jsonl"), rows=1)
+    m.write_text(json.dumps(doc))
+    cfg = write_config(tmp_path / "bad.yaml", **common, run_name="bad", data={"streaming": True},
+                       training={"max_steps": 2})  # fmt: skip
+    r = cli("train", "--config", str(cfg))
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "train.jsonl:1" in r.stderr and "label" in r.stderr
+    assert not (tmp_path / "runs" / "bad" / "checkpoints").exists() and not (tmp_path / "runs" / "bad").exists()

@@ -16,7 +16,6 @@ TRL turns dropout off (its default), so the policy's and the reference's log-pro
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -119,42 +118,22 @@ def build_and_train(
     resume_from: str | None,
     echo: Any,
 ) -> Outcome:
-    """train.trainer.build_and_train for task dpo: the same base + LoRA, callbacks and baseline (max_steps 0)."""
-    import transformers
+    """train.trainer.build_and_train for task dpo: the same set-up (base + LoRA, callbacks) and loop (baseline)."""
+    from .trainer import prepare, run_trainer
 
-    from .callbacks import CheckpointCallback, InterruptCallback, LogCallback
-    from .data import TokenCounter
-    from .device import pick_device, resolve_precision
-    from .snapshots import SnapshotCallback
-    from .trainer import load_base, run_trainer
-
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl)\..*")
-    device = pick_device()
-    precision = resolve_precision(cfg.training.precision, device)
-    model = load_base(cfg, model_ref, tokenizer, None, precision)
+    parts = prepare(cfg, model_ref, tokenizer, None, log_path, echo)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    counter = TokenCounter()
-    counter.attach(model)
-    log_cb = LogCallback(log_path, counter, echo)
-    stop_cb = InterruptCallback(echo)
     trainer = _trainer_class()(
-        model=model,
+        model=parts.model,
         ref_model=None,
-        args=dpo_config(cfg, ckpt_dir, precision, device),
+        args=dpo_config(cfg, ckpt_dir, parts.precision, parts.device),
         train_dataset=train_ds,
         processing_class=tokenizer,
-        callbacks=[
-            log_cb,
-            stop_cb,
-            SnapshotCallback(cfg.training.snapshots, ckpt_dir.parent, None),
-            CheckpointCallback(cfg.training.checkpoint_minutes),
-        ],
+        callbacks=parts.callbacks(cfg, ckpt_dir, None),
     )
     peft_model = trainer.accelerator.unwrap_model(trainer.model)
     if "ref" in peft_model.peft_config:  # the copy of a fresh adapter is the base: disable the adapter instead
         peft_model.delete_adapter("ref")
-    echo(f"device {device}, precision {precision}, {len(train_ds)} pairs, beta {cfg.training.dpo_beta}")
-    return run_trainer(trainer, cfg, log_cb, stop_cb, resume_from, echo)
+    echo(f"device {parts.device}, precision {parts.precision}, {len(train_ds)} pairs, beta {cfg.training.dpo_beta}")
+    return run_trainer(trainer, cfg, parts.log_cb, parts.stop_cb, resume_from, echo)

@@ -127,6 +127,49 @@ def _missing_keys(model: Any, folder: Path) -> list[str]:
     return out
 
 
+@dataclass
+class Parts:
+    """What every Trainer here is built from (`prepare`): the device, precision, base + LoRA, and the callbacks."""
+
+    device: str
+    precision: str
+    model: Any
+    log_cb: Any
+    stop_cb: Any
+
+    def callbacks(self, cfg: Any, ckpt_dir: Path, label_map: dict[str, int] | None) -> list[Any]:
+        from .callbacks import CheckpointCallback
+        from .snapshots import SnapshotCallback
+
+        # CheckpointCallback last: it sees the saves the others ask for; ckpt_dir is <run>/checkpoints
+        return [
+            self.log_cb,
+            self.stop_cb,
+            SnapshotCallback(cfg.training.snapshots, ckpt_dir.parent, label_map),
+            CheckpointCallback(cfg.training.checkpoint_minutes),
+        ]
+
+
+def prepare(
+    cfg: Any, model_ref: Any, tokenizer: Any, label_map: dict[str, int] | None, log_path: Path, echo: Any
+) -> Parts:
+    """The set-up shared by transformers' Trainer (`build_and_train`) and TRL's DPOTrainer (train/dpo.py): quiet
+    libraries, device and precision, the base model with LoRA, the token counter, the log and Ctrl-C callbacks."""
+    import transformers
+
+    from .callbacks import InterruptCallback, LogCallback
+
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|trl)\..*")
+    device = pick_device()
+    precision = resolve_precision(cfg.training.precision, device)
+    model = load_base(cfg, model_ref, tokenizer, label_map, precision)
+    counter = TokenCounter()
+    counter.attach(model)
+    return Parts(device, precision, model, LogCallback(log_path, counter, echo), InterruptCallback(echo))
+
+
 def build_and_train(
     cfg: Any,
     model_ref: Any,
@@ -138,46 +181,25 @@ def build_and_train(
     resume_from: str | None,
     echo: Any,
 ) -> Outcome:
-    import transformers
     from transformers import Seq2SeqTrainer, Trainer
-
-    from .callbacks import CheckpointCallback, InterruptCallback, LogCallback
-    from .snapshots import SnapshotCallback
 
     if cfg.task == "dpo":  # TRL's DPOTrainer; the reference is the base with the adapter disabled (train/dpo.py)
         from .dpo import build_and_train as train_dpo
 
         return train_dpo(cfg, model_ref, tokenizer, train_ds, ckpt_dir, log_path, resume_from, echo)
-    transformers.logging.set_verbosity_error()
-    transformers.utils.logging.disable_progress_bar()
-    warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
-    device = pick_device()
-    precision = resolve_precision(cfg.training.precision, device)
-    model = load_base(cfg, model_ref, tokenizer, label_map, precision)
-    coll = collator(lm_task(cfg), tokenizer, model, packing=cfg.training.packing)
-    args = training_arguments(cfg, ckpt_dir, precision, device)
-    counter = TokenCounter()
-    counter.attach(model)
-    log_cb = LogCallback(log_path, counter, echo)
-    stop_cb = InterruptCallback(echo)
+    parts = prepare(cfg, model_ref, tokenizer, label_map, log_path, echo)
     cls = Seq2SeqTrainer if cfg.task == "seq2seq" else Trainer
     trainer = cls(
-        model=model,
-        args=args,
+        model=parts.model,
+        args=training_arguments(cfg, ckpt_dir, parts.precision, parts.device),
         train_dataset=train_ds,
-        data_collator=coll,
+        data_collator=collator(lm_task(cfg), tokenizer, parts.model, packing=cfg.training.packing),
         processing_class=tokenizer,
-        # CheckpointCallback last: it sees the saves the others ask for
-        callbacks=[
-            log_cb,
-            stop_cb,
-            SnapshotCallback(cfg.training.snapshots, ckpt_dir.parent, label_map),  # ckpt_dir is <run>/checkpoints
-            CheckpointCallback(cfg.training.checkpoint_minutes),
-        ],
+        callbacks=parts.callbacks(cfg, ckpt_dir, label_map),
     )
     rows = f"{len(train_ds)} rows" if hasattr(train_ds, "__len__") else "streamed rows"  # data.streaming
-    echo(f"device {device}, precision {precision}, {rows}")
-    return run_trainer(trainer, cfg, log_cb, stop_cb, resume_from, echo)
+    echo(f"device {parts.device}, precision {parts.precision}, {rows}")
+    return run_trainer(trainer, cfg, parts.log_cb, parts.stop_cb, resume_from, echo)
 
 
 def run_trainer(trainer: Any, cfg: Any, log_cb: Any, stop_cb: Any, resume_from: str | None, echo: Any) -> Outcome:

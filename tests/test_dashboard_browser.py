@@ -157,6 +157,18 @@ def test_pages_need_a_session_and_the_cookie_is_locked_down(server, pushed):
     assert reader.get(server.url + "/ui/", allow_redirects=False).status_code == 200
     requests.delete(server.url + f"/api/v1/tokens/{made['id']}", headers=admin, timeout=30)
     assert reader.get(server.url + "/ui/", allow_redirects=False).status_code == 303
+    # another organization's session sees none of acme's runs or datasets
+    other = requests.post(server.url + "/api/v1/tokens", json={"org": "globex", "scope": "read"}, headers=admin)
+    outsider = requests.Session()
+    csrf3 = re.search(r'name="csrf" value="([^"]+)"', outsider.get(server.url + "/ui/login").text)[1]
+    outsider.post(server.url + "/ui/login", data={"token": other.json()["token"], "csrf": csrf3})
+    assert pushed["v1"][:16] not in outsider.get(server.url + "/ui/").text
+    assert outsider.get(server.url + f"/ui/runs/{pushed['v1']}").status_code == 404
+    assert "ds_demo" not in outsider.get(server.url + "/ui/datasets").text
+    assert outsider.get(server.url + "/ui/datasets/ds_demo/diff?a=v1&b=v2").status_code == 404
+    cmp = outsider.get(server.url + f"/ui/compare?baseline={pushed['v1']}&run={pushed['v2']}")
+    assert cmp.status_code == 404
+    assert f"/ui/runs/{pushed['v1']}" in s.get(server.url + "/ui/").text  # acme's own session lists it
 
 
 def test_every_page_loads_without_console_errors(page, server, pushed):

@@ -313,3 +313,46 @@ def test_comment_action_end_to_end_against_fake_github(docker_env, comment_image
     assert "## Verifily Train" in comment["body"] and f"[run {job['base_run']['id']}]" in comment["body"]
     assert read_outputs(files / "output")["comment-url"] == comment["html_url"]
     print(f"\ncontainer start-to-comment (comment image, workflow_run job): {elapsed:.1f}s", file=sys.stderr)
+
+
+def test_the_server_runs_in_the_image_against_postgresql(docker_env, image, tmp_path):
+    """`verifily server init` and `verifily server` in the cpu image (the compose file's `init` and `server`), on a real
+    PostgreSQL (tests/pg_server.py, reached over the host network): health, a token, and the dashboard's login page
+    with its vendored chart script served from the package data."""
+    import requests
+
+    from verifily_action.dashboard.render import static_text
+
+    from . import pg_server
+    from .server_proc import TOKEN as TOKEN_TEXT
+
+    pg = pg_server.start()
+    name = f"verifily-server-{os.getpid()}"
+    try:
+        db = pg.create_database("image")
+        init = _run(docker_env, image, "server", "init", "--db", db, "--store", "/srv/verifily", timeout=300)
+        assert init.returncode == 0, init.stdout + init.stderr
+        token = TOKEN_TEXT.search(init.stdout)[0]
+        port = pg_server.free_port()
+        args = ["server", "--db", db, "--store", "/srv/verifily", "--host", "127.0.0.1", "--port", str(port)]
+        started = _docker(docker_env, "run", "-d", "--name", name, "--network", "host", image, *args)
+        assert started.returncode == 0, started.stderr
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120  # start-up wait, not a measurement
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(url + "/health", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the server in the image did not answer: " + _docker(docker_env, "logs", name).stderr[-3000:])
+        who = requests.get(url + "/api/v1/whoami", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert who.status_code == 200 and who.json()["org"] == "admin"
+        login = requests.get(url + "/ui/login", timeout=30)
+        assert login.status_code == 200 and "script-src 'self'" in login.headers["content-security-policy"]
+        chart = requests.get(url + "/ui/static/chart.umd.min.js", timeout=30)
+        assert chart.status_code == 200 and chart.text == static_text("chart.umd.min.js")
+    finally:
+        _docker(docker_env, "rm", "-f", name, timeout=120)
+        pg.stop()

@@ -17,10 +17,10 @@ from tests.real_llm.runs import isolated, overall_deltas, print_table, train_and
 
 pytestmark = pytest.mark.llm
 
-BUDGET = 24  # tokens kept of each response (both responses of a pair: the same budget)
-N_TRAIN, N_EVAL = 48, 32
+BUDGET = 20  # tokens kept of each response (both responses of a pair: the same budget)
+N_TRAIN, N_EVAL = 32, 32
 EVAL = {"slice_by": ["dataset"], "batch_size": 8}
-TRAINING = {"max_steps": 6, "batch_size": 8, "learning_rate": 0.002, "max_length": 96, "dpo_beta": 0.1}
+TRAINING = {"max_steps": 4, "batch_size": 8, "learning_rate": 0.002, "max_length": 96, "dpo_beta": 0.1}
 
 
 def _cut(tok, text: str) -> str | None:

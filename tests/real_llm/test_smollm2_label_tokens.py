@@ -17,7 +17,7 @@ from tests.real_llm.runs import isolated, overall_deltas, print_table, train_and
 
 pytestmark = pytest.mark.llm
 
-N_TRAIN, N_EVAL = 64, 96  # per split, half human, half synthetic
+N_TRAIN, N_EVAL = 64, 64  # per split, half human, half synthetic
 LABELS = ("negative", "positive")
 TRAINING = {"max_steps": 8, "batch_size": 8, "learning_rate": 0.001, "max_length": 64}
 EVAL = {"slice_by": ["source"], "batch_size": 32}

@@ -8,7 +8,7 @@ are a set. Rows themselves are never kept: a row problem fails the run like `loa
 
 Training reads the rows again, lazily: `datasets.IterableDataset.from_generator` over the files (one shard per
 file), `shuffle(seed, buffer_size)` (a seeded buffer of `data.shuffle_buffer` rows; pass p over the data uses seed
-training.seed + p, the shard order shuffled too) and `map` tokenizing MAP_ROWS rows at a time with `data.encode`,
+training.seed + p, the shard order shuffled too) and `map` tokenizing MAP_ROWS rows at a time with `train.data.encode`,
 the same encoding as a loaded split. `Stream` turns the passes into one endless iterable, so the Trainer sees a
 single epoch whose position is its step count: a resumed run skips exactly the batches it had trained on (the
 Trainer's `skip_first_batches` reads them again) and ends with the weights of an uninterrupted run.
@@ -35,7 +35,7 @@ MAP_ROWS = 1000  # rows tokenized together: large enough for the fast tokenizer'
 
 
 class Batch:
-    """A batch of rows (column -> list) with the little of `datasets.Dataset`'s interface `data.encode` reads."""
+    """A batch of rows (column -> list) with the little of `datasets.Dataset`'s interface `train.data.encode` reads."""
 
     def __init__(self, columns: dict[str, list[Any]]) -> None:
         self.columns = columns
@@ -104,7 +104,7 @@ def torch_stream(stream: Stream) -> Any:
 
 
 class Encoder:
-    """`data.encode` for one batch of rows at a time, adding up what tokenization did."""
+    """`train.data.encode` for one batch of rows at a time, adding up what tokenization did."""
 
     def __init__(self, task: str, tokenizer: Any, max_length: int, label_map: Any, verbalizers: Any) -> None:
         self.args = (task, tokenizer, max_length, label_map, verbalizers)

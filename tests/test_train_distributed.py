@@ -10,6 +10,8 @@
   per-device batch size). The loss is averaged over the tokens of all ranks (average_tokens_across_devices).
 - A rank killed mid-run (tests/dist_worker.py: os._exit at step 5) ends every rank; the run is marked failed, a
   resume with another world size is refused, and `--resume --nproc 2` completes it with the uninterrupted adapter.
+- `verifily eval` under torchrun: each rank scores its share of the rows, rank 0 writes the eval folder alone, and
+  it equals a one-process eval of the same run.
 - Two "nodes" on this machine (`torchrun --nnodes 2 --node-rank 0|1 --rdzv-endpoint 127.0.0.1:PORT`) rendezvous and
   finish the same run.
 """
@@ -205,3 +207,37 @@ def test_an_error_rank_0_finds_ends_every_rank_with_its_exit_code(assets, tmp_pa
     assert r.stderr.count("already exists and is not a readable run") == 2  # rank 0's error, and rank 1's copy
     assert "Traceback" not in r.stderr
     assert list((tmp_path / "runs").iterdir()) == [tmp_path / "runs" / "r"]  # nothing written
+
+
+def test_eval_under_two_ranks_equals_one_process(two, tmp_path, cli):
+    """Rank r scores rows r, r+2, ...; rank 0 gathers them in the eval set's order and writes (evaluate/sharded.py).
+    Batch size 1: no padding, so each row is computed alike in both evals. `-r`, not `--run`: torchrun's own parser
+    reads `--run` as an ambiguous abbreviation of its --run-path (docs/distributed.md)."""
+    import shutil
+
+    from verifily_action.runs.chain import verify_chain
+
+    solo, sharded = tmp_path / "solo" / "r", tmp_path / "sharded" / "r"
+    for d in (solo, sharded):
+        shutil.copytree(two, d)
+    out = cli("eval", "--run", str(solo), "--batch-size", "1", "--json")
+    assert out.returncode == 0, out.stderr
+    r = launch("-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "verifily_action.cli",
+               "eval", "-r", str(sharded), "--batch-size", "1", "--json")  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    results = json.loads(r.stdout)  # one JSON document: only rank 0 printed
+    expected = json.loads(out.stdout)
+    assert results["n"] == expected["n"] == 8
+    for metric, value in expected["overall"].items():
+        assert results["overall"][metric]["value"] == pytest.approx(value["value"], abs=1e-5), metric
+
+    def predictions(run):
+        (f,) = run.glob("eval/*/predictions.jsonl")
+        return [json.loads(x) for x in f.read_text().splitlines()]
+
+    got, want = predictions(sharded), predictions(solo)
+    assert [x["id"] for x in got] == [x["id"] for x in want]  # the eval set's order, not rank by rank
+    assert [x["prediction"] for x in got] == [x["prediction"] for x in want]
+    assert [x["loss"] for x in got] == pytest.approx([x["loss"] for x in want], abs=1e-5)
+    assert verify_chain(sharded) == []  # rank 0 sealed the eval into the chain
+    assert sorted(p.name for p in sharded.parent.iterdir()) == ["r"]  # no other rank wrote anything beside it

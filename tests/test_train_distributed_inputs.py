@@ -103,10 +103,14 @@ def test_dry_run_counts_steps_over_the_global_batch(tmp_path, assets, cli):
     assert not (tmp_path / "runs").exists()
 
 
-def test_eval_started_as_one_rank_of_several_is_refused(tmp_path, cli, monkeypatch):
+def test_a_streaming_eval_is_refused_as_one_rank_of_several(monkeypatch):
+    """A streaming eval (evaluate/streaming.py) is not sharded: as one rank of several it is one clear error."""
+    from verifily_action.evaluate import sharded
+
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("RANK", "1")
-    r = cli("eval", "--run", str(tmp_path / "runs" / "r"))
-    assert r.returncode == 2
-    assert "`verifily eval` runs in one process; it was started as rank 1 of 2" in r.stderr
-    assert "without torchrun" in r.stderr and "Traceback" not in r.stderr
+    sharded.check(False)  # an in-memory eval is sharded over the ranks
+    with pytest.raises(VerifilyError) as e:
+        sharded.check(True)
+    assert "a streaming eval runs in one process; this is rank 1 of 2" in str(e.value)
+    assert "without torchrun" in (e.value.hint or "")

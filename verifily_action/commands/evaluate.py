@@ -71,11 +71,14 @@ def register(app: typer.Typer) -> None:
             discover=discover,
             discover_max_candidates=discover_max,
         )
+        from ..evaluate.runner import evaluate_rank
         from ..runs.signature import configured_key
-        from ..train.ranks import one_process
+        from ..train.ranks import world
 
-        one_process("eval")  # not sharded over ranks yet: under torchrun, every rank would write the same files
         configured_key()  # a VERIFILY_SIGNING_KEY that cannot sign fails now, not after evaluating
+        if not world().main:  # under torchrun: this rank scores its share of the rows; rank 0 writes (sharded.py)
+            evaluate_rank(run, opts)
+            return
         outcome = evaluate_run(run, opts)
         for note in notes(outcome.results):
             typer.echo(f"note: {note}", err=True)

@@ -30,7 +30,8 @@ from ..runs.files import disk_full_error, is_disk_full, write_text_atomic
 from ..runs.folder import load_run, recover, replace_run
 from ..runs.layout import ADAPTER, TOKENIZER
 from ..runs.lock import run_lock
-from . import bootstrap, hard, metrics, preference, pretrain, slices, streaming
+from ..train import ranks
+from . import bootstrap, hard, metrics, preference, pretrain, sharded, slices, streaming
 from .records import build_records as build_records  # where the tests build predictions.jsonl rows
 from .records import jsonl, records_for
 
@@ -237,14 +238,23 @@ def evaluate_run(run_dir: str | Path, opts: EvalOptions | None = None) -> EvalOu
     with run_lock(d, "evaluating"):
         recover(layout.final_dir_for(d.resolve()), _stderr)
         try:
-            return _evaluate(d, opts or EvalOptions())
+            outcome = _evaluate(d, opts or EvalOptions())
+            if outcome is None:  # only another rank's _evaluate returns None (sharded.py)
+                raise RuntimeError("rank 0 of a sharded eval got no results")
+            return outcome
         except Exception as e:
             if not isinstance(e, VerifilyError) and is_disk_full(e, d):
                 raise disk_full_error(e, d, "the evaluation's results") from e
             raise
 
 
-def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome:
+def evaluate_rank(run_dir: str | Path, opts: EvalOptions | None = None) -> None:
+    """A rank other than 0 of a multi-process eval: score its share of the rows for rank 0, write nothing (no lock:
+    rank 0 holds it)."""
+    _evaluate(Path(run_dir), opts or EvalOptions())
+
+
+def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome | None:
     from ..datasets import load_split
     from ..datasets.registry import resolve_first, search_roots
     from ..schemas import validator
@@ -264,6 +274,7 @@ def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome:
     if len(rows) == 0:
         raise VerifilyError(f"the {split} split of {manifest.ref} has no rows: nothing to evaluate")
     streamed = cfg.data.streaming if opts.streaming is None else opts.streaming
+    sharded.check(streamed)
     tags = streaming.tags(rows) if streamed else list(rows["tags"])  # one Arrow->Python conversion
     # Check slice keys before spending time on inference.
     slices.build_slices(tags, slice_by, cross, ecfg.min_slice_size, warn=lambda w: _stderr(f"warning: {w}"))
@@ -273,6 +284,11 @@ def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome:
     scratch = worst = None
     if streamed:
         out, refs, records, worst, scratch = streaming.infer(task, run, rows, batch_size, ecfg, _infer, load_model)
+    elif ranks.world().size > 1:  # torchrun / accelerate launch: each rank scores its share, rank 0 writes
+        got = sharded.infer(task, run, rows, batch_size, ecfg.max_new_tokens, infer)
+        if got is None:
+            return None
+        out, refs, records, inputs = got
     else:
         out, refs, inputs = infer(task, run, rows, batch_size, ecfg.max_new_tokens)
         records = records_for(task, list(rows["id"]), tags, out, refs)

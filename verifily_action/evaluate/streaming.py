@@ -88,7 +88,7 @@ def tags(rows: Any) -> list[Mapping[str, Any]]:
     return out
 
 
-def _merge_truncation(total: dict[str, int] | None, part: dict[str, int]) -> dict[str, int]:
+def merge_truncation(total: dict[str, int] | None, part: dict[str, int]) -> dict[str, int]:
     """Chunks' truncation counts added up (their rows are disjoint, so counts of rows add); the longest row kept."""
     if total is None:
         return dict(part)
@@ -118,7 +118,7 @@ def infer(task: str, run: Any, rows: Any, batch_size: int, ecfg: Any, infer_chun
             merged = hard.hard_examples(worst + chunk_worst, keep)
             worst = [{k: v for k, v in r.items() if k != "rank"} for r in merged]
             seconds += out.seconds
-            truncation = _merge_truncation(truncation, out.extra["truncation"])
+            truncation = merge_truncation(truncation, out.extra["truncation"])
             extra = out.extra
     except BaseException:
         scratch.close()

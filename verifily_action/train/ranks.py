@@ -230,16 +230,6 @@ def _train_here(plan: Any, w: World, run_dir: Path, files: dict[str, str]) -> No
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def one_process(command: str) -> None:
-    """Refuse a command that runs in one process only when it was started as one rank of several."""
-    w = world()
-    if w.size > 1:
-        raise VerifilyError(
-            f"`verifily {command}` runs in one process; it was started as rank {w.rank} of {w.size} (WORLD_SIZE)",
-            hint=f"run `verifily {command}` without torchrun or accelerate launch (docs/distributed.md)",
-        )
-
-
 def settings(cfg: Any, world_size: int | None) -> dict[str, Any]:
     """run_meta.json's `distributed`: world size, strategy (`none` for one process) and the effective global batch
     (batch_size x world_size x gradient_accumulation_steps). `world_size` None: this launch's."""

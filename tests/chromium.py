@@ -5,24 +5,19 @@ test can assert a page loaded without errors."""
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from typing import Any
+
+from tests.debian import apt_install
 
 NAMES = ("chromium", "chromium-browser")
 
 
 def executable() -> str | None:
     found = next((p for p in map(shutil.which, NAMES) if p), None)
-    if found or os.geteuid() != 0 or shutil.which("apt-get") is None:
+    if found or not apt_install("chromium"):
         return found
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "chromium"]
-    if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=True)
-        subprocess.run(cmd, env=env, capture_output=True, check=True)
     return next((p for p in map(shutil.which, NAMES) if p), None)
 
 

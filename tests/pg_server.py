@@ -17,6 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.debian import apt_install
+
 ROLE = "verifily"
 SYSTEM_USER = "postgres"
 
@@ -40,14 +42,7 @@ def ensure_installed() -> Path | None:
     """The binaries, installing Debian's `postgresql` when missing and possible (root); None when impossible."""
     if (found := bin_dir()) is not None:
         return found
-    if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return None
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    cmd = ["apt-get", "install", "-y", "-q", "--no-install-recommends", "postgresql"]
-    if subprocess.run(cmd, env=env, capture_output=True).returncode != 0:
-        subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, check=True)
-        subprocess.run(cmd, env=env, capture_output=True, check=True)
-    return bin_dir()
+    return bin_dir() if apt_install("postgresql") else None
 
 
 @dataclass

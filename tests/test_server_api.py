@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import stat
 from pathlib import Path
 
@@ -303,6 +304,13 @@ def test_name_at_version_is_pulled_through_the_cache_from_verifily_server_or_the
     v2 = load_manifest(data_root / "reviews" / "v2" / "manifest.yaml").dataset_hash()
     got = json.loads(plan.stdout)
     assert Path(got["manifest"]).parent == (cache_folder() / v2).resolve() and got["rows"] == 40
+    # eval and attribute read the run's `server:` too: with the pulled copy gone, eval pulls it again
+    trained = cli("train", "--config", str(config), "--output-dir", str(tmp_path / "runs"))
+    assert trained.returncode == 0, trained.stderr
+    shutil.rmtree(cache_folder() / v2)
+    evaluated = cli("eval", "--run", trained.stdout.strip(), "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout)["dataset"]["hash"] == v2 and (cache_folder() / v2).is_dir()
     bad = write_config(tmp_path / "bad.yaml", task="classification", model="m", dataset="d@v1", server="ftp://x")
     refused = cli("validate", str(bad))
     assert refused.returncode == 2 and "$.server" in refused.stderr

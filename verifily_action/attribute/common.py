@@ -192,7 +192,7 @@ def split_rows(run: Any, which: str, datasets_root: str | None) -> tuple[Any, st
         ref, split = str(entry.get("ref") or cfg.dataset), str(entry.get("split") or cfg.train_split)
     else:
         ref, split = dataset_ref(EvalOptions(), meta), cfg.eval_split
-    manifest = resolve_first(ref, search_roots(datasets_root, cfg.datasets_root))
+    manifest = resolve_first(ref, search_roots(datasets_root, cfg.datasets_root), server=cfg.server)
     manifest.require_split(split)
     fields = {k: v for k, v in vars(cfg.fields).items() if v is not None}
     rows = load_split(manifest, split, fields=fields or None)

@@ -36,7 +36,7 @@ def _eval_spec(run: Any, datasets_root: str | None) -> dict[str, Any]:
         )
     res = load_eval_results(path)
     ds = res["dataset"]
-    manifest = resolve_first(ds["ref"], search_roots(datasets_root, run.config.datasets_root))
+    manifest = resolve_first(ds["ref"], search_roots(datasets_root, run.config.datasets_root), server=run.config.server)
     return {
         "ref": ds["ref"],
         "split": ds["split"],

@@ -41,8 +41,11 @@ def search_roots(given: str | Path | None = None, recorded: str | Path | None = 
     return list(dict.fromkeys(roots))
 
 
-def resolve_first(ref: str, roots: list[Path]) -> Manifest:
-    """The manifest `ref` names under the first of `roots` that holds it; the first root's error when none does."""
+def resolve_first(ref: str, roots: list[Path], *, server: str | None = None) -> Manifest:
+    """The manifest `ref` names under the first of `roots` that holds it; the first root's error when none does.
+    With a server (VERIFILY_SERVER, else `server`: a run config's `server:`), `name@version` comes from it."""
+    if server or os.environ.get(ENV_SERVER):
+        return resolve(ref, roots[0] if roots else None, server=server)
     first: VerifilyError | None = None
     for root in roots:
         try:

@@ -266,7 +266,8 @@ def _evaluate(run_dir: Path, opts: EvalOptions) -> EvalOutcome | None:
     metric_names = metrics.metrics_for(task, ecfg.metrics)
     slice_by, cross = slices.eval_slicing(ecfg, opts.slice_by, opts.cross, run.dir / layout.CONFIG)
 
-    manifest = resolve_first(dataset_ref(opts, meta), search_roots(opts.datasets_root, cfg.datasets_root))
+    roots = search_roots(opts.datasets_root, cfg.datasets_root)
+    manifest = resolve_first(dataset_ref(opts, meta), roots, server=cfg.server)  # server: pulled, verified
     split = opts.split or cfg.eval_split
     manifest.require_split(split)
     fields = {k: v for k, v in vars(cfg.fields).items() if v is not None}

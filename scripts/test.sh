@@ -22,4 +22,4 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy verifily_action
 echo "== pytest"
-"$PY" -m pytest "$@"
+"$PY" -m pytest --durations=15 "$@"  # the slowest tests, in every CI log

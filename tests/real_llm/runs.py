@@ -64,3 +64,35 @@ def print_table(compare_json: dict[str, Any], metric: str) -> None:
         where = ",".join(f"{k}={v}" for k, v in sorted(r["slice"].items())) or "overall"
         print(f"  {where} ({a['n']}) {a['value']:.3f} -> {b['value']:.3f}, {d['delta']:+.3f} "
               f"[{d['ci_low']:+.3f}, {d['ci_high']:+.3f}]{' significant' if d['significant'] else ''}")  # fmt: skip
+
+
+ALPACA_LICENSE = "Apache-2.0 (AlpacaEval, tatsu-lab/alpaca_eval)"
+
+
+def write_splits(root: Path, name: str, rows: list[dict], n_train: int, n_eval: int, task: str, **about: Any) -> None:
+    """ds `<name>@v1` under `<root>/datasets`: `rows` shuffled with a fixed seed, the first n_train to train, the next
+    n_eval to eval; tagged by `dataset` (AlpacaEval's source set) unless `tag_keys` says otherwise."""
+    import random
+
+    from tests.builders import write_dataset
+
+    rows = list(rows)
+    random.Random(0).shuffle(rows)
+    splits = {"train": rows[:n_train], "eval": rows[n_train : n_train + n_eval]}
+    about = {"tag_keys": ("dataset",), "license": ALPACA_LICENSE, **about}
+    write_dataset(root / "datasets", name, "v1", splits, task=task, fields=None, **about)
+
+
+def baseline_and_trained(root: Path, *, training: dict[str, Any], **config: Any) -> tuple[Path, Path]:
+    """(base, trained): the model as it is (`max_steps: 0`) and trained with `training`, evaluated alike."""
+    base = train_and_eval(root, "base", training={**training, "max_steps": 0}, **config)
+    return base, train_and_eval(root, "trained", training=training, **config)
+
+
+def compared(baseline: Path, run: Path) -> dict[str, Any]:
+    """`verifily compare --runs BASELINE,RUN -f json` (exit 1 is a failed gate, not an error)."""
+    import json
+
+    out = run_cli("compare", "--runs", f"{baseline},{run}", "-f", "json")
+    assert out.returncode in (0, 1), out.stderr
+    return json.loads(out.stdout)

@@ -8,17 +8,15 @@ preference accuracy and reward margin rise, through the CLI and `compare`."""
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 
-from tests.builders import write_dataset
-from tests.real_llm.runs import isolated, overall_deltas, print_table, train_and_eval
+from tests.real_llm.runs import baseline_and_trained, compared, isolated, overall_deltas, print_table, write_splits
 
 pytestmark = pytest.mark.llm
 
 BUDGET = 20  # tokens kept of each response (both responses of a pair: the same budget)
-N_TRAIN, N_EVAL = 32, 32
+N_TRAIN, N_EVAL = 32, 24
 EVAL = {"slice_by": ["dataset"], "batch_size": 8}
 TRAINING = {"max_steps": 4, "batch_size": 8, "learning_rate": 0.002, "max_length": 96, "dpo_beta": 0.1}
 
@@ -42,25 +40,11 @@ def runs(tmp_path_factory, smollm2, smollm2_gguf, model_cache, shared_data):
         if chosen and rejected and chosen != rejected and len(tok(c["instruction"])["input_ids"]) <= 40:
             pairs.append({"id": f"alpaca-{i:03d}", "prompt": c["instruction"], "chosen": chosen, "rejected": rejected,
                           "tags": {"dataset": c["dataset"]}})  # fmt: skip
-    random.Random(0).shuffle(pairs)
     root = tmp_path_factory.mktemp("pref")
-    splits = {"train": pairs[:N_TRAIN], "eval": pairs[N_TRAIN : N_TRAIN + N_EVAL]}
-    write_dataset(root / "datasets", "pref", "v1", splits, task="dpo", fields=None, tag_keys=("dataset",),
-                  license="Apache-2.0 (AlpacaEval, tatsu-lab/alpaca_eval)")  # fmt: skip
+    write_splits(root, "pref", pairs, N_TRAIN, N_EVAL, "dpo")
     with isolated(tmp_path_factory, model_cache):
-        return tuple(
-            train_and_eval(
-                root,
-                name,
-                task="dpo",
-                model=smollm2_gguf,
-                dataset="pref@v1",
-                lora={"r": 16, "alpha": 32},
-                training={**TRAINING, **training},
-                eval=EVAL,
-            )  # fmt: skip
-            for name, training in (("base", {"max_steps": 0}), ("trained", {}))
-        )
+        return baseline_and_trained(root, task="dpo", model=smollm2_gguf, dataset="pref@v1",
+                                    lora={"r": 16, "alpha": 32}, training=TRAINING, eval=EVAL)  # fmt: skip
 
 
 def _overall(run) -> dict:
@@ -70,9 +54,7 @@ def _overall(run) -> dict:
 
 def test_dpo_on_length_matched_pairs_learns_the_preference(cli, runs):
     base, trained = runs
-    out = cli("compare", "--runs", f"{base},{trained}", "-f", "json")
-    assert out.returncode in (0, 1), out.stderr
-    report = json.loads(out.stdout)
+    report = compared(base, trained)
     overall = overall_deltas(report)
     print_table(report, "preference_accuracy")
     print_table(report, "reward_margin")

@@ -13,7 +13,7 @@ import random
 import pytest
 
 from tests.builders import write_dataset
-from tests.real_llm.runs import isolated, overall_deltas, print_table, train_and_eval
+from tests.real_llm.runs import compared, isolated, overall_deltas, print_table, train_and_eval
 
 pytestmark = pytest.mark.llm
 
@@ -72,9 +72,7 @@ def _accuracy(run) -> dict:
 
 
 def test_label_tokens_read_sentiment_zero_shot_and_learn_it_better(cli, runs):
-    out = cli("compare", "--runs", f"{runs['base']},{runs['tokens']}", "-f", "json")
-    assert out.returncode in (0, 1), out.stderr
-    report = json.loads(out.stdout)
+    report = compared(runs["base"], runs["tokens"])
     overall = overall_deltas(report)
     print_table(report, "accuracy")
     print_table(report, "macro_f1")
@@ -83,9 +81,7 @@ def test_label_tokens_read_sentiment_zero_shot_and_learn_it_better(cli, runs):
 
 
 def test_the_head_trained_the_same_steps_does_worse(cli, runs):
-    out = cli("compare", "--runs", f"{runs['head']},{runs['tokens']}", "-f", "json")
-    assert out.returncode in (0, 1), out.stderr
-    report = json.loads(out.stdout)
+    report = compared(runs["head"], runs["tokens"])
     overall = overall_deltas(report)
     print_table(report, "accuracy")
     assert overall["accuracy"]["delta"] > 0 and overall["accuracy"]["significant"], overall["accuracy"]

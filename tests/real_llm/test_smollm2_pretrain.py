@@ -5,12 +5,18 @@ model itself (a `max_steps: 0` run), overall and per the instructions' source se
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 
-from tests.builders import write_dataset
-from tests.real_llm.runs import isolated, overall_deltas, print_table, slice_deltas, train_and_eval
+from tests.real_llm.runs import (
+    baseline_and_trained,
+    compared,
+    isolated,
+    overall_deltas,
+    print_table,
+    slice_deltas,
+    write_splits,
+)
 
 pytestmark = pytest.mark.llm
 
@@ -31,32 +37,17 @@ def runs(tmp_path_factory, smollm2, smollm2_gguf, model_cache, shared_data):
         for i, r in enumerate(raw)
         if 24 <= len(tok(r["output"])["input_ids"]) <= MAX_TOKENS
     ]
-    random.Random(0).shuffle(docs)
     root = tmp_path_factory.mktemp("answers")
-    splits = {"train": docs[:N_TRAIN], "eval": docs[N_TRAIN : N_TRAIN + N_EVAL]}
-    write_dataset(root / "datasets", "answers", "v1", splits, task="pretrain", fields=None, tag_keys=("dataset",),
-                  license="Apache-2.0 (AlpacaEval, tatsu-lab/alpaca_eval)")  # fmt: skip
+    write_splits(root, "answers", docs, N_TRAIN, N_EVAL, "pretrain")
     with isolated(tmp_path_factory, model_cache):
-        return tuple(
-            train_and_eval(
-                root,
-                name,
-                task="pretrain",
-                model=smollm2_gguf,
-                dataset="answers@v1",
-                lora={"r": 16, "alpha": 32},
-                training={**TRAINING, **training},
-                eval={"slice_by": ["dataset"], "batch_size": 8},
-            )  # fmt: skip
-            for name, training in (("base", {"max_steps": 0}), ("trained", {}))
-        )
+        return baseline_and_trained(root, task="pretrain", model=smollm2_gguf, dataset="answers@v1",
+                                    lora={"r": 16, "alpha": 32}, training=TRAINING,
+                                    eval={"slice_by": ["dataset"], "batch_size": 8})  # fmt: skip
 
 
 def test_pretraining_on_the_documents_lowers_held_out_perplexity(cli, runs):
     base, trained = runs
-    out = cli("compare", "--runs", f"{base},{trained}", "-f", "json")
-    assert out.returncode in (0, 1), out.stderr
-    report = json.loads(out.stdout)
+    report = compared(base, trained)
     overall = overall_deltas(report)
     by_set = slice_deltas(report, "perplexity")
     print_table(report, "perplexity")

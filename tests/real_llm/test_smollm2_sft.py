@@ -7,12 +7,10 @@ set."""
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 
-from tests.builders import write_dataset
-from tests.real_llm.runs import isolated, overall_deltas, print_table, train_and_eval
+from tests.real_llm.runs import baseline_and_trained, compared, isolated, overall_deltas, print_table, write_splits
 
 pytestmark = pytest.mark.llm
 
@@ -56,28 +54,18 @@ def alpaca(tmp_path_factory, smollm2, shared_data):
         for i, r in enumerate(raw)
         if len(tok(r["instruction"] + " " + r["output"])["input_ids"]) <= MAX_TOKENS
     ]
-    random.Random(0).shuffle(rows)
     root = tmp_path_factory.mktemp("alpaca")
-    splits = {"train": rows[:N_TRAIN], "eval": rows[N_TRAIN : N_TRAIN + N_EVAL]}
-    write_dataset(root / "datasets", "alpaca", "v1", splits, task="sft", fields=None, tag_keys=("dataset",),
-                  license="Apache-2.0 (AlpacaEval, tatsu-lab/alpaca_eval)")  # fmt: skip
+    write_splits(root, "alpaca", rows, N_TRAIN, N_EVAL, "sft")
     return root
-
-
-def _run(root, gguf, name, training):
-    return train_and_eval(
-        root, name, task="sft", model=gguf, dataset="alpaca@v1", lora={"r": 16, "alpha": 32},
-        training={"batch_size": 8, "max_length": MAX_TOKENS + 16, **training}, eval=EVAL,
-    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def runs(alpaca, smollm2_gguf, model_cache, tmp_path_factory):
-    """(baseline run, trained run): the converted model as it is (`max_steps: 0`), and after one epoch of sft."""
+    """(baseline run, trained run): the converted model as it is (`max_steps: 0`), and after 12 steps of sft."""
+    training = {"batch_size": 8, "max_length": MAX_TOKENS + 16, "max_steps": 12, "learning_rate": 0.002}
     with isolated(tmp_path_factory, model_cache):
-        base = _run(alpaca, smollm2_gguf, "base", {"max_steps": 0})
-        trained = _run(alpaca, smollm2_gguf, "trained", {"epochs": 1, "learning_rate": 0.002})
-    return base, trained
+        return baseline_and_trained(alpaca, task="sft", model=smollm2_gguf, dataset="alpaca@v1",
+                                    lora={"r": 16, "alpha": 32}, training=training, eval=EVAL)  # fmt: skip
 
 
 def test_sft_on_real_instructions_beats_the_base_model(cli, runs, smollm2, smollm2_gguf):
@@ -87,9 +75,7 @@ def test_sft_on_real_instructions_beats_the_base_model(cli, runs, smollm2, smoll
     chain = json.loads((base / "hashes.json").read_text())
     assert sha256_file(smollm2_gguf) in json.dumps(chain)  # model:gguf: the run key and chain cover the GGUF
     assert json.loads((base / "run_meta.json").read_text())["model_path"] == str(smollm2)
-    out = cli("compare", "--runs", f"{base},{trained}", "-f", "json")
-    assert out.returncode in (0, 1), out.stderr
-    report = json.loads(out.stdout)
+    report = compared(base, trained)
     overall = overall_deltas(report)
     for metric in ("loss", "token_f1", "rouge_l"):
         print_table(report, metric)

@@ -157,14 +157,14 @@ def _run_dir(request: Request, s: Session, org: str, root: str) -> Path:
 
 
 def _run_name(request: Request, files: dict[str, str]) -> str | None:
-    import yaml
-
+    from ..errors import VerifilyError
     from ..runs.layout import CONFIG
+    from ..yamlsource import load_yaml
 
     path = request.app.state.store.local_path(files.get(CONFIG, ""))
     try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8")) if path else None
-    except (OSError, yaml.YAMLError):
+        cfg = load_yaml(path, "run config") if path else None
+    except VerifilyError:  # unreadable or not YAML: the page shows the root hash instead
         return None
     return str(cfg.get("run_name")) if isinstance(cfg, dict) and cfg.get("run_name") else None
 

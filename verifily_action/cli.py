@@ -148,6 +148,12 @@ def run() -> None:
     except BrokenPipeError:
         _silence_stdout()
         code = code or EXIT_BROKEN_PIPE
+    if os.environ.get("WORLD_SIZE", "1").strip() not in ("", "0", "1"):
+        # A rank of a torchrun launch: its work is written and its process group destroyed. Skip the interpreter's
+        # teardown, where gloo's worker threads can still free tensors after Python is gone and abort a finished
+        # rank ("terminate called without an active exception", exit -6; seen once in CI after `completed:`).
+        sys.stderr.flush()
+        os._exit(code)
     sys.exit(code)
 
 

@@ -9,6 +9,7 @@ from ..errors import VerifilyError
 from .credentials import normalize, server_url, token_for
 
 TIMEOUT = 60.0
+API = "/api/v1"  # where the routes are; a runner's lease routes are under API/leases/<lease>
 
 
 class Client:

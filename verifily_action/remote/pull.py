@@ -19,7 +19,7 @@ from ..datasets.scaffold import count_rows
 from ..errors import Problem, VerifilyError
 from ..hashing import sha256_file
 from ..server.names import check_name
-from .client import Client
+from .client import API, Client
 
 
 def fetch_version(client: Client, name: str, version: str) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def pull(client: Client, name: str, version: str, dest: Path) -> tuple[Manifest,
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.pulling-", dir=dest.parent))
     try:
-        _download(client, info, tmp)
+        download(client, info, tmp)
         try:
             os.rename(tmp, dest)
         except OSError:
@@ -52,7 +52,9 @@ def pull(client: Client, name: str, version: str, dest: Path) -> tuple[Manifest,
     return load_manifest(dest), True
 
 
-def _download(client: Client, info: dict[str, Any], folder: Path) -> None:
+def download(client: Client, info: dict[str, Any], folder: Path, prefix: str = API) -> None:
+    """Write the version `info` describes ({"manifest", "dataset_hash"}) into `folder`: the manifest, then each file
+    from `prefix`/blobs (a runner reads through its lease: /api/v1/leases/<lease>), every one checked."""
     import yaml
 
     manifest_path = folder / "manifest.yaml"
@@ -62,7 +64,7 @@ def _download(client: Client, info: dict[str, Any], folder: Path) -> None:
         for f in files:
             target = m.file_path(f)
             target.parent.mkdir(parents=True, exist_ok=True)
-            r = client.call("GET", f"/api/v1/blobs/{f.sha256}", stream=True)
+            r = client.call("GET", f"{prefix}/blobs/{f.sha256}", stream=True)
             with open(target, "wb") as out:
                 for block in r.iter_content(1024 * 1024):
                     out.write(block)
@@ -102,7 +104,7 @@ def pull_cached(name: str, version: str, url: str | None = None) -> Manifest:
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".pulling-", dir=dest.parent))
         try:
-            _download(client, info, tmp)
+            download(client, info, tmp)
             try:
                 os.rename(tmp, dest)
             except OSError:

@@ -15,7 +15,7 @@ from typing import Any
 from ..datasets.manifest import Manifest
 from ..errors import VerifilyError
 from ..server.settings import CHUNK_BYTES
-from .client import Client
+from .client import API, Client
 
 
 @dataclass
@@ -53,9 +53,17 @@ def push(
     return result
 
 
-def upload(client: Client, sha: str, path: Any, chunk_bytes: int, on_chunk: Callable[[str, int], None] | None) -> int:
-    """Send one file from where the server's upload of it stands; returns the bytes it already had."""
-    state = client.call("GET", f"/api/v1/uploads/{sha}")
+def upload(
+    client: Client,
+    sha: str,
+    path: Any,
+    chunk_bytes: int,
+    on_chunk: Callable[[str, int], None] | None,
+    prefix: str = API,
+) -> int:
+    """Send one file from where the server's upload of it stands; returns the bytes it already had. `prefix`: where
+    the upload routes are (a runner uploads through its lease: /api/v1/leases/<lease>)."""
+    state = client.call("GET", f"{prefix}/uploads/{sha}")
     if state["complete"]:
         return 0
     offset = start = int(state["offset"])
@@ -66,9 +74,9 @@ def upload(client: Client, sha: str, path: Any, chunk_bytes: int, on_chunk: Call
         f.seek(offset)
         while offset < size:
             chunk = f.read(chunk_bytes)
-            got = client.call("PUT", f"/api/v1/uploads/{sha}", params={"offset": offset}, data=chunk, ok=(409,))
+            got = client.call("PUT", f"{prefix}/uploads/{sha}", params={"offset": offset}, data=chunk, ok=(409,))
             if "offset" not in got:  # 409: the server is elsewhere (another push of the same file): follow it
-                state = client.call("GET", f"/api/v1/uploads/{sha}")
+                state = client.call("GET", f"{prefix}/uploads/{sha}")
                 if state["complete"]:
                     return start
                 offset = int(state["offset"])
@@ -77,5 +85,5 @@ def upload(client: Client, sha: str, path: Any, chunk_bytes: int, on_chunk: Call
             offset = int(got["offset"])
             if on_chunk is not None:
                 on_chunk(sha, offset)
-    client.call("POST", f"/api/v1/uploads/{sha}/complete")
+    client.call("POST", f"{prefix}/uploads/{sha}/complete")
     return start

@@ -1,6 +1,7 @@
 """`verifily push --run RUN` and `verifily pull MODEL@REF`: a sealed run folder to the server's run store (its
 files by content hash, as `dataset push` sends them; the server recomputes the chain and refuses a tampered run),
-and back: fetched into a temporary folder, its chain verified here too, then renamed into place."""
+and back: fetched into a temporary folder, its chain verified here too, then renamed into place (`fetch_files`, which
+`pull` by model version and `submit --wait` by a job's root hash share)."""
 
 from __future__ import annotations
 
@@ -79,14 +80,44 @@ def _split(ref: str) -> tuple[str, str]:
 
 def pull_model(client: Client, ref: str, out: Path | None) -> tuple[Path, dict[str, Any]]:
     """Fetch `model@version` or `model@stage` into `out` (default ./runs/<run id>); returns (folder, info)."""
-    from ..runs.verify import verify_run
-    from ..server.names import check_name, check_rel_path
+    from ..server.names import check_name
 
     model, version = _split(ref)
     info = client.call("GET", f"/api/v1/models/{model}/{version}")
     dest = out or Path("runs") / check_name(info["run_id"], "run id")
     if dest.exists():
         raise VerifilyError(f"{dest} exists", hint="pass --out with a new folder, or move that one away")
+    fetch_files(client, info, dest, ref)
+    return dest, info
+
+
+def fetch_run(client: Client, root_hash: str, out_dir: Path) -> tuple[Path, bool]:
+    """The run with root hash `root_hash` from the server's run store, into `out_dir`/<run id>; returns (folder,
+    fetched). A folder already there holding that same verified run is kept as it is (fetched False); one holding
+    anything else is refused, never overwritten."""
+    from ..runs.verify import verify_run
+    from ..server.names import check_name, check_sha256
+
+    info = client.call("GET", f"/api/v1/runs/{check_sha256(root_hash)}")
+    dest = out_dir / check_name(info["run_id"], "run id")
+    if dest.exists():
+        report = verify_run(dest, inputs=False)
+        if report.ok and report.root_hash == root_hash:
+            return dest, False
+        raise VerifilyError(
+            f"{dest} exists and is not the run {root_hash}",
+            hint="move that folder away, then `verifily jobs show JOB` gives the run's root hash to fetch again",
+        )
+    fetch_files(client, info, dest, f"run {root_hash}")
+    return dest, True
+
+
+def fetch_files(client: Client, info: dict[str, Any], dest: Path, what: str) -> None:
+    """Download a run's files (`info`: the server's {"root_hash", "files": {path: sha256}}) into a temporary folder
+    next to `dest`, verify its hash chain and root hash here, and only then rename it to `dest`."""
+    from ..runs.verify import verify_run
+    from ..server.names import check_rel_path
+
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.pulling-", dir=dest.parent))
     try:
@@ -100,10 +131,9 @@ def pull_model(client: Client, ref: str, out: Path | None) -> tuple[Path, dict[s
         report = verify_run(tmp, inputs=False)
         if not report.ok or report.root_hash != info["root_hash"]:
             raise VerifilyError(
-                f"{ref}: the fetched run does not verify (root {report.root_hash}, expected {info['root_hash']})",
+                f"{what}: the fetched run does not verify (root {report.root_hash}, expected {info['root_hash']})",
                 problems=report.problems,
             )
         os.rename(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return dest, info

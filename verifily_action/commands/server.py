@@ -5,7 +5,14 @@ from __future__ import annotations
 
 import typer
 
-from ..server.settings import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_STORE, RATE_LIMIT_PER_MINUTE
+from ..server.settings import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    DEFAULT_STORE,
+    FREE_JOBS_PER_MONTH,
+    LEASE_TTL_SECONDS,
+    RATE_LIMIT_PER_MINUTE,
+)
 
 DB_HELP = "Database URL: sqlite:///PATH, or postgresql://USER@HOST:PORT/DB (default: sqlite in <store>/verifily.db)."
 STORE_HELP = "Folder for the content-addressed blobs (and the default SQLite file)."
@@ -32,6 +39,15 @@ def register(app: typer.Typer) -> None:
         rate_limit: int = typer.Option(
             RATE_LIMIT_PER_MINUTE, "--rate-limit", help="Requests per token per rolling minute (429 past it)."
         ),
+        managed: bool = typer.Option(
+            False,
+            "--managed",
+            help=f"Managed mode (a hosted service): organizations on the free plan may run {FREE_JOBS_PER_MONTH} "
+            "jobs a month.",
+        ),
+        lease_ttl: float = typer.Option(
+            LEASE_TTL_SECONDS, "--lease-ttl", help="Seconds a runner's job lease lives past its last heartbeat."
+        ),
     ) -> None:
         """Serve the API (run `verifily server init` once first)."""
         if ctx.invoked_subcommand is not None:
@@ -39,7 +55,7 @@ def register(app: typer.Typer) -> None:
             return
         from ..server.serve import serve
 
-        serve(db, store, host, port, rate_limit)
+        serve(db, store, host, port, rate_limit, managed, lease_ttl)
 
     @server.command("init")
     def init(
@@ -82,7 +98,7 @@ def register(app: typer.Typer) -> None:
     @token.command("create")
     def create(
         org: str = typer.Option(..., "--org", help="The organization the token acts in."),
-        scope: str = typer.Option(..., "--scope", help="read, write or admin."),
+        scope: str = typer.Option(..., "--scope", help="read, write, admin, or runner (a job runner's: leases only)."),
         url: str = typer.Option(None, "--server", help=URL_HELP),
     ) -> None:
         """Make a token (printed once: the server keeps only its hash)."""

@@ -1,7 +1,8 @@
 """The FastAPI app: health, who-am-I and tokens here; uploads and dataset versions in `datasets_api`.
 
 Every route but /health needs `Authorization: Bearer <token>` with at least the scope it names (`require`), and acts
-inside the token's organization. Errors are JSON `{"error": …, "hint": …}` with a 4xx status, which the client turns
+inside the token's organization. A `runner` token may call only the runner routes (`leases_api`); the job queue's
+user routes are in `jobs_api`. Errors are JSON `{"error": …, "hint": …}` with a 4xx status, which the client turns
 into one VerifilyError.
 """
 
@@ -22,7 +23,7 @@ from .auth import Caller, RateLimiter, check_token, new_token
 from .blobs import BlobStore, LocalBlobStore
 from .models import Token
 from .names import check_org, check_scope
-from .settings import RATE_LIMIT_PER_MINUTE
+from .settings import LEASE_TTL_SECONDS, RATE_LIMIT_PER_MINUTE
 
 
 class ApiError(HTTPException):
@@ -35,13 +36,19 @@ def session(request: Request) -> Iterator[Session]:
         yield s
 
 
+def writer_session(request: Request) -> Iterator[Session]:
+    """A session for read-then-write transactions (the job queue): on SQLite it holds the write lock from BEGIN."""
+    with request.app.state.writers() as s:
+        yield s
+
+
 def require(scope: str) -> Callable[..., Caller]:
     """A dependency: the caller's token, checked (known, not revoked, scope at least `scope`, under its rate limit)."""
 
     def dep(request: Request, s: Session = Depends(session)) -> Caller:
         header = request.headers.get("authorization", "")
         text = header[7:].strip() if header[:7].lower() == "bearer " else ""
-        caller = check_token(s, text) if text else None
+        caller = check_token(s, text, runner_ok=True) if text else None
         if caller is None:
             raise ApiError(
                 401,
@@ -69,15 +76,28 @@ class TokenRequest(BaseModel):
     scope: str
 
 
-def create_app(db_url: str, store: str | Path | BlobStore, rate_limit: int = RATE_LIMIT_PER_MINUTE) -> FastAPI:
-    from .database import make_engine
+def create_app(
+    db_url: str,
+    store: str | Path | BlobStore,
+    rate_limit: int = RATE_LIMIT_PER_MINUTE,
+    *,
+    managed: bool = False,
+    lease_ttl: float = LEASE_TTL_SECONDS,
+) -> FastAPI:
+    """`managed`: the operator's hosted service (the free plan's job limit is enforced); `lease_ttl`: seconds a
+    runner's lease lives past its last heartbeat."""
+    from .database import make_engine, writer
     from .datasets_api import router
+    from .jobs_api import router as jobs_router
+    from .leases_api import router as leases_router
     from .runs_api import router as runs_router
 
     app = FastAPI(title="Verifily server", docs_url=None, redoc_url=None, openapi_url=None)
     engine = make_engine(db_url)
     app.state.engine = engine
     app.state.sessions = sessionmaker(engine, expire_on_commit=False)
+    app.state.writers = sessionmaker(writer(engine), expire_on_commit=False)
+    app.state.managed, app.state.lease_ttl = managed, float(lease_ttl)
     app.state.store = LocalBlobStore(store) if isinstance(store, (str, Path)) else store
     app.state.limiter = RateLimiter(rate_limit)
 
@@ -124,6 +144,8 @@ def create_app(db_url: str, store: str | Path | BlobStore, rate_limit: int = RAT
 
     app.include_router(router)
     app.include_router(runs_router)
+    app.include_router(jobs_router)
+    app.include_router(leases_router)
     from ..dashboard.web import install
 
     install(app)  # the dashboard's pages under /ui/ (their own login; see dashboard/web.py)

@@ -4,6 +4,7 @@ A token is `vf_<id>_<secret>`: the id finds its row, the secret's sha256 is comp
 (`hmac.compare_digest`), and only that hash is stored, so the database cannot give a token back (it is shown once,
 when made). Scopes are ordered: `read` < `write` < `admin`; a token acts inside its organization only, except an
 admin token of the `admin` organization (the first one, from `server init`), which manages tokens of every org.
+A `runner` token stands outside that order: it may call the job queue's runner routes and nothing else.
 Rate limit: RATE_LIMIT_PER_MINUTE requests per token in any rolling 60 s (in memory, per server process); past it
 the server answers 429 with Retry-After.
 """
@@ -21,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .models import Token
-from .names import SCOPES
+from .names import RUNNER_SCOPE, SCOPES
 from .settings import ADMIN_ORG
 
 PREFIX = "vf_"
@@ -34,6 +35,8 @@ class Caller:
     scope: str
 
     def may(self, scope: str) -> bool:
+        if RUNNER_SCOPE in (self.scope, scope):  # outside the order: a runner token runs jobs and does nothing else
+            return self.scope == scope
         return SCOPES.index(self.scope) >= SCOPES.index(scope)
 
     @property
@@ -53,15 +56,16 @@ def new_token(session: Any, org: str, scope: str) -> tuple[str, str]:
     return tid, f"{PREFIX}{tid}_{secret}"
 
 
-def check_token(session: Any, text: str) -> Caller | None:
-    """The caller a presented token stands for; None when it is malformed, unknown, wrong or revoked."""
+def check_token(session: Any, text: str, *, runner_ok: bool = False) -> Caller | None:
+    """The caller a presented token stands for; None when it is malformed, unknown, wrong or revoked, or a runner
+    token where `runner_ok` is not set (the dashboard's login: a runner token reads nothing)."""
     if not text.startswith(PREFIX) or text.count("_") < 2:
         return None
     tid, secret = text[len(PREFIX) :].split("_", 1)
     row = session.get(Token, tid) if len(tid) == 16 else None
     expected = row.secret_sha256 if row is not None else _hash("")
     ok = hmac.compare_digest(expected, _hash(secret))  # compared even for an unknown id: the same work either way
-    if row is None or not ok or row.revoked_at is not None:
+    if row is None or not ok or row.revoked_at is not None or (row.scope == RUNNER_SCOPE and not runner_ok):
         return None
     return Caller(row.id, row.org, row.scope)
 

@@ -10,6 +10,7 @@ from typing import Any
 from ..errors import VerifilyError
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+IMMEDIATE = "verifily_write_lock"  # an execution option: on SQLite, BEGIN IMMEDIATE (PostgreSQL ignores it)
 
 
 def normalize_url(url: str) -> str:
@@ -45,8 +46,22 @@ def make_engine(url: str) -> Any:
             cur.execute("PRAGMA foreign_keys=ON")
             cur.close()
 
+        @event.listens_for(engine, "begin")
+        def _immediate(conn: Any) -> None:
+            # A write transaction (`writer`) takes SQLite's write lock at BEGIN, before its first read, so two
+            # leasers never read the same queued job and a read-then-write never fails to upgrade its lock. Others
+            # keep pysqlite's default (BEGIN before the first write).
+            if conn.get_execution_options().get(IMMEDIATE):
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def writer(engine: Any) -> Any:
+    """The engine for transactions that read, then write what they read (the job queue): on SQLite they take the
+    write lock first; on PostgreSQL they lock rows with SELECT … FOR UPDATE instead."""
+    return engine.execution_options(**{IMMEDIATE: True})
 
 
 def _alembic_config(connection: Any) -> Any:

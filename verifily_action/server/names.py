@@ -10,7 +10,10 @@ from ..errors import VerifilyError
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ORG = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-SCOPES = ("read", "write", "admin")
+SCOPES = ("read", "write", "admin")  # ordered: each may do what the ones before it may
+RUNNER_SCOPE = "runner"  # outside that order: the job queue's runner routes and nothing else
+TOKEN_SCOPES = (*SCOPES, RUNNER_SCOPE)
+LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def check_name(value: str, what: str) -> str:
@@ -38,9 +41,19 @@ def check_sha256(value: str) -> str:
 
 
 def check_scope(value: str) -> str:
-    if value not in SCOPES:
-        raise VerifilyError(f"scope {value!r} is not one of {', '.join(SCOPES)}")
+    if value not in TOKEN_SCOPES:
+        raise VerifilyError(f"scope {value!r} is not one of {', '.join(TOKEN_SCOPES)}")
     return value
+
+
+def check_labels(values: object) -> list[str]:
+    """A job's or a runner's labels: sorted, without repeats, each a short name (`gpu`, `h100`, `a10g-24gb`)."""
+    if not isinstance(values, list) or not all(isinstance(v, str) and LABEL.match(v) for v in values):
+        raise VerifilyError(
+            f"labels {values!r} are not a list of label names",
+            hint="each label: letters, digits, '.', '_' and '-' (at most 64, starting with a letter or digit)",
+        )
+    return sorted(set(values))
 
 
 def has_nul(value: object) -> bool:

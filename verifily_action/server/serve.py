@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from ..errors import VerifilyError
 from .database import check_current, make_engine, migrate, redact, sqlite_file
 from .models import Token
-from .settings import ADMIN_ORG, default_db_url
+from .settings import ADMIN_ORG, LEASE_TTL_SECONDS, default_db_url
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,15 @@ def init(db: str | None, store: str | Path) -> InitResult:
     return InitResult(redact(url), before, after, token)
 
 
-def serve(db: str | None, store: str | Path, host: str, port: int, rate_limit: int) -> None:
+def serve(
+    db: str | None,
+    store: str | Path,
+    host: str,
+    port: int,
+    rate_limit: int,
+    managed: bool = False,
+    lease_ttl: float = LEASE_TTL_SECONDS,
+) -> None:
     import uvicorn
 
     from .app import create_app
@@ -56,6 +64,10 @@ def serve(db: str | None, store: str | Path, host: str, port: int, rate_limit: i
         check_current(engine, url)
     finally:
         engine.dispose()
-    app = create_app(url, Path(store), rate_limit=rate_limit)
-    print(f"verifily server: {redact(url)}, blobs in {Path(store).resolve()}, on http://{host}:{port}", flush=True)
+    if lease_ttl <= 0:
+        raise VerifilyError(f"--lease-ttl {lease_ttl} is not a positive number of seconds")
+    app = create_app(url, Path(store), rate_limit=rate_limit, managed=managed, lease_ttl=lease_ttl)
+    mode = ", managed mode" if managed else ""
+    where = f"blobs in {Path(store).resolve()}, on http://{host}:{port}{mode}"
+    print(f"verifily server: {redact(url)}, {where}", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -124,7 +124,8 @@ def config_datasets(text: str, name: str) -> list[str]:
         try:
             data = load_yaml(path, "config")
         except VerifilyError as e:
-            raise ApiError(422, e.message.replace(f"{tmp}/", ""), e.hint) from None
+            why = "; ".join(p.render() for p in e.problems) or e.message
+            raise ApiError(422, why.replace(f"{tmp}/", ""), e.hint) from None
     if not isinstance(data, dict) or not isinstance(data.get("dataset"), str):
         raise ApiError(422, f"{name}: the config names no `dataset`", "run `verifily validate --config` on it")
     refs = [data["dataset"]]

@@ -24,6 +24,7 @@ from .commands import (
     remote,
     report,
     reproduce,
+    runner,
     server,
     train,
     validate,
@@ -52,6 +53,7 @@ COMMANDS = (
     attribute,
     export,
     server,
+    runner,
     models,
     report,
 )

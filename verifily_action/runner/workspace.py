@@ -1,0 +1,105 @@
+"""A job's folder on the runner, `<work-dir>/<job id>-a<attempt>/`, made ready for `train`:
+
+    datasets/<name>/<version>/   every dataset version the job names, fetched by hash through the lease and checked
+    train.yaml                   the submitted config, its datasets_root and output_dir pointing here, no server:
+                                 and no cache_dir (those name the submitter's machine)
+    runs/<run>.partial/          a resumed attempt: the last uploaded checkpoint unpacked, its config.yaml's folders
+                                 rewritten from the old runner's to these
+    train.log, out.txt           the child's stderr (sent with the heartbeats) and stdout (the run folder)
+
+`prepare` returns the `verifily` arguments that train the job: `train --config train.yaml`, or `train --resume
+runs/<run>.partial`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..errors import VerifilyError
+from ..runs.layout import CONFIG
+from ..yamlsource import load_yaml
+from . import snapshot
+from .lease_client import Lease
+
+DATASETS = "datasets"
+RUNS = "runs"
+CONFIG_FILE = "train.yaml"
+SUBMITTED = "submitted.yaml"  # the config text as the server sent it
+LOG = "train.log"
+OUT = "out.txt"
+CHECKPOINT_ARCHIVE = "checkpoint.tar.gz"
+DROPPED_KEYS = ("server", "cache_dir")  # the submitter's server and run cache: datasets come through the lease
+
+
+def folder_for(work_dir: Path, job: dict[str, Any]) -> Path:
+    from ..server.names import check_name
+
+    return work_dir / f"{check_name(job['id'], 'job id')}-a{int(job['attempt'])}"
+
+
+def prepare(lease: Lease, job: dict[str, Any], folder: Path) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    for d in job["datasets"]:
+        fetch_dataset(lease, d, folder / DATASETS)
+    checkpoint = job.get("checkpoint")
+    if checkpoint:
+        archive = folder / CHECKPOINT_ARCHIVE
+        lease.fetch_blob(checkpoint["sha256"], archive)
+        partial = snapshot.unpack(archive, folder / RUNS)
+        archive.unlink()
+        rewrite_paths(partial / CONFIG, folder)
+        return ["train", "--resume", str(partial)]
+    return ["train", "--config", str(write_config(job["config"], folder))]
+
+
+def fetch_dataset(lease: Lease, d: dict[str, Any], root: Path) -> Path:
+    """`root`/<name>/<version>/ from the version's manifest and its files, each checked (remote/pull.py)."""
+    from ..remote.pull import download
+    from ..server.names import check_name
+
+    name, _, version = str(d["ref"]).partition("@")
+    dest = root / check_name(name, "dataset") / check_name(version, "version")
+    if dest.is_dir():  # the job names it twice (dataset and eval_dataset)
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.fetching-", dir=dest.parent))
+    try:
+        download(lease.client, {"manifest": d["manifest"], "dataset_hash": d["hash"]}, tmp, lease.prefix)
+        os.rename(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def write_config(text: str, folder: Path) -> Path:
+    """`folder`/train.yaml: the submitted config with this folder's datasets and runs."""
+    submitted = folder / SUBMITTED
+    submitted.write_text(text, encoding="utf-8")
+    data = load_yaml(submitted, "job config")
+    if not isinstance(data, dict):
+        raise VerifilyError(f"{submitted}: the job's config is not a mapping")
+    for key in DROPPED_KEYS:
+        data.pop(key, None)
+    data["datasets_root"] = str((folder / DATASETS).resolve())
+    data["output_dir"] = str((folder / RUNS).resolve())
+    out = folder / CONFIG_FILE
+    out.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return out
+
+
+def rewrite_paths(config: Path, folder: Path) -> None:
+    """A resumed run's recorded config names the old runner's folders: point them at this job folder (the run's
+    hash chain is computed when it is sealed, from the config as it is then)."""
+    data = load_yaml(config, "run config")
+    data["datasets_root"] = str((folder / DATASETS).resolve())
+    data["output_dir"] = str((folder / RUNS).resolve())
+    for key in DROPPED_KEYS:
+        if key in data:
+            data[key] = None
+    config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

@@ -12,6 +12,7 @@ import sys
 import threading
 from pathlib import Path
 
+from ..errors import VerifilyError
 from .lease_client import Lease, LeaseLost, Unreachable
 
 MAX_LINES = 1000  # per heartbeat; more wait for the next one
@@ -82,6 +83,11 @@ class Heartbeat(threading.Thread):
                     return
                 except Unreachable as e:
                     print(f"heartbeat {self.lease.id[:8]}: {e.message}; trying again", file=sys.stderr)
+                    return
+                except VerifilyError as e:  # refused (a revoked token, a line the server will not take): not
+                    # worth resending; the lease then runs out and the server requeues the job
+                    print(f"heartbeat {self.lease.id[:8]}: {e.message}; {len(batch)} line(s) dropped", file=sys.stderr)
+                    del self.pending[: len(batch)]
                     return
                 del self.pending[: len(batch)]
                 if cancel:

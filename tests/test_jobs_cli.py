@@ -24,9 +24,10 @@ from verifily_action.remote.client import Client
 from verifily_action.remote.runs import fetch_run, send_run_files
 from verifily_action.runs.verify import verify_run
 
-from .builders import cls_rows, sealed_run, write_config, write_dataset
+from .builders import GENERATED, cls_rows, sealed_run, sft_rows, tiny_sft_config, write_config, write_dataset
 from .pg_server import free_port
 from .server_proc import Server, init_server
+from .tiny_models import make_tiny_llama
 
 pytestmark = pytest.mark.integration
 
@@ -318,3 +319,33 @@ def test_submit_wait_follows_the_log_and_fetches_the_verified_run_or_says_how_th
     _, err = cancelled.communicate(timeout=120)
     assert cancelled.returncode == 130 and "was cancelled" in err, err
     assert "completed jobs: 1" in cli("usage", env=env).stdout  # failed and cancelled jobs do not count
+
+
+def test_submit_wait_with_a_real_runner_prints_the_run_folder_and_it_verifies(cli, server, tmp_path):
+    token, runner_token = _token(server, "fleet", "write"), _token(server, "fleet", "runner")
+    root = tmp_path / "datasets"
+    write_dataset(root, "sft", "v1", {"train": sft_rows(16), "eval": sft_rows(4, 1)}, task="sft", **GENERATED)
+    assets = {"model": make_tiny_llama(tmp_path / "model"), "root": root}
+    config = tiny_sft_config(tmp_path / "job", assets, {"max_steps": 2, "batch_size": 4})
+    env = _env(server, token, tmp_path)
+    with open(tmp_path / "runner.log", "w") as log:
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "verifily_action.cli", "runner", "--server", server.url, "--token", runner_token]
+            + ["--max-jobs", "1", "--work-dir", str(tmp_path / "work"), "--poll", "0.2"],
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            submit = cli("submit", "--config", str(config), "--wait", env=env, cwd=tmp_path)
+            runner.wait(timeout=120)  # --max-jobs 1: it exits after the job
+        finally:
+            runner.kill()
+    assert submit.returncode == 0, submit.stderr + (tmp_path / "runner.log").read_text()
+    assert runner.returncode == 0, (tmp_path / "runner.log").read_text()
+    folder = Path(submit.stdout.strip())  # the run folder alone on stdout
+    (job,) = _jobs(server, token)
+    assert job["state"] == "completed" and folder == tmp_path / "job" / "runs" / job["run_id"]
+    report = verify_run(folder, inputs=False)
+    assert report.ok and report.root_hash == job["run_root_hash"], report.problems
+    assert "step 2/2" in submit.stderr  # the runner's training log, followed as it came

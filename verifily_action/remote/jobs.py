@@ -245,15 +245,15 @@ def follow(
     until the job ends; returns the job as it ended, every line of its log given."""
     after, seen = 0, ""
     while True:
-        job = get_job(client, job_id)
-        if job["state"] != seen:
-            seen = job["state"]
-            on_state(job)
+        job = get_job(client, job_id)  # read before the log: a job that has ended has every line in the log read next
         for lines, _ in log_pages(client, job_id, after):
             for line in lines:
                 on_line(line)
                 after = max(after, int(line["seq"]))
-        if job["state"] in TERMINAL:  # read before the log: the log read after it holds every line
+        if job["state"] != seen:
+            seen = job["state"]
+            on_state(job)
+        if job["state"] in TERMINAL:
             return job
         time.sleep(poll)
 

@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -295,6 +296,8 @@ def test_submit_wait_follows_the_log_and_fetches_the_verified_run_or_says_how_th
 
     logs = cli("jobs", "logs", got["job"]["id"], env=env)
     assert logs.returncode == 0 and logs.stdout.splitlines() == ["step 1 loss 0.7"]
+    followed = cli("jobs", "logs", got["job"]["id"], "--follow", env=env)  # an ended job: its log, then done
+    assert followed.stdout.splitlines() == ["step 1 loss 0.7"] and "completed" in followed.stderr
     shown = cli("jobs", "show", got["job"]["id"], env=env).stdout.splitlines()
     assert "state: completed" in shown and f"run_root_hash: {root}" in shown
     job = _http(server, "GET", f"/api/v1/jobs/{got['job']['id']}", token).json()
@@ -349,3 +352,19 @@ def test_submit_wait_with_a_real_runner_prints_the_run_folder_and_it_verifies(cl
     report = verify_run(folder, inputs=False)
     assert report.ok and report.root_hash == job["run_root_hash"], report.problems
     assert "step 2/2" in submit.stderr  # the runner's training log, followed as it came
+
+
+def test_ctrl_c_while_waiting_stops_the_following_not_the_job(cli, server, data_root, tmp_path):
+    token = _token(server, "patient", "write")
+    env = _env(server, token, tmp_path)
+    waiting = _submit_process(["--config", str(_config(tmp_path / "train.yaml", data_root)), "--wait"], env, tmp_path)
+    assert waiting.stderr is not None
+    while " queued on " not in (line := waiting.stderr.readline()):
+        assert line, waiting.communicate()  # the process ended before it queued the job
+    waiting.send_signal(signal.SIGINT)
+    _, err = waiting.communicate(timeout=60)
+    (job,) = _jobs(server, token)
+    assert waiting.returncode == 130 and f"stopped following {job['id']}; the job goes on" in err, err
+    assert job["state"] == "queued"
+    followed = cli("jobs", "logs", job["id"], env=env)
+    assert followed.returncode == 0 and f"{job['id']}: no log lines yet (queued)" in followed.stderr

@@ -4,6 +4,8 @@ folder instead, as `train` prints it); progress, log lines and warnings go to st
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +57,14 @@ def register(app: typer.Typer) -> None:
         for w in sub.warnings:
             echo(f"warning: {w}")
         state = "queued" if sub.created else f"already submitted ({job['state']})"
-        echo(f"job {job['id']} {state} on {client.url}: {job['dataset']}, labels {_labels(job)}")
+        said = f"job {job['id']} {state} on {client.url}: {job['dataset']}, labels {_labels(job)}"
         if not wait:
+            echo(said)
             typer.echo(job["id"])
             return
-        job = _follow(client, job["id"], log_out=True)
+        with _follow_only(job["id"]):  # from the line that names the job on, Ctrl-C leaves the job running
+            echo(said)
+            job = _follow(client, job["id"], log_out=True)
         if job["state"] != "completed":
             _ended(job)
         from ..remote.runs import fetch_run
@@ -122,7 +127,8 @@ def register(app: typer.Typer) -> None:
 
         client = Client.connect(server)
         if follow:
-            _follow(client, job_id, log_out=False)
+            with _follow_only(job_id):
+                _follow(client, job_id, log_out=False)
             return
         printer = _LogPrinter(typer.echo)
         states = []
@@ -164,7 +170,7 @@ def register(app: typer.Typer) -> None:
 
 def _follow(client: Any, job_id: str, *, log_out: bool) -> dict[str, Any]:
     """Follow the job to its end: log lines on stderr (`submit --wait`) or stdout (`jobs logs --follow`), state
-    changes on stderr. Ctrl-C stops following, not the job."""
+    changes on stderr."""
     from ..remote import jobs as rj
 
     printer = _LogPrinter(_err if log_out else typer.echo)
@@ -177,8 +183,14 @@ def _follow(client: Any, job_id: str, *, log_out: bool) -> dict[str, Any]:
         who = f" (attempt {job['attempts']}, runner {job['runner']})" if job["state"] == "running" else ""
         _err(f"job {job['id']}: {_state(job)}{who}")
 
+    return rj.follow(client, job_id, printer, on_state)
+
+
+@contextlib.contextmanager
+def _follow_only(job_id: str) -> Iterator[None]:
+    """Ctrl-C while following stops the following, not the job: exit 130 saying how to follow or cancel it."""
     try:
-        return rj.follow(client, job_id, printer, on_state)
+        yield
     except KeyboardInterrupt:
         raise VerifilyError(
             f"stopped following {job_id}; the job goes on on the server",

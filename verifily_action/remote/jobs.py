@@ -112,11 +112,13 @@ def local_version(ref: str, cfg: TrainConfig) -> Manifest | VerifilyError:
 def sync_datasets(cfg: TrainConfig, client: Client, echo: Echo) -> list[DatasetSync]:
     """Make every version the config names present on the server with the hash it has here; push what it lacks.
     A version only the server has is taken as it is there; one in neither place is the local lookup's error."""
+    from ..server.names import check_name
     from .push import push
 
     out = []
     for ref in config_refs(cfg):
         name, _, version = ref.partition("@")
+        check_name(name, f"{cfg.source_path}: dataset name"), check_name(version, f"{cfg.source_path}: version")
         remote = client.call("GET", f"/api/v1/datasets/{name}/{version}", ok=(404,))
         remote_hash = remote.get("dataset_hash") if isinstance(remote, dict) else None
         local = local_version(ref, cfg)

@@ -10,6 +10,7 @@ the job folder.
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -65,6 +66,14 @@ def wait_until(ready, what: str, timeout: float = HANG_GUARD):
 
 def meta(run_dir: Path) -> dict:
     return json.loads((run_dir / "run_meta.json").read_text())
+
+
+def alive(pid: int) -> bool:
+    """Running, and not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
 
 
 def weights(run_dir: Path) -> dict:
@@ -297,8 +306,10 @@ def test_a_killed_runners_job_resumes_on_another_runner_to_the_same_adapter(srv,
     first = start("resume-1", "resume")
     job_id = submit(srv, "resume", **training)
     wait_job(srv, job_id, lambda j: j["checkpoint_step"] is not None, "a checkpoint uploaded")
-    first.signal(signal.SIGKILL)  # its forkserver, then its child, die with it
+    first.signal(signal.SIGKILL)
     first.proc.wait(timeout=30)
+    pid = int(re.search(r"training in process (\d+)", first.text())[1])
+    wait_until(lambda: not alive(pid), "the killed runner's training child to end")  # no orphan trains on
     assert get(srv, f"/api/v1/jobs/{job_id}")["state"] == "running", "finished before the kill: train longer"
     start("resume-2", "resume")
     done = wait_job(srv, job_id, lambda j: j["state"] in TERMINAL, "an end")

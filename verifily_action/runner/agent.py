@@ -154,6 +154,7 @@ class _Attempt:
         if self.agent.stopping:
             return self.report("released")
         self.child = child = Child(argv, self.folder, self.folder / workspace.LOG, self.folder / workspace.OUT)
+        self.agent.log(f"{self.tag}: training in process {child.pid}")
         looked = 0.0
         while (code := child.wait(TICK)) is None:
             if self.hb.lost.is_set():

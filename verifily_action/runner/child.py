@@ -4,8 +4,10 @@ interpreter, measured on 2 cores; bench numbers in the runner's report).
 
 The child's stderr (progress, warnings, errors) goes to the job's `train.log` and its stdout (the run folder `train`
 prints) to `out.txt`. It stops like `train` does: SIGINT saves a checkpoint and exits 130, and `stop` follows with
-SIGKILL after a grace. SIGTERM is the runner's to handle, so the child ignores it; and it dies with its parent
-(PR_SET_PDEATHSIG), so a runner killed outright (its forkserver exits when it does) leaves no training behind.
+SIGKILL after a grace. SIGTERM is the runner's to handle, so the child ignores it. It dies with its runner: a
+runner killed outright (SIGKILL, OOM) leaves no training behind — the child watches the runner's pid (a forkserver
+outlives its client while any child of it lives, so the forkserver's own exit cannot be the signal), and dies with
+the forkserver too (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -13,8 +15,11 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
+import select
 import signal
 import sys
+import threading
+import time
 from multiprocessing.context import ForkServerContext
 from pathlib import Path
 from typing import Any
@@ -53,9 +58,29 @@ def _die_with_parent() -> None:
         pass
 
 
-def _main(argv: list[str], folder: str, log: str, out: str) -> None:
+def _die_with_runner(runner: int) -> None:
+    """A thread that SIGKILLs this process when the runner's process ends (pidfd, else polled every second)."""
+
+    def watch() -> None:
+        try:
+            fd = os.pidfd_open(runner)
+            select.select([fd], [], [])  # readable once the process has exited
+        except OSError:  # no pidfd here, or the runner is already gone
+            while True:
+                try:
+                    os.kill(runner, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(1)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, daemon=True, name="runner-watch").start()
+
+
+def _main(argv: list[str], folder: str, log: str, out: str, runner: int) -> None:
     """In the child: outputs to the job's files, then `verifily <argv>`; exits with its code."""
     _die_with_parent()
+    _die_with_runner(runner)
     os.setpgrp()  # a Ctrl-C at the runner's terminal is the runner's to pass on (a second SIGINT stops at once)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -78,7 +103,8 @@ def _main(argv: list[str], folder: str, log: str, out: str) -> None:
 
 class Child:
     def __init__(self, argv: list[str], folder: Path, log: Path, out: Path) -> None:
-        self.proc: Any = context().Process(target=_main, args=(argv, str(folder), str(log), str(out)), daemon=False)
+        args = (argv, str(folder), str(log), str(out), os.getpid())
+        self.proc: Any = context().Process(target=_main, args=args, daemon=False)
         self.proc.start()
 
     @property

@@ -252,6 +252,15 @@ def test_labels_no_runner_has_are_queued_with_a_warning(cli, server, data_root, 
     assert "labels: gpu,h100" in cli("jobs", "show", got.stdout.strip(), env=env).stdout.splitlines()
     matched = cli("submit", "--config", str(config), "--labels", "gpu", env=env)
     assert matched.returncode == 0 and "warning" not in matched.stderr, matched.stderr
+    elsewhere = _config(tmp_path / "elsewhere.yaml", tmp_path / "no-datasets-here")  # only the server has it
+    taken = cli("submit", "--config", str(elsewhere), "--labels", "gpu", env=env)
+    assert taken.returncode == 0 and "reviews@v1: not on this machine; the server has it" in taken.stderr
+    broken = tmp_path / "broken" / "reviews" / "v1"
+    broken.mkdir(parents=True)
+    (broken / "manifest.yaml").write_text("name: reviews\n")  # here, but no dataset: never swapped for the server's
+    refused = cli("submit", "--config", str(_config(tmp_path / "b.yaml", tmp_path / "broken")), env=env)
+    assert refused.returncode == 2 and "manifest.yaml" in refused.stderr, refused.stderr
+    assert len(_jobs(server, token)) == 3
 
 
 def _submit_process(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.Popen:

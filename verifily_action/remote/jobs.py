@@ -96,12 +96,16 @@ def config_refs(cfg: TrainConfig) -> list[str]:
 
 
 def local_version(ref: str, cfg: TrainConfig) -> Manifest | VerifilyError:
-    """`ref` from this machine's datasets roots (never from a server): the manifest, or why it is not here."""
+    """`ref` from this machine's datasets roots (never from a server): the manifest, or why no root holds it. A
+    version folder that is here but broken raises its error (it is never passed over for the server's copy)."""
     from ..config import resolve_path
     from ..datasets.registry import resolve, search_roots
 
+    name, _, version = ref.partition("@")
     first: VerifilyError | None = None
     for root in search_roots(None, resolve_path(cfg, cfg.datasets_root)):
+        if (root / name / version).is_dir():
+            return resolve(ref, root, from_server=False)
         try:
             return resolve(ref, root, from_server=False)
         except VerifilyError as e:
@@ -118,7 +122,8 @@ def sync_datasets(cfg: TrainConfig, client: Client, echo: Echo) -> list[DatasetS
     out = []
     for ref in config_refs(cfg):
         name, _, version = ref.partition("@")
-        check_name(name, f"{cfg.source_path}: dataset name"), check_name(version, f"{cfg.source_path}: version")
+        check_name(name, f"{cfg.source_path}: dataset name")
+        check_name(version, f"{cfg.source_path}: dataset version")
         remote = client.call("GET", f"/api/v1/datasets/{name}/{version}", ok=(404,))
         remote_hash = remote.get("dataset_hash") if isinstance(remote, dict) else None
         local = local_version(ref, cfg)

@@ -333,7 +333,7 @@ def test_submit_wait_follows_the_log_and_fetches_the_verified_run_or_says_how_th
     assert "completed jobs: 1" in cli("usage", env=env).stdout  # failed and cancelled jobs do not count
 
 
-def test_submit_wait_with_a_real_runner_prints_the_run_folder_and_it_verifies(cli, server, tmp_path):
+def test_submit_wait_with_a_real_runner_prints_the_run_folder_and_it_verifies(cli_process, server, tmp_path):
     token, runner_token = _token(server, "fleet", "write"), _token(server, "fleet", "runner")
     root = tmp_path / "datasets"
     write_dataset(root, "sft", "v1", {"train": sft_rows(16), "eval": sft_rows(4, 1)}, task="sft", **GENERATED)
@@ -349,7 +349,7 @@ def test_submit_wait_with_a_real_runner_prints_the_run_folder_and_it_verifies(cl
             stderr=subprocess.STDOUT,
         )
         try:
-            submit = cli("submit", "--config", str(config), "--wait", env=env, cwd=tmp_path)
+            submit = cli_process("submit", "--config", str(config), "--wait", env=env, cwd=tmp_path, timeout=300)
             runner.wait(timeout=120)  # --max-jobs 1: it exits after the job
         finally:
             runner.kill()

@@ -10,6 +10,7 @@ the job folder.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -268,10 +269,9 @@ def test_a_job_runs_to_completed_and_its_run_verifies(srv, one, tmp_path):
     # the run store holds it: fetched by root hash, every file checked against its hash, the chain verified here
     run_dir, fetched = fetch_run(Client(srv.url, srv.user), job["run_root_hash"], tmp_path)
     assert fetched and json.loads((run_dir / "run_meta.json").read_text())["status"] == "completed"
-    assert f"completed: {run_dir.name}" not in logs(srv, job_id)  # a runner's folder, not ours
     assert "completed:" in logs(srv, job_id) and "step 2/2" in logs(srv, job_id)
     assert one.proc.poll() is None  # it goes on
-    assert not any((srv.folder / "work" / "one").iterdir())  # the job's folder is gone
+    assert [p.name for p in (srv.folder / "work" / "one").iterdir()] == [".runner.lock"]  # the job's folder is gone
 
 
 def test_a_cancelled_running_job_ends_cancelled(srv, one, record_property):
@@ -358,3 +358,16 @@ def test_a_refused_token_stops_the_runner_at_start_with_one_error(srv, start, ki
     err = runner.text()
     assert "refused the runner token" in err and "--scope runner" in err and "Traceback" not in err
     assert err.count("error") == 1, err
+
+
+def test_one_runner_per_work_dir_and_a_killed_runners_folders_are_removed(tmp_path):
+    stale = tmp_path / "job_0123456789abcdef-a2"  # a job folder a killed runner left
+    (stale / "runs").mkdir(parents=True)
+    (tmp_path / "notes").mkdir()  # not a job folder: never touched
+    fd = workspace.claim(tmp_path)
+    assert not stale.exists() and (tmp_path / "notes").is_dir()
+    with pytest.raises(VerifilyError, match=rf"in use by another runner \(pid {os.getpid()} on ") as e:
+        workspace.claim(tmp_path)
+    assert "its own --work-dir" in str(e.value.hint)
+    os.close(fd)  # the runner's end: the folder is free again
+    os.close(workspace.claim(tmp_path))

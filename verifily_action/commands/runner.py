@@ -28,8 +28,11 @@ def register(app: typer.Typer) -> None:
             "labels are all among them.",
         ),  # fmt: skip
         max_jobs: int | None = typer.Option(None, "--max-jobs", min=1, help="Exit 0 after N jobs (default: never)."),
-        work_dir: Path = typer.Option(
-            Path("runner-work"), "--work-dir", help="Where each job's folder is made (and removed when it ends)."
+        work_dir: Path | None = typer.Option(
+            None,
+            "--work-dir",
+            help="This runner's folder (one runner each): a folder per job, removed when the job ends "
+            "(default: <VERIFILY_CACHE or ~/.cache/verifily>/runner).",
         ),
         name: str | None = typer.Option(None, "--name", help="This runner's name on the server (default host-pid)."),
         poll: float = typer.Option(
@@ -49,5 +52,8 @@ def register(app: typer.Typer) -> None:
         if not given:
             raise VerifilyError("no runner token", hint=f"pass --token or set {ENV_RUNNER_TOKEN}")
         wanted = [x.strip() for x in labels.split(",") if x.strip()]
-        opts = Options(server, given, wanted, max_jobs, work_dir.resolve(), name or "", poll)
+        from ..train.models import cache_root
+
+        folder = (work_dir or cache_root() / "runner").resolve()
+        opts = Options(server, given, wanted, max_jobs, folder, name or "", poll)
         raise typer.Exit(code=Agent(opts).run())

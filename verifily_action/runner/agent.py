@@ -70,7 +70,7 @@ class Agent:
         """Lease and run jobs until --max-jobs or a stop signal; 0 then. A refused token raises (exit 2)."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._stop)
-        self.opts.work_dir.mkdir(parents=True, exist_ok=True)
+        workspace.claim(self.opts.work_dir)  # held until the process ends
         labels = sorted(set(self.opts.labels))
         self.log(f"serving {self.client.url} with labels [{','.join(labels)}] and {self.devices}")
         done = 0

@@ -7,6 +7,7 @@
                                  rewritten from the old runner's to these
     train.log, out.txt           the child's stderr (sent with the heartbeats) and stdout (the run folder)
 
+One runner per work dir (`claim`: a lock, and the folders a killed runner left there removed at start-up).
 `prepare` returns the `verifily` arguments that train the job: `train --config train.yaml`, or `train --resume
 runs/<run>.partial`.
 """
@@ -14,6 +15,7 @@ runs/<run>.partial`.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -34,7 +36,35 @@ SUBMITTED = "submitted.yaml"  # the config text as the server sent it
 LOG = "train.log"
 OUT = "out.txt"
 CHECKPOINT_ARCHIVE = "checkpoint.tar.gz"
+LOCK = ".runner.lock"
+JOB_FOLDER = re.compile(r"job_[0-9a-f]{16}-a[0-9]+")  # folder_for's names: the only folders `claim` removes
 DROPPED_KEYS = ("server", "cache_dir")  # the submitter's server and run cache: datasets come through the lease
+
+
+def claim(work_dir: Path) -> int:
+    """Hold `work_dir` for this runner — an flock on its .runner.lock, released when the process ends however it
+    ends — then remove the job folders a runner killed there left behind. A second runner on the same folder gets one
+    clear error. Returns the lock's descriptor (kept open for the runner's life)."""
+    import fcntl
+    import socket
+
+    work_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(work_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 200).decode(errors="replace").strip()
+        os.close(fd)
+        raise VerifilyError(
+            f"--work-dir {work_dir} is in use by another runner ({holder or 'its pid unknown'})",
+            hint="give each runner its own --work-dir",
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+    for p in work_dir.iterdir():
+        if p.is_dir() and JOB_FOLDER.fullmatch(p.name):
+            shutil.rmtree(p, ignore_errors=True)
+    return fd
 
 
 def folder_for(work_dir: Path, job: dict[str, Any]) -> Path:

@@ -335,13 +335,9 @@ def test_submit_wait_follows_the_log_and_fetches_the_verified_run_or_says_how_th
 
 def test_submit_wait_with_a_real_runner_prints_the_run_folder_and_it_verifies(cli_process, server, tmp_path):
     token, runner_token = _token(server, "fleet", "write"), _token(server, "fleet", "runner")
-    root = tmp_path / "datasets"
-    write_dataset(root, "sft", "v1", {"train": sft_rows(16), "eval": sft_rows(4, 1)}, task="sft", **GENERATED)
-    assets = {"model": make_tiny_llama(tmp_path / "model"), "root": root}
-    config = tiny_sft_config(tmp_path / "job", assets, {"max_steps": 2, "batch_size": 4})
     env = _env(server, token, tmp_path)
     with open(tmp_path / "runner.log", "w") as log:
-        runner = subprocess.Popen(
+        runner = subprocess.Popen(  # started first: it loads torch while the model and data are made here
             [sys.executable, "-m", "verifily_action.cli", "runner", "--server", server.url, "--token", runner_token]
             + ["--max-jobs", "1", "--work-dir", str(tmp_path / "work"), "--poll", "0.2"],
             env={**os.environ, **env},
@@ -349,6 +345,10 @@ def test_submit_wait_with_a_real_runner_prints_the_run_folder_and_it_verifies(cl
             stderr=subprocess.STDOUT,
         )
         try:
+            root = tmp_path / "datasets"
+            write_dataset(root, "sft", "v1", {"train": sft_rows(16), "eval": sft_rows(4, 1)}, task="sft", **GENERATED)
+            assets = {"model": make_tiny_llama(tmp_path / "model"), "root": root}
+            config = tiny_sft_config(tmp_path / "job", assets, {"max_steps": 2, "batch_size": 4})
             submit = cli_process("submit", "--config", str(config), "--wait", env=env, cwd=tmp_path, timeout=300)
             runner.wait(timeout=120)  # --max-jobs 1: it exits after the job
         finally:

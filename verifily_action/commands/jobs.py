@@ -206,7 +206,7 @@ def _ended(job: dict[str, Any]) -> None:
         raise VerifilyError(
             f"job {jid} failed after {_attempts(job)} attempt(s): {job.get('error') or 'no error recorded'}",
             hint=f"`verifily jobs logs {jid}` prints its whole log",
-            exit_code=EXIT_GATE,
+            exit_code=EXIT_GATE,  # 1, as the contract says: the job ran and failed (not a usage error, 2)
         )
     raise VerifilyError(f"job {jid} was cancelled; no run was made", exit_code=EXIT_INTERRUPTED)
 

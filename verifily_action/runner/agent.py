@@ -5,9 +5,9 @@ for the child's exit, a cancel, a lost lease, a stop request (SIGTERM/SIGINT) an
 it uploads as a snapshot. Outcomes: exit 0 → the run's files uploaded and `completed`; exit 2 (a user error: bad
 config, missing model) → `failed`, not retried, the log's last lines as the error; any other exit → `failed` with
 a retry; cancel → the child stopped, `cancelled`; lost lease (410) → the child killed, the job dropped (the server
-has requeued or cancelled it); stop → the child checkpoints, that checkpoint is uploaded, `released`, and the runner
-exits 0. A job's failure never stops the runner, nor does a server that does not answer (retried with backoff); a
-refused token does (exit 2).
+has requeued or cancelled it); stop → the child checkpoints (a second signal: killed at once), that checkpoint
+is uploaded, `released`, and the runner exits 0. A job's failure never stops the runner, nor does a server that
+does not answer (retried with backoff); a refused token does (exit 2).
 """
 
 from __future__ import annotations
@@ -61,9 +61,12 @@ class Agent:
         self.client = RunnerClient(opts.server, opts.token)
         self.devices = detect()
         self.stopping = False
+        self.hurry = False
         self.log = log or (lambda s: print(f"runner {self.name}: {s}", file=sys.stderr, flush=True))
 
     def _stop(self, signum: int, frame: Any) -> None:
+        if self.stopping:  # a second Ctrl-C / SIGTERM: no waiting for a checkpoint
+            self.hurry = True
         self.stopping = True
 
     def run(self) -> int:
@@ -163,7 +166,8 @@ class _Attempt:
                 child.stop(CANCEL_GRACE_SECONDS)
                 return self.report("cancelled")
             if self.agent.stopping:
-                child.stop(STOP_GRACE_SECONDS)
+                if child.stop(STOP_GRACE_SECONDS, lambda: self.agent.hurry) == 0:
+                    return self.ended(0)  # it finished meanwhile: report the run, not a release
                 self.checkpoint()
                 return self.report("released")
             if time.monotonic() - looked >= CHECKPOINT_LOOK_SECONDS:

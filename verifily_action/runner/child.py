@@ -20,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from multiprocessing.context import ForkServerContext
 from pathlib import Path
 from typing import Any
@@ -120,13 +121,16 @@ class Child:
         self.proc.join(timeout)
         return self.proc.exitcode
 
-    def stop(self, grace: float) -> int | None:
-        """SIGINT (train saves a checkpoint and exits 130), then SIGKILL after `grace` seconds."""
+    def stop(self, grace: float, hurry: Callable[[], bool] = lambda: False) -> int | None:
+        """SIGINT (train saves a checkpoint and exits 130), then SIGKILL after `grace` seconds, or sooner once
+        `hurry()` says so; returns the exit code (0: it finished meanwhile)."""
         if self.proc.exitcode is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGINT)
-            if self.wait(grace) is None:
-                self.kill()
+            end = time.monotonic() + grace
+            while self.wait(0.2) is None:
+                if time.monotonic() >= end or hurry():
+                    self.kill()
         return self.proc.exitcode
 
     def kill(self) -> None:

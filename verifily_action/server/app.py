@@ -49,6 +49,7 @@ def require(scope: str) -> Callable[..., Caller]:
         header = request.headers.get("authorization", "")
         text = header[7:].strip() if header[:7].lower() == "bearer " else ""
         caller = check_token(s, text, runner_ok=True) if text else None
+        s.rollback()  # end the read: its connection goes back to the pool, so a route never holds two at once
         if caller is None:
             raise ApiError(
                 401,

@@ -62,8 +62,7 @@ def list_jobs(
     if state is not None:
         q = q.where(Job.state == state)
     rows = list(s.scalars(q.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)))
-    if _settle(request, [j.id for j in rows if j.state == "running"]):
-        s.expire_all()
+    if _settle(s, request, [j.id for j in rows if j.state == "running"]):
         rows = [j for j in (s.get(Job, j.id) for j in rows) if j is not None and (state is None or j.state == state)]
     return {"jobs": [job_json(j) for j in rows]}
 
@@ -73,8 +72,8 @@ def show_job(
     job_id: str, request: Request, caller: Caller = Depends(require("read")), s: Session = Depends(session)
 ) -> dict[str, Any]:
     job = _own(s, caller, job_id)
-    if job.state == "running" and _settle(request, [job.id]):
-        s.refresh(job)
+    if job.state == "running" and _settle(s, request, [job.id]):
+        job = _own(s, caller, job_id)
     return job_json(job)
 
 
@@ -145,10 +144,13 @@ def _own(s: Session, caller: Caller, job_id: str) -> Job:
     return job
 
 
-def _settle(request: Request, running: list[str]) -> int:
-    """Sweep these running jobs' expired leases (so a show or list never reports a dead lease as running)."""
+def _settle(s: Session, request: Request, running: list[str]) -> int:
+    """Sweep these running jobs' expired leases (so a show or list never reports a dead lease as running). The
+    read session `s` ends its transaction first (its rows are read again after), so no request holds two
+    connections of the pool at once."""
     if not running:
         return 0
+    s.rollback()
     with request.app.state.writers() as w:
         n = sweep(w, now(), running)
         w.commit()

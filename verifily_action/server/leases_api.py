@@ -56,9 +56,13 @@ class FinishBody(BaseModel):
 
 
 def leased_job(lease_id: str, caller: Caller = Depends(RUNNER), s: Session = Depends(session)) -> Job:
-    """The job of a live lease of this runner (410 otherwise)."""
+    """The job of a live lease of this runner (410 otherwise), detached: the read ends here, so an upload that streams
+    its body holds no connection of the pool meanwhile."""
     with gone():
-        return live(s, caller, lease_id, lock=False)[1]
+        job = live(s, caller, lease_id, lock=False)[1]
+    s.expunge(job)
+    s.rollback()
+    return job
 
 
 class gone:  # noqa: N801 - used as `with gone():`

@@ -125,6 +125,7 @@ def touch_runner(s: Session, caller: Caller, r: RunnerInfo, at: datetime) -> Non
 
 def lease(s: Session, caller: Caller, r: RunnerInfo, ttl: float, heartbeat: float) -> dict[str, Any] | None:
     """Sweep, then give the runner the oldest queued job it may take (None: nothing to do). Commits."""
+    s.connection()  # BEGIN first (on SQLite: wait for the write lock), then read the clock
     at = now()
     sweep(s, at)
     touch_runner(s, caller, r, at)

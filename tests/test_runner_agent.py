@@ -2,9 +2,9 @@
 server (tests/server_proc.py, SQLite) training a tiny llama on a tiny sft dataset.
 
 Parts: a training child from the forkserver writes its log and stops on SIGINT at a checkpoint (exit 130); the
-snapshot of its `.partial` holds only the newest checkpoint, unpacks in another job folder whose config paths are
-rewritten, and resumes there to a completed run; a submitted config loses `server:` and `cache_dir` and points at
-the job folder.
+snapshot of its `.partial` holds only the newest checkpoint and unpacks in another job folder, whose config paths
+are rewritten (training on from there: the runner resume test); a submitted config loses `server:` and `cache_dir`
+and points at the job folder; one runner per work dir.
 """
 
 from __future__ import annotations
@@ -83,7 +83,7 @@ def weights(run_dir: Path) -> dict:
     return load_file(run_dir / "adapter" / "adapter_model.safetensors")
 
 
-def test_child_stops_at_a_checkpoint_and_its_snapshot_resumes_in_another_folder(tmp_path, assets):
+def test_child_stops_at_a_checkpoint_and_its_snapshot_unpacks_in_another_folder(tmp_path, assets):
     a = tmp_path / "a"
     cfg = tiny_sft_config(a, assets, {"max_steps": 100, "checkpoint_steps": 2, **EXACT}, lora=LORA)
     child = Child(["train", "--config", str(cfg)], a, a / "train.log", a / "out.txt")
@@ -94,7 +94,7 @@ def test_child_stops_at_a_checkpoint_and_its_snapshot_resumes_in_another_folder(
     assert "interrupt: saving a checkpoint" in log and "--resume" in log  # stderr went to the log
     assert meta(partial)["status"] == "interrupted"
     newest = Path(trainlog.last_checkpoint(partial / "checkpoints") or "")
-    step = snapshot.checkpoint_step(newest)
+    assert snapshot.checkpoint_step(newest) >= 2
     assert len(list((partial / "checkpoints").iterdir())) == 2  # the Trainer keeps two: the snapshot only one
     (partial / ".scratch.x.tmp").write_text("not a run file")
 
@@ -104,22 +104,22 @@ def test_child_stops_at_a_checkpoint_and_its_snapshot_resumes_in_another_folder(
     assert {n.split("/")[2] for n in names if n.startswith("r.partial/checkpoints/")} == {newest.name}
     assert "r.partial/run_meta.json" in names and not any(n.endswith(".tmp") for n in names)
 
-    b = tmp_path / "b"  # another runner's job folder: its own copy of the datasets, its own runs
-    write_dataset(b / "datasets", "sft", "v1", {"train": sft_rows(16), "eval": sft_rows(8, 1)}, task="sft", **GENERATED)
+    b = tmp_path / "b"  # another runner's job folder (training there: the runner resume test below)
     restored = snapshot.unpack(archive, b / "runs")
+    assert (
+        restored == b / "runs" / "r.partial"
+        and (restored / "checkpoints" / newest.name / "trainer_state.json").is_file()
+    )
     with pytest.raises(VerifilyError, match="exists"):  # never over a folder that is there
         snapshot.unpack(archive, b / "runs")
     workspace.rewrite_paths(restored / "config.yaml", b)
-    child = Child(["train", "--resume", str(restored)], b, b / "train.log", b / "out.txt")
-    assert child.wait(HANG_GUARD) == 0, (b / "train.log").read_text()[-3000:]
-    done = Path((b / "out.txt").read_text().strip())
-    assert done == b / "runs" / "r"
-    m = meta(done)
-    assert m["status"] == "completed" and m["resumed_from"] == f"checkpoint-{step}"
-    config = yaml.safe_load((done / "config.yaml").read_text())
+    config = yaml.safe_load((restored / "config.yaml").read_text())
+    before = yaml.safe_load((partial / "config.yaml").read_text())
     assert config["datasets_root"] == str(b / "datasets") and config["output_dir"] == str(b / "runs")
-    steps = [json.loads(x)["step"] for x in (done / "train_log.jsonl").read_text().splitlines()]
-    assert steps == list(range(1, 101))
+    assert config["cache_dir"] is None and config["server"] is None
+    assert {k: v for k, v in config.items() if k not in ("datasets_root", "output_dir")} == {
+        k: v for k, v in before.items() if k not in ("datasets_root", "output_dir")
+    }  # nothing else changed
 
 
 def test_the_submitted_config_points_at_the_job_folder(tmp_path):

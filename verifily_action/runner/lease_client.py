@@ -75,7 +75,9 @@ def retrying(fn: Callable[[], T], what: str, log: Callable[[str], None], stop: C
             if stop():
                 raise
             log(f"{what}: {e.message}; trying again in {delay:.0f} s")
-            time.sleep(delay)
+            end = time.monotonic() + delay
+            while time.monotonic() < end and not stop():  # a stop request ends the wait, not only the next try
+                time.sleep(0.2)
             delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
 

@@ -112,7 +112,10 @@ def test_child_stops_at_a_checkpoint_and_its_snapshot_unpacks_in_another_folder(
     )
     with pytest.raises(VerifilyError, match="exists"):  # never over a folder that is there
         snapshot.unpack(archive, b / "runs")
-    workspace.rewrite_paths(restored / "config.yaml", b)
+    old = {**meta(restored), "model_path": str(tmp_path / "old-runner" / "llama")}  # the old runner's copy
+    (restored / "run_meta.json").write_text(json.dumps(old))
+    workspace.rewrite_paths(restored, b)
+    assert meta(restored)["model_path"] == str(Path(assets["model"]).resolve())  # resolved here again from `model`
     config = yaml.safe_load((restored / "config.yaml").read_text())
     before = yaml.safe_load((partial / "config.yaml").read_text())
     assert config["datasets_root"] == str(b / "datasets") and config["output_dir"] == str(b / "runs")

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from ..errors import VerifilyError
+from ..runs.files import read_json
 from ..runs.layout import CONFIG
 from ..yamlsource import load_yaml
 from . import snapshot
@@ -83,7 +84,7 @@ def prepare(lease: Lease, job: dict[str, Any], folder: Path) -> list[str]:
         lease.fetch_blob(checkpoint["sha256"], archive)
         partial = snapshot.unpack(archive, folder / RUNS)
         archive.unlink()
-        rewrite_paths(partial / CONFIG, folder)
+        rewrite_paths(partial, folder)
         return ["train", "--resume", str(partial)]
     return ["train", "--config", str(write_config(job["config"], folder))]
 
@@ -123,9 +124,16 @@ def write_config(text: str, folder: Path) -> Path:
     return out
 
 
-def rewrite_paths(config: Path, folder: Path) -> None:
-    """A resumed run's recorded config names the old runner's folders: point them at this job folder (the run's
-    hash chain is computed when it is sealed, from the config as it is then)."""
+def rewrite_paths(partial: Path, folder: Path) -> None:
+    """A resumed run names the old runner's folders: its recorded config's datasets_root and output_dir become this
+    job folder's (the run's hash chain is computed when it is sealed, from the config as it is then), and a base
+    model path that does not exist here (another cache folder, another GGUF conversion) is resolved here again from
+    the config's `model` (the resumed run hashes it, so other weights would not pass for the same model)."""
+    from ..runs.folder import update_meta
+    from ..runs.layout import RUN_META
+    from ..train.models import resolve_model
+
+    config = partial / CONFIG
     data = load_yaml(config, "run config")
     data["datasets_root"] = str((folder / DATASETS).resolve())
     data["output_dir"] = str((folder / RUNS).resolve())
@@ -133,3 +141,10 @@ def rewrite_paths(config: Path, folder: Path) -> None:
         if key in data:
             data[key] = None
     config.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    recorded = read_json(partial / RUN_META).get("model_path")
+    if recorded and not Path(recorded).exists():
+        try:
+            here = resolve_model(str(data["model"]))
+        except VerifilyError:
+            return  # train says so, with its hint (exit 2: the job fails where its model is missing)
+        update_meta(partial, model_path=str(here.path))

@@ -128,7 +128,8 @@ def rewrite_paths(partial: Path, folder: Path) -> None:
     """A resumed run names the old runner's folders: its recorded config's datasets_root and output_dir become this
     job folder's (the run's hash chain is computed when it is sealed, from the config as it is then), and a base
     model path that does not exist here (another cache folder, another GGUF conversion) is resolved here again from
-    the config's `model` (the resumed run hashes it, so other weights would not pass for the same model)."""
+    the config's `model` (train hashes the model it loads; a resume does not compare that hash with the first
+    attempt's — a fleet must hold the same weights under one name)."""
     from ..runs.folder import update_meta
     from ..runs.layout import RUN_META
     from ..train.models import resolve_model

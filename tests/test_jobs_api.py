@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import threading
 
 import pytest
+import requests
 
 from verifily_action.hashing import sha256_file
 
@@ -62,6 +64,8 @@ def test_a_submission_is_idempotent_and_names_datasets_on_the_server(api, tmp_pa
     assert other.status_code == 409 and "idempotency key" in other.json()["error"]
     assert [j["id"] for j in api.call("GET", "/api/v1/jobs", t["read"]).json()["jobs"]] == [job["id"]]
     assert api.call("GET", "/api/v1/jobs?state=running", t["read"]).json()["jobs"] == []
+    assert len(api.call("GET", "/api/v1/jobs?state=&limit=5", t["read"]).json()["jobs"]) == 1
+    assert api.call("GET", "/api/v1/jobs?state=done", t["read"]).status_code == 422
 
     for text, needle in [
         (config("ds@v9"), "ds@v9"),
@@ -242,6 +246,10 @@ def test_a_runner_token_reaches_only_the_runner_routes_and_only_its_jobs_files(a
         assert api.lease(t[scope]).status_code == 403
         assert api.on("POST", "0" * 32, "heartbeat", t[scope], json={}).status_code == 403
     assert api.lease(api.srv.admin_token).status_code == 403  # even the site admin's token is not a runner's
+    browser = requests.Session()  # nor does a runner token open the dashboard's pages
+    csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get(api.url + "/ui/login", timeout=60).text)[1]
+    login = browser.post(api.url + "/ui/login", data={"token": t["runner"], "csrf": csrf}, allow_redirects=False)
+    assert login.status_code == 401 and "vf_session" not in login.headers.get("set-cookie", "")
 
     job_id = api.submit(t["write"]).json()["job"]["id"]
     assert api.lease(rival["runner"]).status_code == 204  # another org's runner never gets it

@@ -54,6 +54,7 @@ def list_jobs(
     caller: Caller = Depends(require("read")),
     s: Session = Depends(session),
 ) -> dict[str, Any]:
+    state = state or None  # `?state=` is every state
     if state is not None and state not in STATES:
         raise ApiError(422, f"state {state!r} is not one of {', '.join(STATES)}")
     if not 1 <= limit <= 1000:

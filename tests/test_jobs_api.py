@@ -60,11 +60,28 @@ def test_a_submission_is_idempotent_and_names_datasets_on_the_server(api, tmp_pa
     assert job["dataset_hash"] == load_manifest(ds / "manifest.yaml").dataset_hash()
     again = api.call("POST", "/api/v1/jobs", t["write"], json=body)
     assert again.status_code == 200 and again.json()["job"]["id"] == job["id"] and not again.json()["created"]
+    racing = {**body, "idempotency_key": "r" * 32}  # a retry racing the first attempt: still one job
+    codes: list[tuple[int, str]] = []
+    start = threading.Barrier(6)
+
+    def send() -> None:
+        mine = Api(api.srv)
+        start.wait()
+        r = mine.call("POST", "/api/v1/jobs", t["write"], json=racing)
+        codes.append((r.status_code, r.json()["job"]["id"]))
+
+    threads = [threading.Thread(target=send) for _ in range(6)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert sorted(c for c, _ in codes) == [200] * 5 + [201] and len({j for _, j in codes}) == 1
+    api.call("POST", f"/api/v1/jobs/{codes[0][1]}/cancel", t["write"])
     other = api.call("POST", "/api/v1/jobs", t["write"], json={**body, "labels": ["cpu"]})
     assert other.status_code == 409 and "idempotency key" in other.json()["error"]
-    assert [j["id"] for j in api.call("GET", "/api/v1/jobs", t["read"]).json()["jobs"]] == [job["id"]]
+    assert [j["id"] for j in api.call("GET", "/api/v1/jobs?state=queued", t["read"]).json()["jobs"]] == [job["id"]]
     assert api.call("GET", "/api/v1/jobs?state=running", t["read"]).json()["jobs"] == []
-    assert len(api.call("GET", "/api/v1/jobs?state=&limit=5", t["read"]).json()["jobs"]) == 1
+    assert len(api.call("GET", "/api/v1/jobs?state=&limit=5", t["read"]).json()["jobs"]) == 2
     assert api.call("GET", "/api/v1/jobs?state=done", t["read"]).status_code == 422
 
     for text, needle in [

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -170,6 +170,8 @@ def plan_of(s: Session, org: str) -> str:
 def check_quota(s: Session, org: str) -> None:
     if plan_of(s, org) != "free":
         return
+    if s.get_bind().dialect.name == "postgresql":  # one org's submissions count one at a time (SQLite: BEGIN IMMEDIATE)
+        s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:org))"), {"org": f"verifily-quota:{org}"})
     _, start, end = month_bounds(None)
     done = s.scalar(
         select(func.count()).where(

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from verifily_action.hashing import sha256_file
+from verifily_action.server.settings import LOG_LINES_PER_HEARTBEAT, LOG_LINES_PER_PAGE
 
 from . import pg_server
 from .builders import sealed_run
@@ -219,11 +220,21 @@ def test_cancel_a_queued_job_at_once_and_a_running_one_through_its_heartbeat(api
     assert flagged["state"] == "running" and flagged["cancel_requested"] is True
     beat = api.on("POST", lease, "heartbeat", t["runner"], json={"log": ["stopping"]})
     assert beat.status_code == 200 and beat.json()["cancel"] is True
+    flood = [f"line {i}" for i in range(LOG_LINES_PER_HEARTBEAT + 10)]
+    assert api.on("POST", lease, "heartbeat", t["runner"], json={"log": flood}).status_code == 200
     assert api.finish(t["runner"], lease, "cancelled").json()["state"] == "cancelled"
     logs = api.call("GET", f"/api/v1/jobs/{running}/logs", t["read"]).json()
-    assert [x["text"] for x in logs["lines"]] == ["step 1", "stopping"] and logs["state"] == "cancelled"
+    texts = [x["text"] for x in logs["lines"]]
+    assert texts[:3] == ["step 1", "stopping", "[11 log lines dropped]"] and logs["state"] == "cancelled"
+    assert texts[3] == "line 11" and len(texts) == LOG_LINES_PER_PAGE  # a page; the rest on the next
+    seq, pages = logs["lines"][-1]["seq"], []
+    while page := api.call("GET", f"/api/v1/jobs/{running}/logs?after={seq}", t["read"]).json()["lines"]:
+        pages.append(page)
+        seq = page[-1]["seq"]
+    texts += [x["text"] for p in pages for x in p]
+    assert len(pages) == 5 and texts[-1] == f"line {len(flood) - 1}" and len(texts) == 2 + LOG_LINES_PER_HEARTBEAT
     after = api.call("GET", f"/api/v1/jobs/{running}/logs?after={logs['lines'][0]['seq']}", t["read"]).json()
-    assert [x["text"] for x in after["lines"]] == ["stopping"] and {x["attempt"] for x in logs["lines"]} == {1}
+    assert after["lines"][0]["text"] == "stopping" and {x["attempt"] for x in logs["lines"]} == {1}
     assert api.call("GET", "/api/v1/usage", t["read"]).json()["completed_jobs"] == 0
 
 

@@ -97,10 +97,14 @@ def lease_heartbeat(
     caller: Caller = Depends(RUNNER),
     s: Session = Depends(writer_session),
 ) -> dict[str, Any]:
-    if len(body.log) > LOG_LINES_PER_HEARTBEAT:
-        raise ApiError(413, f"at most {LOG_LINES_PER_HEARTBEAT} log lines per heartbeat", "send the rest next time")
+    lines = body.log
+    if len(lines) > LOG_LINES_PER_HEARTBEAT:  # a flood is cut, never refused: the heartbeat must keep the lease
+        lines = [
+            f"[{len(lines) - LOG_LINES_PER_HEARTBEAT + 1} log lines dropped]",
+            *lines[-LOG_LINES_PER_HEARTBEAT + 1 :],
+        ]
     with gone():
-        return heartbeat(s, caller, lease_id, body.log, request.app.state.lease_ttl)
+        return heartbeat(s, caller, lease_id, lines, request.app.state.lease_ttl)
 
 
 @router.get("/leases/{lease_id}/blobs/{sha}")

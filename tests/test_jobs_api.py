@@ -254,7 +254,8 @@ def test_the_free_plan_limits_jobs_per_month_in_managed_mode(api, tmp_path):
 def test_a_runner_token_reaches_only_the_runner_routes_and_only_its_jobs_files(api, tmp_path):
     t = api.org("sec", "read", "write", "admin", "runner")
     ds = api.push(t["write"], tmp_path / "a")
-    other = api.push(t["write"], tmp_path / "b", "other", "v1", seed=5)  # the org's, not the job's
+    evals = api.push(t["write"], tmp_path / "b", "evals", "v2", seed=5)  # the job's eval_dataset
+    other = api.push(t["write"], tmp_path / "d", "ds", "v2", seed=6)  # the org's, not the job's (ds@v1 and evals@v2)
     rival = api.org("rival", "write", "runner")
     theirs = api.push(rival["write"], tmp_path / "c", "ds", "v1", seed=9)
     sha = sha256_file(ds / "train.jsonl")
@@ -279,11 +280,12 @@ def test_a_runner_token_reaches_only_the_runner_routes_and_only_its_jobs_files(a
     login = browser.post(api.url + "/ui/login", data={"token": t["runner"], "csrf": csrf}, allow_redirects=False)
     assert login.status_code == 401 and "vf_session" not in login.headers.get("set-cookie", "")
 
-    job_id = api.submit(t["write"]).json()["job"]["id"]
+    job_id = api.submit(t["write"], config("ds@v1", eval_dataset="evals@v2")).json()["job"]["id"]
     assert api.lease(rival["runner"]).status_code == 204  # another org's runner never gets it
     lease = api.leased(t["runner"])["lease"]["id"]
     assert api.on("POST", lease, "heartbeat", rival["runner"], json={}).status_code == 410  # not its lease
     assert api.on("GET", lease, f"blobs/{sha}", t["runner"]).status_code == 200
+    assert api.on("GET", lease, f"blobs/{sha256_file(evals / 'train.jsonl')}", t["runner"]).status_code == 200
     for not_the_jobs in (sha256_file(other / "train.jsonl"), sha256_file(theirs / "train.jsonl")):
         assert api.on("GET", lease, f"blobs/{not_the_jobs}", t["runner"]).status_code == 404
     bogus = api.on("PUT", lease, "checkpoint", t["runner"], json={"sha256": "2" * 64, "step": 4})

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import FileResponse
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from . import uploads
@@ -117,7 +117,7 @@ def lease_blob(
         select(DatasetFile.sha256)
         .join(DatasetVersion, DatasetVersion.id == DatasetFile.version_id)
         .where(DatasetVersion.org == job.org, DatasetFile.sha256 == sha)
-        .where(DatasetVersion.name.in_([n for n, _, _ in refs]), DatasetVersion.version.in_([v for _, _, v in refs]))
+        .where(or_(*(and_(DatasetVersion.name == n, DatasetVersion.version == v) for n, _, v in refs)))
     ).first()
     if in_data is None and sha != job.checkpoint_sha256:
         raise ApiError(404, f"no file {sha} in this job's datasets or checkpoint")

@@ -2,7 +2,8 @@
 
 More fixtures come from the plugin modules below, so no test module imports a fixture: `fake_github` and `gh`
 (tests/github_fake.py), `env` for the Action's flow (tests/action_helpers.py), `shared_data` for the tests that need
-../shared/data, with the notice at the end of a run that skipped them (tests/shared_data.py), and `pytester`.
+../shared/data, with the notice at the end of a run that skipped them (tests/shared_data.py), `postgres` (a
+throwaway PostgreSQL cluster per module, tests/pg_server.py), and `pytester`.
 Paths (the repository, the demo datasets, the shared data) are in tests/paths.py; test data builders in
 tests/builders.py.
 """
@@ -13,7 +14,7 @@ import pytest
 
 from .cli_runner import run_cli, run_cli_process
 
-pytest_plugins = ["pytester", "tests.github_fake", "tests.action_helpers", "tests.shared_data"]
+pytest_plugins = ["pytester", "tests.github_fake", "tests.action_helpers", "tests.shared_data", "tests.pg_server"]
 
 
 @pytest.fixture(autouse=True)

@@ -17,6 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tests.debian import apt_install
 
 ROLE = "verifily"
@@ -106,3 +108,17 @@ def start() -> Postgres:
         raise RuntimeError(f"postgres did not start: {started.stderr}\n{log}")
     atexit.register(pg.stop)  # a test run that dies before its fixture's teardown still stops the cluster
     return pg
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A cluster per test module (a pytest plugin: tests/conftest.py); skipped where PostgreSQL is missing and this is
+    not root to install it (as root a failed start is an error)."""
+    try:
+        pg = start()
+    except RuntimeError as e:
+        if os.geteuid() == 0:
+            raise
+        pytest.skip(f"no PostgreSQL here and not root to install it: {e}")
+    yield pg
+    pg.stop()

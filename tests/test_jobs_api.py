@@ -6,7 +6,6 @@ metering and usage, cancellation, the free plan's limit, and what a runner token
 from __future__ import annotations
 
 import math
-import os
 import re
 import threading
 
@@ -16,23 +15,10 @@ import requests
 from verifily_action.hashing import sha256_file
 from verifily_action.server.settings import LOG_LINES_PER_HEARTBEAT, LOG_LINES_PER_PAGE
 
-from . import pg_server
 from .builders import sealed_run
 from .queue_http import Api, config, start
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    try:
-        pg = pg_server.start()
-    except RuntimeError as e:
-        if os.geteuid() == 0:
-            raise
-        pytest.skip(f"no PostgreSQL here and not root to install it: {e}")
-    yield pg
-    pg.stop()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

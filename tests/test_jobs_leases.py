@@ -6,7 +6,6 @@ every org's); without --managed there is no job limit."""
 
 from __future__ import annotations
 
-import os
 import time
 
 import pytest
@@ -18,23 +17,10 @@ from verifily_action.server.job_models import Lease
 from verifily_action.server.queue import utc
 from verifily_action.server.settings import FREE_JOBS_PER_MONTH
 
-from . import pg_server
 from .queue_http import Api, start
 
 pytestmark = pytest.mark.integration
 TTL = 3.0  # seconds: the server's --lease-ttl here
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    try:
-        pg = pg_server.start()
-    except RuntimeError as e:
-        if os.geteuid() == 0:
-            raise
-        pytest.skip(f"no PostgreSQL here and not root to install it: {e}")
-    yield pg
-    pg.stop()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -6,7 +6,6 @@ VERIFILY_SERVER is set. One server per database for the module (tests/server_pro
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import stat
@@ -21,23 +20,10 @@ from verifily_action.remote.client import Client
 from verifily_action.remote.pull import pull
 from verifily_action.server.database import head_revision
 
-from . import pg_server
 from .builders import cls_rows, sealed_run, write_config, write_dataset
 from .server_proc import Server, init_server
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    try:
-        pg = pg_server.start()
-    except RuntimeError as e:
-        if os.geteuid() == 0:
-            raise
-        pytest.skip(f"no PostgreSQL here and not root to install it: {e}")
-    yield pg
-    pg.stop()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from verifily_action.hashing import sha256_file
-from verifily_action.server.settings import LOG_LINES_PER_HEARTBEAT, LOG_LINES_PER_PAGE
+from verifily_action.server.settings import LOG_LINES_PER_HEARTBEAT, LOG_LINES_PER_PAGE, RUNNER_SEEN_SECONDS
 
 from .builders import sealed_run
 from .queue_http import Api, config, start
@@ -130,6 +130,19 @@ def test_labels_a_runner_lacks_keep_the_job_from_it_and_warn_until_one_is_seen(a
     assert api.submit(t["write"], labels=["gpu"]).json()["warnings"] == []  # a runner with gpu,h100,fp8 was seen
     assert api.submit(t["write"], labels=["tpu"]).json()["warnings"] != []
     assert api.finish(t["runner"], got["lease"]["id"], "cancelled").json()["state"] == "cancelled"
+
+
+def test_a_job_without_labels_warns_only_while_no_runner_of_its_org_was_seen(api, tmp_path):
+    t = api.org("nolabels", "write", "runner")
+    api.push(t["write"], tmp_path)
+    first = api.submit(t["write"]).json()
+    assert first["warnings"] == [
+        f"no runner was seen in the last {RUNNER_SEEN_SECONDS} s; the job waits until one leases it"
+    ]
+    leased = api.leased(t["runner"], labels=())
+    assert leased["job"]["id"] == first["job"]["id"]  # a runner with no labels takes a job with none
+    assert api.submit(t["write"]).json()["warnings"] == []
+    assert api.finish(t["runner"], leased["lease"]["id"], "cancelled").json()["state"] == "cancelled"
 
 
 def _upload_run(api, token, lease_id, tmp_path):

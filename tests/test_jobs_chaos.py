@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from verifily_action.server.database import make_engine
 from verifily_action.server.job_models import Job, Lease
+from verifily_action.server.settings import MAX_ATTEMPTS_LIMIT
 from verifily_action.train import job as train_job
 from verifily_action.train.plan import TrainOptions
 
@@ -40,7 +41,7 @@ pytestmark = pytest.mark.integration
 
 JOBS = int(os.environ.get("VERIFILY_CHAOS_JOBS", "30"))
 RUNNERS = 3
-KILLS = max(3, JOBS // 8)  # SIGKILLs in all: bounded, so every job can finish within its attempts
+KILLS = min(MAX_ATTEMPTS_LIMIT - 1, max(3, JOBS // 8))  # SIGKILLs in all: bounded, so every job can finish
 MAX_ATTEMPTS = KILLS + 1  # even a job hit by every kill still completes
 TTL = 4  # seconds a lease outlives its last heartbeat
 HANG_GUARD = 60 * 30  # only a hang reaches it

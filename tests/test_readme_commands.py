@@ -19,7 +19,8 @@ SHELL_LANGS = {"bash", "sh", "shell", "console", "zsh", ""}
 # How the docs call the CLI: the console script, a venv's copy, the demo's `$VERIFILY`, or the image (`verifily:cpu`).
 CLI_TOKEN = re.compile(r"^(?:.*/)?verifily(?::[\w.-]+)?$|^\$V$|^\$\{?VERIFILY\}?$")
 ENDS = {"|", "||", "&&", ";", ">", ">>", "2>", "2>&1", "<"}
-GROUPS = {"dataset", "keys", "token"}  # commands with subcommands (`server` runs itself, so its options are its own)
+# commands with subcommands (`server` runs itself, so its options are its own)
+GROUPS = {"dataset", "jobs", "keys", "token"}
 
 
 def _shell_lines(text: str, prompt_only: bool) -> list[str]:

@@ -196,7 +196,9 @@ def runner_warnings(s: Session, org: str, labels: list[str], at: datetime) -> li
     )
     if any(may_lease(r.org, set(labels_of(r.labels)), org, labels) for r in seen):
         return []
-    return [f"no runner matches labels {','.join(labels) or '(none)'}; the job waits until one does"]
+    if not labels:
+        return [f"no runner was seen in the last {RUNNER_SEEN_SECONDS} s; the job waits until one leases it"]
+    return [f"no runner matches labels {','.join(labels)}; the job waits until one does"]
 
 
 def usage(s: Session, org: str, month: str | None, managed: bool) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The job queue over raw HTTP, as a runner and a user would call it (tests/test_jobs_api.py, test_jobs_leases.py,
-bench/queue_throughput.py): a real server subprocess per database (SQLite, or the PostgreSQL of tests/pg_server.py),
-tokens made with the admin token, and small wrappers for submit, lease, the lease routes and uploads."""
+bench/queue_throughput.py) against a real server subprocess (tests/server_proc.py, on SQLite or PostgreSQL): tokens
+made with the admin token, and small wrappers for submit, lease, the lease routes and uploads."""
 
 from __future__ import annotations
 
@@ -11,13 +11,9 @@ from typing import Any
 import requests
 
 from .builders import cls_rows, write_dataset
-from .server_proc import Server, init_server
+from .server_proc import Server
 
 TIMEOUT = 60
-
-
-def start(db: str, store: Path, *extra: str) -> Server:
-    return init_server(db, store).start(*extra)
 
 
 def config(dataset: str = "ds@v1", **more: str) -> str:

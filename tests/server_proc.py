@@ -87,3 +87,12 @@ def init_server(db: str, store: Path) -> Server:
     m = TOKEN.search(proc.stdout)
     assert m, proc.stdout
     return Server(db, store, m[0])
+
+
+def init_on(request, tmp_path_factory, name: str) -> Server:
+    """`verifily server init` on the database a fixture parameter names: `sqlite` (a file beside the store) or
+    `postgresql` (database `name` on the module's `postgres` cluster, tests/pg_server.py)."""
+    store = tmp_path_factory.mktemp(f"{name}-{request.param}") / "store"
+    if request.param == "sqlite":
+        return init_server(f"sqlite:///{store.parent / 'verifily.db'}", store)
+    return init_server(request.getfixturevalue("postgres").create_database(name), store)

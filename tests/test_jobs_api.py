@@ -16,19 +16,15 @@ from verifily_action.hashing import sha256_file
 from verifily_action.server.settings import LOG_LINES_PER_HEARTBEAT, LOG_LINES_PER_PAGE, RUNNER_SEEN_SECONDS
 
 from .builders import sealed_run
-from .queue_http import Api, config, start
+from .queue_http import Api, config
+from .server_proc import init_on
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def api(request, tmp_path_factory):
-    store = tmp_path_factory.mktemp(f"jobs-{request.param}") / "store"
-    if request.param == "sqlite":
-        db = f"sqlite:///{store.parent / 'verifily.db'}"
-    else:
-        db = request.getfixturevalue("postgres").create_database("jobs")
-    srv = start(db, store, "--managed")
+    srv = init_on(request, tmp_path_factory, "jobs").start("--managed")
     yield Api(srv)
     srv.stop()
 

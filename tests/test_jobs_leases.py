@@ -17,7 +17,8 @@ from verifily_action.server.job_models import Lease
 from verifily_action.server.queue import utc
 from verifily_action.server.settings import FREE_JOBS_PER_MONTH
 
-from .queue_http import Api, start
+from .queue_http import Api
+from .server_proc import init_on
 
 pytestmark = pytest.mark.integration
 TTL = 3.0  # seconds: the server's --lease-ttl here
@@ -25,12 +26,7 @@ TTL = 3.0  # seconds: the server's --lease-ttl here
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def api(request, tmp_path_factory):
-    store = tmp_path_factory.mktemp(f"leases-{request.param}") / "store"
-    if request.param == "sqlite":
-        db = f"sqlite:///{store.parent / 'verifily.db'}"
-    else:
-        db = request.getfixturevalue("postgres").create_database("leases")
-    srv = start(db, store, "--lease-ttl", str(TTL))
+    srv = init_on(request, tmp_path_factory, "leases").start("--lease-ttl", str(TTL))
     yield Api(srv)
     srv.stop()
 

@@ -21,19 +21,14 @@ from verifily_action.remote.pull import pull
 from verifily_action.server.database import head_revision
 
 from .builders import cls_rows, sealed_run, write_config, write_dataset
-from .server_proc import Server, init_server
+from .server_proc import Server, init_on
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def server(request, tmp_path_factory):
-    store = tmp_path_factory.mktemp(f"server-{request.param}") / "store"
-    if request.param == "sqlite":
-        db = f"sqlite:///{store.parent / 'verifily.db'}"
-    else:
-        db = request.getfixturevalue("postgres").create_database("api")
-    srv = init_server(db, store).start()
+    srv = init_on(request, tmp_path_factory, "api").start()
     yield srv
     srv.stop()
 

@@ -25,6 +25,7 @@ import pytest
 import requests
 import yaml
 
+from tests.adapters import max_diff, served, weights
 from tests.builders import GENERATED, sft_rows, tiny_sft_config, write_dataset
 from tests.paths import REPO
 from tests.server_proc import init_server
@@ -75,12 +76,6 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except (FileNotFoundError, ProcessLookupError):
         return False
-
-
-def weights(run_dir: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(run_dir / "adapter" / "adapter_model.safetensors")
 
 
 def test_child_stops_at_a_checkpoint_and_its_snapshot_unpacks_in_another_folder(tmp_path, assets):
@@ -256,14 +251,6 @@ def logs(srv, job_id: str) -> str:
     return "\n".join(x["text"] for x in get(srv, f"/api/v1/jobs/{job_id}/logs")["lines"])
 
 
-def adapter(srv, root: str) -> dict:
-    from safetensors.torch import load
-
-    files = get(srv, f"/api/v1/runs/{root}")["files"]
-    r = requests.get(srv.url + f"/api/v1/blobs/{files['adapter/adapter_model.safetensors']}", headers=auth(srv))
-    return load(r.content)
-
-
 def test_a_job_runs_to_completed_and_its_run_verifies(srv, one, tmp_path):
     job_id = submit(srv, "one", max_steps=2)
     job = wait_job(srv, job_id, lambda j: j["state"] in TERMINAL, "an end")
@@ -318,9 +305,7 @@ def test_a_killed_runners_job_resumes_on_another_runner_to_the_same_adapter(srv,
     done = wait_job(srv, job_id, lambda j: j["state"] in TERMINAL, "an end")
     assert done["state"] == "completed" and done["runner"] == "resume-2" and done["attempts"] == 2, done
     assert "resuming" in logs(srv, job_id)
-    a, b = adapter(srv, done["run_root_hash"]), weights(straight.run_dir)
-    assert a.keys() == b.keys()
-    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+    assert max_diff(served(srv.url, srv.user, done["run_root_hash"]), weights(straight.run_dir)) < 1e-6
 
 
 def test_a_runner_paused_past_its_lease_drops_the_job_it_lost(srv, start):

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.adapters import max_diff, weights
 from tests.builders import GENERATED, sft_rows, tiny_sft_config, write_dataset
 from tests.paths import REPO
 from tests.tiny_models import make_tiny_llama
@@ -58,17 +59,6 @@ def launch(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
         [sys.executable, *args], cwd=REPO, env=full, capture_output=True, text=True, timeout=TIMEOUT, check=False
     )
     return r
-
-
-def weights(run_dir: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(run_dir / "adapter" / "adapter_model.safetensors")
-
-
-def max_diff(a: dict, b: dict) -> float:
-    assert a.keys() == b.keys()
-    return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
 def log(run_dir: Path, key: str) -> list[float]:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.adapters import weights
 from tests.builders import GENERATED, sft_rows, tiny_sft_config, write_dataset
 from tests.paths import REPO
 from tests.tiny_models import make_tiny_llama
@@ -61,12 +62,6 @@ def wait_for(proc: subprocess.Popen, ready, timeout: float = 120) -> None:
 
 def log(run_dir: Path) -> list[dict]:
     return [json.loads(x) for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
-
-
-def weights(run_dir: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(run_dir / "adapter" / "adapter_model.safetensors")
 
 
 def test_sigkill_then_resume_equals_uninterrupted(tmp_path, assets, cli):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.adapters import weights
 from tests.builders import GENERATED, sft_rows, tiny_sft_config, write_dataset
 from tests.tiny_models import make_tiny_llama
 from verifily_action.runs.chain import verify_chain
@@ -41,12 +42,6 @@ def config(folder: Path, assets, *, streaming: bool = True, buffer: int = 16, **
     # 40 rows, batch 4: a pass is 10 steps, so 24 steps read the data two and a half times
     training = {"max_steps": 24, "batch_size": 4, "learning_rate": 0.01, **training}
     return tiny_sft_config(folder, assets, training, data={"streaming": streaming, "shuffle_buffer": buffer})
-
-
-def weights(run_dir: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(run_dir / "adapter" / "adapter_model.safetensors")
 
 
 def same(a: dict, b: dict) -> bool:
